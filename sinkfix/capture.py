@@ -1,0 +1,179 @@
+"""SinkFix's attention function, registered with transformers, and the per-layer observer.
+
+Every supported architecture routes attention through ``ALL_ATTENTION_FUNCTIONS``. Loading with
+``attn_implementation="sinkfix"`` sends each layer here. The function computes exactly what eager
+attention computes, hands the probabilities and values to the active observer (if any), applies
+the active intervention (if any), then multiplies by V. Observers and interventions live in
+context variables, so concurrent threads sharing one model never see each other's.
+"""
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+from torch import nn
+
+from . import metrics
+
+ATTN_NAME = "sinkfix"
+
+
+class LayerObserver(Protocol):
+    def observe(self, layer: int, probs: torch.Tensor, value: torch.Tensor) -> None:
+        """``probs`` [B, H, Tq, Tk] after softmax; ``value`` [B, H_kv, Tk, d] before any GQA repeat."""
+
+
+class ProbsIntervention(Protocol):
+    def apply(self, layer: int, probs: torch.Tensor) -> torch.Tensor:
+        """Return the probabilities to multiply with V (same shape)."""
+
+
+_observer: contextvars.ContextVar[LayerObserver | None] = contextvars.ContextVar("sinkfix_observer", default=None)
+_intervention: contextvars.ContextVar[ProbsIntervention | None] = contextvars.ContextVar(
+    "sinkfix_intervention", default=None
+)
+
+
+@contextmanager
+def observing(observer: LayerObserver) -> Iterator[LayerObserver]:
+    token = _observer.set(observer)
+    try:
+        yield observer
+    finally:
+        _observer.reset(token)
+
+
+@contextmanager
+def intervening(intervention: ProbsIntervention | None) -> Iterator[None]:
+    token = _intervention.set(intervention)
+    try:
+        yield
+    finally:
+        _intervention.reset(token)
+
+
+def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
+    # Same expand-reshape as transformers' repeat_kv, so GQA models stay bit-identical to eager.
+    if groups == 1:
+        return x
+    batch, heads, length, dim = x.shape
+    return x[:, :, None, :, :].expand(batch, heads, groups, length, dim).reshape(batch, heads * groups, length, dim)
+
+
+def sinkfix_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: object,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eager attention, op for op, with an observation point and an intervention point before ``@ V``."""
+    if scaling is None:
+        scaling = query.size(-1) ** -0.5
+    groups = query.shape[1] // key.shape[1]
+    key_states = _repeat_kv(key, groups)
+    value_states = _repeat_kv(value, groups)
+    weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask[:, :, :, : key_states.shape[-2]]
+    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    layer = getattr(module, "layer_idx", None)
+    observer = _observer.get()
+    if observer is not None:
+        observer.observe(layer, weights, value)
+    intervention = _intervention.get()
+    if intervention is not None:
+        weights = intervention.apply(layer, weights)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value_states).transpose(1, 2).contiguous()
+    return output, weights
+
+
+_registered = threading.Lock()
+_done = False
+
+
+def register() -> None:
+    """Register the attention function and its mask builder once per process.
+
+    The mask builder must be the eager one: without it transformers builds an SDPA-style mask
+    (boolean, or None for causal), and additive masking then silently computes non-causal attention.
+    """
+    global _done
+    with _registered:
+        if _done:
+            return
+        from transformers import AttentionInterface
+        from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+        AttentionInterface.register(ATTN_NAME, sinkfix_attention)
+        AttentionMaskInterface.register(ATTN_NAME, eager_mask)
+        _done = True
+
+
+class CallRecorder:
+    """Records which layer indices were observed, in call order (used to probe a freshly loaded model)."""
+
+    def __init__(self) -> None:
+        self.layers: list[int | None] = []
+
+    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor) -> None:
+        self.layers.append(layer)
+
+
+@dataclass
+class LayerStats:
+    """What one layer leaves behind for a single sequence (batch index 0)."""
+
+    received: torch.Tensor  # [H, T]
+    alpha: torch.Tensor  # [H, T]
+    entropy: torch.Tensor  # [H]
+    value_norm_head: torch.Tensor  # [H_kv, T]
+    value_norm_full: torch.Tensor  # [T]
+    contribution: torch.Tensor | None  # [H, T]
+    maps: torch.Tensor | None  # [H, T, T]
+
+
+@dataclass
+class SinkObserver:
+    """Reduces each layer at once, so memory grows with one layer's T^2, not L * T^2.
+
+    Full maps are copied only when ``keep_maps``. ``output_projections`` enables the
+    norm-based contribution; None skips it.
+    """
+
+    is_causal: bool
+    keep_maps: bool
+    output_projections: list[torch.Tensor] | None = None
+    layers: dict[int, LayerStats] = field(default_factory=dict)
+
+    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor) -> None:
+        if layer is None:
+            raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
+        p = probs[0].float()
+        v = value[0].float()
+        got = metrics.received(p)
+        per_head, full = metrics.value_norms(v)
+        w_o = None if self.output_projections is None else self.output_projections[layer]
+        self.layers[layer] = LayerStats(
+            received=got,
+            alpha=metrics.visible_query_mean(p, self.is_causal),
+            entropy=metrics.row_entropy(p),
+            value_norm_head=per_head,
+            value_norm_full=full,
+            contribution=None if w_o is None else metrics.contribution(got, v, w_o.float()),
+            # A reference, not a copy: nothing downstream edits probs in place.
+            maps=p if self.keep_maps else None,
+        )
+
+    def stacked(self, name: str) -> torch.Tensor:
+        """Stack one field over layers in layer order: [L, ...]."""
+        return torch.stack([getattr(self.layers[i], name) for i in sorted(self.layers)])

@@ -1,0 +1,75 @@
+"""Command line: ``python -m sinkfix COMMAND``. Errors a user can cause print one line and exit 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tqdm import tqdm
+
+from .errors import SinkFixError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one plain line, like every other error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"sinkfix: error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def stderr_progress(total: int = 4) -> tuple[Callable[[str], None], Callable[[], None]]:
+    """A stage indicator on stderr (model loading has a handful of stages, not a byte count).
+
+    On a terminal it redraws one line; elsewhere (logs, pipes) each stage is a line of its own.
+    """
+    if not sys.stderr.isatty():
+        return (lambda message: print(f"... {message}", file=sys.stderr, flush=True)), (lambda: None)
+    bar = tqdm(total=total, file=sys.stderr, bar_format="{desc} [{elapsed}]", leave=False)
+
+    def step(message: str) -> None:
+        bar.set_description_str(message)
+        bar.update(1)
+
+    return step, bar.close
+
+
+def write_json(data: object, target: str) -> None:
+    """``-`` means stdout, and then nothing else goes to stdout."""
+    text = json.dumps(data)
+    if target == "-":
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    else:
+        Path(target).write_text(text + "\n")
+        print(f"wrote {target}", file=sys.stderr)
+
+
+def read_text_arg(text: str) -> str:
+    return sys.stdin.read() if text == "-" else text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import cli_analyze
+
+    parser = _Parser(prog="python -m sinkfix", description="Find, classify and correct attention sinks.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    cli_analyze.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SinkFixError as error:
+        print(f"sinkfix: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sinkfix: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,89 @@
+"""``python -m sinkfix analyze``: one text, one model, the seed JSON."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .analysis import Analysis, analyze
+from .cli import read_text_arg, stderr_progress, write_json
+from .models import DEFAULT_MODEL, LoadedModel, load_model
+from .settings import (
+    DEFAULT_BETA,
+    DEFAULT_EPSILON,
+    DEFAULT_MAP_TOKEN_LIMIT,
+    DEFAULT_TAU_ATT,
+    DEFAULT_TAU_NORM,
+    AnalysisSettings,
+)
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """The analysis settings, shared by every command that analyses text."""
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local directory")
+    parser.add_argument("--layer", type=int, help="0-based layer for value norms (default: L // 2)")
+    parser.add_argument("--tau-att", type=float, default=DEFAULT_TAU_ATT, help="att_received threshold")
+    parser.add_argument("--tau-norm", type=float, default=DEFAULT_TAU_NORM, help="value_norm threshold")
+    parser.add_argument("--beta", type=float, default=DEFAULT_BETA, help="share of sink attention kept")
+    parser.add_argument("--epsilon", type=float, default=DEFAULT_EPSILON, help="sink-rate threshold on alpha")
+    parser.add_argument("--map-limit", type=int, default=DEFAULT_MAP_TOKEN_LIMIT,
+                        help="keep full L x H x T x T maps up to this many tokens")
+    parser.add_argument("--max-tokens", type=int, help="truncate input to this many tokens")
+
+
+def settings_from(args: argparse.Namespace) -> AnalysisSettings:
+    return AnalysisSettings(
+        layer=args.layer, tau_att=args.tau_att, tau_norm=args.tau_norm, beta=args.beta,
+        epsilon=args.epsilon, map_token_limit=args.map_limit, max_tokens=args.max_tokens,
+    )
+
+
+def load_with_progress(name: str) -> LoadedModel:
+    step, close = stderr_progress()
+    try:
+        return load_model(name, progress=step)
+    finally:
+        close()
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("analyze", help="analyse one text and print the seed JSON")
+    parser.add_argument("text", help="the text to analyse, or - to read stdin")
+    add_settings_arguments(parser)
+    parser.add_argument("--json", metavar="PATH|-", help="write the seed JSON to PATH, or to stdout with -")
+    parser.add_argument("--no-save", action="store_true", help="do not store the run")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from(args)  # validate before the slow part
+    text = read_text_arg(args.text)
+    from .analysis import validate_text
+
+    validate_text(text)
+    loaded = load_with_progress(args.model)
+    result = analyze(text, loaded, settings)
+    print_summary(result)
+    if args.json:
+        write_json(result.to_seed_json(), args.json)
+    return 0
+
+
+def print_summary(result: Analysis) -> None:
+    """Human-readable, on stderr, so stdout stays clean JSON."""
+    out = sys.stderr
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=out)
+    s = result.settings
+    print(
+        f"{result.model_name}: {result.n_tokens} tokens, {result.n_layers} layers x {result.n_heads} heads, "
+        f"value norms at layer {s.layer}, tau_att={s.tau_att} tau_norm={s.tau_norm} beta={s.beta}",
+        file=out,
+    )
+    print(f"{'#':>4} {'token':<16} {'att_recv':>9} {'v_norm':>7} {'sink_rate':>9}  label", file=out)
+    for row in result.token_table():
+        print(
+            f"{row['index']:>4} {row['token'][:16]:<16} {row['att_received']:>9.4f} {row['value_norm']:>7.3f} "
+            f"{row['sink_rate']:>9.3f}  {row['label']}",
+            file=out,
+        )
+    print(f"analysis took {result.timings.get('total_s', 0.0):.3f} s", file=out)

@@ -1,0 +1,71 @@
+"""Analysis settings: one frozen dataclass, validated once, stored with every run."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from .errors import SettingsError
+
+# Defaults, documented in the README.
+# tau_att: att_received sums to 1 over tokens, so 0.1 means "one token receives a tenth of all
+# attention"; in a 10-30 token sentence that is 1.5-3x the uniform share, and BERT's [SEP] clears it.
+DEFAULT_TAU_ATT = 0.1
+# tau_norm: value_norm is divided by its max over tokens; sinks in BERT-family models sit well below half.
+DEFAULT_TAU_NORM = 0.5
+# beta: ACT (Yu et al. 2024) keeps 40% of a sink's attention and spreads the rest.
+DEFAULT_BETA = 0.4
+# epsilon: the sink-rate threshold of Gu et al. 2024.
+DEFAULT_EPSILON = 0.3
+# Full L x H x T x T maps are kept only up to this many tokens; above it only reductions survive.
+DEFAULT_MAP_TOKEN_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """What an analysis depends on besides the model and the text.
+
+    ``layer`` is the 0-based layer whose value norms feed the classification; None means L // 2.
+    ``max_tokens`` caps the input length; None means the model's own limit.
+    """
+
+    layer: int | None = None
+    tau_att: float = DEFAULT_TAU_ATT
+    tau_norm: float = DEFAULT_TAU_NORM
+    beta: float = DEFAULT_BETA
+    epsilon: float = DEFAULT_EPSILON
+    map_token_limit: int = DEFAULT_MAP_TOKEN_LIMIT
+    max_tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("tau_att", "tau_norm", "beta", "epsilon"):
+            _check_unit(name, getattr(self, name))
+        if self.layer is not None and (not _is_int(self.layer) or self.layer < 0):
+            raise SettingsError(f"layer must be a whole number >= 0, got {self.layer!r}")
+        if not _is_int(self.map_token_limit) or self.map_token_limit < 0:
+            raise SettingsError(f"map_token_limit must be a whole number >= 0, got {self.map_token_limit!r}")
+        if self.max_tokens is not None and (not _is_int(self.max_tokens) or self.max_tokens < 2):
+            raise SettingsError(f"max_tokens must be a whole number >= 2, got {self.max_tokens!r}")
+
+    def resolved(self, n_layers: int) -> AnalysisSettings:
+        """The same settings with the layer filled in and checked against the model's depth."""
+        layer = n_layers // 2 if self.layer is None else self.layer
+        if layer >= n_layers:
+            raise SettingsError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
+        return dataclasses.replace(self, layer=layer)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> AnalysisSettings:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_unit(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise SettingsError(f"{name} must be a number between 0 and 1, got {value!r}")
