@@ -303,16 +303,26 @@ def _assign_layer_indices(model: nn.Module) -> None:
             module.layer_idx = index
 
 
+_SUPPORTED = (
+    "encoder-only and decoder-only transformers such as BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Qwen2 and Mistral"
+)
+
+
 def _probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> None:
     """One tiny forward: every layer must reach SinkFix's attention function exactly once."""
     recorder = capture.CallRecorder()
-    with torch.inference_mode(), capture.observing(recorder):
-        model.base_model(**model_inputs(model, tokenizer("probe sentence", return_tensors="pt")))
+    try:
+        with torch.inference_mode(), capture.observing(recorder):
+            model.base_model(**model_inputs(model, tokenizer("probe sentence", return_tensors="pt")))
+    except Exception as error:  # an encoder-decoder wants decoder inputs, etc.: not a model we can analyse
+        raise UnsupportedModelError(
+            f"{name} ({model.config.model_type}) cannot run a plain forward pass on text: {_first_line(error)}; "
+            f"SinkFix supports {_SUPPORTED}"
+        ) from None
     if recorder.layers != list(range(n_layers)):
         raise UnsupportedModelError(
             f"{name} ({model.config.model_type}): attention is not routed through the attention interface "
-            f"once per layer (saw layers {recorder.layers[:8]}); SinkFix supports encoder-only and "
-            "decoder-only transformers such as BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Qwen2 and Mistral"
+            f"once per layer (saw layers {recorder.layers[:8]}); SinkFix supports {_SUPPORTED}"
         )
 
 
