@@ -151,17 +151,15 @@ def analyze(text: str, model: LoadedModel | str, settings: AnalysisSettings | No
     started = time.perf_counter()
 
     limit = min(loaded.max_tokens, settings.max_tokens or loaded.max_tokens)
-    encoded = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=limit,
-                               return_overflowing_tokens=False)
-    n_total = len(loaded.tokenizer(text, truncation=False)["input_ids"])
+    encoded, n_total = _tokenize(loaded, text, limit)
     ids = encoded["input_ids"][0].tolist()
     warnings: list[str] = []
     if n_total > len(ids):
-        warnings.append(f"text truncated: {n_total} tokens, model limit {limit}; analysed the first {len(ids)}")
+        warnings.append(f"text truncated: {n_total} tokens, limit {limit}; analysed the first {len(ids)}")
     timings["tokenize_s"] = time.perf_counter() - started
 
     keep_maps = len(ids) <= settings.map_token_limit
-    observer = SinkObserver(loaded.is_causal, keep_maps, loaded.output_projections)
+    observer = SinkObserver(loaded.is_causal, keep_maps, loaded.output_grams)
     tick = time.perf_counter()
     with torch.inference_mode(), observing(observer):
         loaded.base(**model_inputs(loaded.model, encoded))
@@ -172,6 +170,15 @@ def analyze(text: str, model: LoadedModel | str, settings: AnalysisSettings | No
     timings["assemble_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
     return dataclasses.replace(result, timings=timings)
+
+
+def _tokenize(loaded: LoadedModel, text: str, limit: int) -> tuple[dict, int]:
+    """Tokenize once; only a text over the limit is tokenized again, truncated with its special tokens."""
+    encoded = loaded.tokenizer(text, return_tensors="pt")
+    n_total = encoded["input_ids"].shape[1]
+    if n_total > limit:
+        encoded = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=limit)
+    return encoded, n_total
 
 
 def _assemble(
@@ -197,7 +204,7 @@ def _assemble(
         maps = observer.stacked("maps")
         corrected = redistribute(maps, sink_mask(sinks, len(ids)), settings.beta)
     contribution = None
-    if observer.output_projections is None:
+    if observer.output_grams is None:
         warnings.append(
             f"norm-based contribution unavailable: no output-projection adapter for {loaded.model_type}"
         )

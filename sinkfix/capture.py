@@ -146,30 +146,33 @@ class LayerStats:
 class SinkObserver:
     """Reduces each layer at once, so memory grows with one layer's T^2, not L * T^2.
 
-    Full maps are copied only when ``keep_maps``. ``output_projections`` enables the
-    norm-based contribution; None skips it.
+    Full maps are kept only when ``keep_maps``. ``output_grams`` (per layer, from
+    ``metrics.output_grams``) enables the norm-based contribution; None skips it.
     """
 
     is_causal: bool
     keep_maps: bool
-    output_projections: list[torch.Tensor] | None = None
+    output_grams: list[torch.Tensor] | None = None
     layers: dict[int, LayerStats] = field(default_factory=dict)
+    _scratch: torch.Tensor | None = None
 
     def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor) -> None:
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
         p = probs[0].float()
         v = value[0].float()
+        if self._scratch is None or self._scratch.shape != p.shape[1:]:
+            self._scratch = torch.empty(p.shape[1:], dtype=p.dtype, device=p.device)
         got = metrics.received(p)
         per_head, full = metrics.value_norms(v)
-        w_o = None if self.output_projections is None else self.output_projections[layer]
+        grams = None if self.output_grams is None else self.output_grams[layer]
         self.layers[layer] = LayerStats(
             received=got,
-            alpha=metrics.visible_query_mean(p, self.is_causal),
-            entropy=metrics.row_entropy(p),
+            alpha=metrics.visible_query_mean(got, self.is_causal),
+            entropy=metrics.row_entropy(p, self._scratch),
             value_norm_head=per_head,
             value_norm_full=full,
-            contribution=None if w_o is None else metrics.contribution(got, v, w_o.float()),
+            contribution=None if grams is None else metrics.contribution(got, v, grams),
             # A reference, not a copy: nothing downstream edits probs in place.
             maps=p if self.keep_maps else None,
         )

@@ -12,18 +12,28 @@ def received(probs: torch.Tensor) -> torch.Tensor:
     return probs.mean(dim=-2)
 
 
-def visible_query_mean(probs: torch.Tensor, is_causal: bool) -> torch.Tensor:
-    """alpha[h, j]: the mean over the queries that can see j (i >= j when causal) -> [H, T]."""
+def visible_query_mean(received_: torch.Tensor, is_causal: bool) -> torch.Tensor:
+    """alpha[h, j]: the mean over the queries that can see j (i >= j when causal) -> [H, T].
+
+    Derived from ``received`` (the mean over all T queries) to avoid a second pass over T x T:
+    a causal key j is seen by T - j queries, so alpha = received * T / (T - j).
+    """
     if not is_causal:
-        return probs.mean(dim=-2)
-    n = probs.shape[-1]
-    visible = torch.arange(n, 0, -1, dtype=probs.dtype, device=probs.device)
-    return probs.sum(dim=-2) / visible
+        return received_
+    n = received_.shape[-1]
+    visible = torch.arange(n, 0, -1, dtype=received_.dtype, device=received_.device)
+    return received_ * n / visible
 
 
-def row_entropy(probs: torch.Tensor) -> torch.Tensor:
-    """Mean over queries of the row entropy in nats -> [H]. One head at a time bounds the temporary."""
-    return torch.stack([-torch.special.xlogy(head, head).sum(dim=-1).mean() for head in probs])
+def row_entropy(probs: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over queries of the row entropy in nats -> [H].
+
+    One head at a time, into a reused ``scratch`` [T, T] buffer: a fresh T x T temporary per head
+    costs more in page faults than the arithmetic itself.
+    """
+    if scratch is None:
+        scratch = torch.empty_like(probs[0])
+    return torch.stack([torch.special.xlogy(head, head, out=scratch).sum(dim=-1).mean() for head in probs]).neg()
 
 
 def value_norms(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,17 +49,21 @@ def repeat_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     return x if groups == 1 else x.repeat_interleave(groups, dim=0)
 
 
-def contribution(received_: torch.Tensor, value: torch.Tensor, w_o: torch.Tensor) -> torch.Tensor:
+def output_grams(w_o: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """G[h] = W_O^h^T W_O^h [H, d, d], so that ||W_O^h v||^2 = v^T G[h] v costs d^2, not d * hidden."""
+    w = w_o.reshape(w_o.shape[0], n_heads, -1).transpose(0, 1)  # [H, hidden, d]
+    return w.transpose(1, 2) @ w
+
+
+def contribution(received_: torch.Tensor, value: torch.Tensor, grams: torch.Tensor) -> torch.Tensor:
     """Norm-based contribution (Kobayashi et al. 2020), averaged over queries -> [H, T].
 
     mean_i ||A[i, j] * W_O^h v_j|| = received[h, j] * ||W_O^h v_j|| because A >= 0.
-    ``w_o`` is the output projection in Linear layout [hidden, H * d].
+    ``grams`` comes from ``output_grams`` (W_O in Linear layout [hidden, H * d]).
     """
-    n_heads = received_.shape[0]
-    v = repeat_heads(value, n_heads)  # [H, T, d]
-    w = w_o.reshape(w_o.shape[0], n_heads, -1)  # [hidden, H, d]
-    transformed = torch.einsum("ohd,htd->hto", w, v)
-    return received_ * transformed.norm(dim=-1)
+    v = repeat_heads(value, received_.shape[0])  # [H, T, d]
+    squared = ((v @ grams) * v).sum(dim=-1)
+    return received_ * squared.clamp_min(0).sqrt()
 
 
 def sink_rate(alpha: torch.Tensor, epsilon: float) -> torch.Tensor:

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-from . import adapters, capture, paths
+from . import adapters, capture, metrics, paths
 from .errors import ModelNotFoundError, UnsupportedModelError
 
 Progress = Callable[[str], None]
@@ -99,6 +99,7 @@ class LoadedModel:
     max_tokens: int
     fingerprint: str
     output_projections: list[torch.Tensor] | None
+    output_grams: list[torch.Tensor] | None  # per layer [H, d, d], for the norm-based contribution
     load_seconds: float
 
     @property
@@ -202,6 +203,7 @@ def load_model(name: str, progress: Progress | None = None) -> LoadedModel:
     say("fingerprinting weights")
     config = model.config
     n_heads = int(config.num_attention_heads)
+    projections = adapters.output_projections(model.base_model, config.model_type, n_layers)
     return LoadedModel(
         name=name,
         source=source.location,
@@ -215,7 +217,8 @@ def load_model(name: str, progress: Progress | None = None) -> LoadedModel:
         n_kv_heads=int(getattr(config, "num_key_value_heads", None) or n_heads),
         max_tokens=_max_tokens(config, tokenizer),
         fingerprint=fingerprint(model),
-        output_projections=adapters.output_projections(model.base_model, config.model_type, n_layers),
+        output_projections=projections,
+        output_grams=None if projections is None else [metrics.output_grams(w, n_heads) for w in projections],
         load_seconds=time.perf_counter() - started,
     )
 

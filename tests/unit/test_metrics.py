@@ -10,8 +10,9 @@ def test_visible_query_mean_causal_hand_worked():
     a = torch.tensor([[[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.2, 0.6, 0.2]]])
     # token 0 is seen by 3 queries, token 1 by 2, token 2 by 1.
     expected = torch.tensor([[(1.0 + 0.5 + 0.2) / 3, (0.5 + 0.6) / 2, 0.2 / 1]])
-    torch.testing.assert_close(metrics.visible_query_mean(a, is_causal=True), expected)
-    torch.testing.assert_close(metrics.visible_query_mean(a, is_causal=False), a.mean(dim=1))
+    received = metrics.received(a)
+    torch.testing.assert_close(metrics.visible_query_mean(received, is_causal=True), expected)
+    torch.testing.assert_close(metrics.visible_query_mean(received, is_causal=False), a.mean(dim=1))
 
 
 def test_received_is_column_mean_and_sums_to_one():
@@ -40,7 +41,7 @@ def test_contribution_against_explicit_sum_with_gqa():
     a = torch.rand(heads, n, n).softmax(-1)
     v = torch.randn(kv, n, d)
     w_o = torch.randn(hidden, heads * d)
-    got = metrics.contribution(metrics.received(a), v, w_o)
+    got = metrics.contribution(metrics.received(a), v, metrics.output_grams(w_o, heads))
     expected = torch.zeros(heads, n)
     for h in range(heads):
         w = w_o[:, h * d : (h + 1) * d]
