@@ -14,6 +14,8 @@ from .errors import (  # noqa: E402
 )
 from .models import EMBEDDED, LoadedModel, get_model, load_model  # noqa: E402
 from .settings import AnalysisSettings  # noqa: E402
+from .store import Store  # noqa: E402
+from .cache import analyze_cached  # noqa: E402
 
 __all__ = [
     "Analysis",
@@ -25,10 +27,12 @@ __all__ = [
     "RunNotFoundError",
     "SettingsError",
     "SinkFixError",
+    "Store",
     "StoreError",
     "UnsupportedModelError",
     "__version__",
     "analyze",
+    "analyze_cached",
     "get_model",
     "load_model",
 ]

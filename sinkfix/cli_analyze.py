@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from .analysis import Analysis, analyze
+from .cache import analyze_or_fetch
 from .cli import read_text_arg, stderr_progress, write_json
-from .models import DEFAULT_MODEL, LoadedModel, load_model
+from .models import DEFAULT_MODEL, LoadedModel, get_model
 from .settings import (
     DEFAULT_BETA,
     DEFAULT_EPSILON,
@@ -15,6 +17,7 @@ from .settings import (
     DEFAULT_TAU_NORM,
     AnalysisSettings,
 )
+from .store import Store
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,7 +43,8 @@ def settings_from(args: argparse.Namespace) -> AnalysisSettings:
 def load_with_progress(name: str) -> LoadedModel:
     step, close = stderr_progress()
     try:
-        return load_model(name, progress=step)
+        # get_model memoises per process, so in-process callers (tests, scripts) load once.
+        return get_model(name, progress=step)
     finally:
         close()
 
@@ -50,7 +54,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("text", help="the text to analyse, or - to read stdin")
     add_settings_arguments(parser)
     parser.add_argument("--json", metavar="PATH|-", help="write the seed JSON to PATH, or to stdout with -")
-    parser.add_argument("--no-save", action="store_true", help="do not store the run")
+    parser.add_argument("--no-save", action="store_true",
+                        help="do not store the run (by default it is saved, and an identical request is served "
+                             "from the store without running the model)")
     parser.set_defaults(handler=run)
 
 
@@ -60,15 +66,26 @@ def run(args: argparse.Namespace) -> int:
     from .analysis import validate_text
 
     validate_text(text)
+    store = None if args.no_save else Store()  # a bad database fails before the model loads
     loaded = load_with_progress(args.model)
-    result = analyze(text, loaded, settings)
-    print_summary(result)
+    if store is None:
+        result = analyze(text, loaded, settings)
+        print_summary(result)
+    else:
+        started = time.perf_counter()
+        result, hit = analyze_or_fetch(text, loaded, settings, store)
+        print_summary(result, served_s=time.perf_counter() - started if hit else None)
+        if hit:
+            print(f"run #{result.run_id}: an identical request was already stored; served it without "
+                  f"a forward pass ({store.path})", file=sys.stderr)
+        else:
+            print(f"saved as run #{result.run_id} in {store.path}", file=sys.stderr)
     if args.json:
         write_json(result.to_seed_json(), args.json)
     return 0
 
 
-def print_summary(result: Analysis) -> None:
+def print_summary(result: Analysis, served_s: float | None = None) -> None:
     """Human-readable, on stderr, so stdout stays clean JSON."""
     out = sys.stderr
     for warning in result.warnings:
@@ -86,4 +103,7 @@ def print_summary(result: Analysis) -> None:
             f"{row['sink_rate']:>9.3f}  {row['label']}",
             file=out,
         )
-    print(f"analysis took {result.timings.get('total_s', 0.0):.3f} s", file=out)
+    if served_s is None:
+        print(f"analysis took {result.timings.get('total_s', 0.0):.3f} s", file=out)
+    else:
+        print(f"served from the store in {served_s:.3f} s", file=out)

@@ -27,3 +27,7 @@ class StoreError(SinkFixError):
 
 class RunNotFoundError(StoreError):
     """No stored run has that id."""
+
+
+class CorpusNotFoundError(StoreError):
+    """No stored corpus has that name."""
