@@ -1,0 +1,117 @@
+"""What pages share: the loaded models (one per process), the run store (one per session), run look-ups.
+
+Pages call these instead of the core directly, so caching and error display live in one place.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
+import streamlit as st
+
+import sinkfix
+from sinkfix import models, paths
+from sinkfix.analysis import Analysis, validate_text
+from sinkfix.cache import analyze_cached
+from sinkfix.errors import SinkFixError
+from sinkfix.settings import AnalysisSettings
+from sinkfix.store import Store
+
+SEED_TEXT = "[MASK] [MASK] [MASK] [MASK] The actual sentence contains no useful semantic content."
+RECENT_ANALYSES = 6  # decoded runs kept per session, so reruns of a page do not re-read blobs
+
+
+class ModelShelf:
+    """The models loaded in this process. It lives in ``st.cache_resource``; loading happens outside
+    the cached function so the progress messages reach the live ``st.status`` box, not a replay."""
+
+    def __init__(self) -> None:
+        self._models: dict[str, sinkfix.LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, progress: Callable[[str], None] | None = None) -> sinkfix.LoadedModel:
+        with self._lock:
+            if name not in self._models:
+                # Looked up at call time so tests can count loads by patching sinkfix.models.load_model.
+                self._models[name] = models.load_model(name, progress=progress)
+            elif progress:
+                progress(f"{name} already loaded (held in st.cache_resource)")
+            return self._models[name]
+
+    def loaded(self) -> list[str]:
+        return list(self._models)
+
+
+@st.cache_resource(show_spinner=False)
+def model_shelf() -> ModelShelf:
+    return ModelShelf()
+
+
+def get_store() -> Store:
+    """This session's Store, reopened if SINKFIX_DB changed. Raises StoreError for a corrupt/newer db."""
+    path = str(paths.db_path())
+    held = st.session_state.get("_sinkfix_store")
+    if held is None or held[0] != path:
+        st.session_state["_sinkfix_store"] = (path, Store(path))
+    return st.session_state["_sinkfix_store"][1]
+
+
+def store_or_stop() -> Store:
+    """The store, or an error box and the end of this page when the database is unusable."""
+    try:
+        return get_store()
+    except SinkFixError as error:
+        st.error(f"The run database cannot be used: {error}")
+        st.caption(f"Database file: `{paths.db_path()}`. Set SINKFIX_DB to use another file.")
+        st.stop()
+
+
+def load_run(run_id: int) -> Analysis:
+    """A stored run, decoded once per session. Raises RunNotFoundError for an unknown id."""
+    recent: OrderedDict[int, Analysis] = st.session_state.setdefault("_sinkfix_runs", OrderedDict())
+    if run_id in recent:
+        recent.move_to_end(run_id)
+        return recent[run_id]
+    analysis = get_store().get(run_id)
+    remember(analysis)
+    return analysis
+
+
+def remember(analysis: Analysis) -> None:
+    recent: OrderedDict[int, Analysis] = st.session_state.setdefault("_sinkfix_runs", OrderedDict())
+    if analysis.run_id is not None:
+        recent[analysis.run_id] = analysis
+        while len(recent) > RECENT_ANALYSES:
+            recent.popitem(last=False)
+
+
+def forget(run_id: int) -> None:
+    st.session_state.get("_sinkfix_runs", {}).pop(run_id, None)
+
+
+def run_analysis(text: str, model_name: str, settings: AnalysisSettings | None = None) -> Analysis | None:
+    """Analyse with progress in an ``st.status`` box and save the run. Errors a user can cause become
+    an ``st.error`` and ``None``."""
+    try:
+        validate_text(text)
+        store = get_store()
+    except SinkFixError as error:
+        st.error(str(error))
+        return None
+    with st.status(f"Analysing with {model_name}…", expanded=True) as status:
+        try:
+            loaded = model_shelf().get(model_name, progress=status.write)
+            status.write(f"running one forward pass over the text ({loaded.n_layers} layers)")
+            analysis = analyze_cached(text, loaded, settings, store=store)
+        except SinkFixError as error:
+            status.update(label="Analysis failed", state="error", expanded=False)
+            st.error(str(error))
+            return None
+        status.update(
+            label=f"Run {analysis.run_id}: {analysis.n_tokens} tokens on {analysis.model_name}",
+            state="complete",
+            expanded=False,
+        )
+    remember(analysis)
+    return analysis

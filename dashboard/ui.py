@@ -1,0 +1,112 @@
+"""Streamlit building blocks pages share: escaped text, charts with PNG/SVG downloads, run summaries."""
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from sinkfix.analysis import Analysis
+
+from . import charts
+
+# Everything Markdown (and Streamlit's :color[...] / :emoji: / $math$ extensions) gives meaning to.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&\"'])")
+
+
+def escape_md(text: str) -> str:
+    """User text made inert for st.markdown: every special character backslash-escaped, newlines flattened."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
+def shorten(text: str, limit: int = 80) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def chart_bytes(chart: alt.TopLevelMixin, fmt: str) -> bytes:
+    """PNG or SVG through vl-convert, the same renderer for every chart."""
+    buffer = io.StringIO() if fmt == "svg" else io.BytesIO()
+    chart.save(buffer, format=fmt, **({"scale_factor": 2} if fmt == "png" else {}))
+    value = buffer.getvalue()
+    return value.encode() if isinstance(value, str) else value
+
+
+def show_chart(
+    chart: alt.TopLevelMixin,
+    name: str,
+    caption: str | None = None,
+    width: str = "content",
+    **select,
+):
+    """An altair chart, a caption saying how to read it, and PNG/SVG downloads made only when clicked."""
+    # Streamlit defaults single views to autosize "fit", which squeezes axes, legends and titles into the
+    # plot size and shrinks the plot; "pad" keeps the plot at the size the builder chose.
+    chart = chart.properties(autosize=alt.AutoSizeParams(type="pad", contains="padding"))
+    state = st.altair_chart(chart, width=width, key=select.pop("key", f"chart_{name}"), **select)
+    if caption:
+        st.caption(caption)
+    row = st.container(horizontal=True, gap="small")
+    row.download_button(
+        "PNG", lambda: chart_bytes(chart, "png"), file_name=f"{name}.png", mime="image/png",
+        key=f"png_{name}", on_click="ignore", icon=":material/download:",
+    )
+    row.download_button(
+        "SVG", lambda: chart_bytes(chart, "svg"), file_name=f"{name}.svg", mime="image/svg+xml",
+        key=f"svg_{name}", on_click="ignore", icon=":material/download:",
+    )
+    return state
+
+
+def run_title(analysis: Analysis) -> str:
+    return f"Run {analysis.run_id} · {analysis.model_name} · {analysis.n_tokens} tokens"
+
+
+def run_summary(analysis: Analysis) -> None:
+    """What a run is: model, text (shown as plain text, never markup), settings, label counts."""
+    counts = analysis.label_counts()
+    cols = st.columns(5)
+    cols[0].metric("Model", analysis.model_name, help=analysis.model_id)
+    cols[1].metric("Tokens", analysis.n_tokens)
+    cols[2].metric("Beneficial", counts.get("beneficial", 0))
+    cols[3].metric("Detrimental", counts.get("detrimental", 0))
+    cols[4].metric("Neutral", counts.get("neutral", 0))
+    if len(analysis.text) <= 400:
+        st.text(analysis.text)
+    else:
+        st.text(analysis.text[:400] + " …")
+        with st.expander(f"Full text ({len(analysis.text)} characters)"):
+            st.text(analysis.text)
+    s = analysis.settings
+    st.caption(
+        f"{analysis.n_layers} layers × {analysis.n_heads} heads ({analysis.n_kv_heads} KV heads) · "
+        f"value-norm layer {s.layer} · τ_att {s.tau_att:g} · τ_norm {s.tau_norm:g} · β {s.beta:g} · "
+        f"ε {s.epsilon:g} · rule {analysis.rule} · created {analysis.created_at}"
+    )
+    for warning in analysis.warnings:
+        st.warning(warning)
+
+
+def token_frame(analysis: Analysis) -> pd.DataFrame:
+    return charts.token_frame(
+        analysis.tokens, analysis.labels, analysis.att_received, analysis.value_norm, analysis.sink_rate
+    )
+
+
+def analysis_downloads(analysis: Analysis) -> None:
+    """The seed JSON and the per-token CSV, built on click (the JSON can hold L x H x T x T floats)."""
+    name = f"sinkfix-run-{analysis.run_id}"
+    row = st.container(horizontal=True, gap="small")
+    row.download_button(
+        "Seed JSON", lambda: json.dumps(analysis.to_seed_json()), file_name=f"{name}.json",
+        mime="application/json", key=f"json_{analysis.run_id}", on_click="ignore", icon=":material/data_object:",
+    )
+    row.download_button(
+        "Per-token CSV", lambda: pd.DataFrame(analysis.token_table()).to_csv(index=False),
+        file_name=f"{name}-tokens.csv", mime="text/csv", key=f"csv_{analysis.run_id}", on_click="ignore",
+        icon=":material/table:",
+    )
+

@@ -1,0 +1,126 @@
+"""Compare 2 to 4 runs: same text on different models, or different texts on one model. ``?runs=ID1,ID2``."""
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, links, services, ui
+from sinkfix.errors import SinkFixError
+
+HEAD_METRICS = {"top_alpha": "α of the top sink", "entropy": "entropy", "token0_share": "token-0 share"}
+FIELDS = {"att_received": "attention received", "value_norm": "value norm", "sink_rate": "sink rate"}
+
+
+def _pick_recent() -> None:
+    st.session_state.runs = links.join_run_ids(st.session_state.cmp_recent)
+
+
+def choose_runs(store) -> list[int]:
+    left, right = st.columns([1, 3])
+    left.text_input("Run ids", key="runs", bind="query-params", placeholder="e.g. 1,2",
+                    help=f"2 to {links.MAX_COMPARE} run ids, separated by commas.")
+    recent = store.list(limit=40)
+    if recent:
+        names = {r["id"]: f"#{r['id']} · {r['model']} · {ui.shorten(r['text'], 50)}" for r in recent}
+        right.multiselect("or pick recent runs", list(names), key="cmp_recent", on_change=_pick_recent,
+                          format_func=names.get, max_selections=links.MAX_COMPARE, placeholder="recent runs")
+    return links.parse_run_ids(st.session_state.get("runs"))
+
+
+def overview(analyses) -> None:
+    st.dataframe(pd.DataFrame([{
+        "run": a.run_id, "model": a.model_name, "tokens": a.n_tokens, "text": ui.shorten(a.text, 100),
+        **{label: count for label, count in a.label_counts().items()},
+    } for a in analyses]), hide_index=True)
+    cols = st.columns(len(analyses))
+    for col, a in zip(cols, analyses):
+        col.page_link(links.DRILLDOWN, label=f"Drill into run {a.run_id}", icon=":material/grid_on:",
+                      query_params=links.drilldown_query(a.run_id))
+
+
+def alignment_note(analyses) -> None:
+    token_lists = [a.tokens for a in analyses]
+    if all(t == token_lists[0] for t in token_lists):
+        st.success(f"All runs have the same {len(token_lists[0])} tokens, so positions line up exactly.")
+        return
+    first = next(
+        (i for i in range(max(map(len, token_lists))) if len({t[i] if i < len(t) else None for t in token_lists}) > 1),
+        0,
+    )
+    at_first = ", ".join(
+        f"run {a.run_id}: {ui.escape_md(a.tokens[first]) if first < a.n_tokens else '(none)'}" for a in analyses
+    )
+    lengths = ", ".join(f"run {a.run_id}: {a.n_tokens}" for a in analyses)
+    st.warning(f"The token lists differ (lengths {lengths}). They first differ at position {first} ({at_first}). "
+               "Charts align runs by position, so a position may hold different tokens in different runs.")
+
+
+def sinks_table(analyses) -> pd.DataFrame:
+    rows = []
+    for a in analyses:
+        for row in a.token_table():
+            if row["label"] != "neutral" or row["att_received"] >= a.settings.tau_att or row["sink_rate"] > 0:
+                rows.append({"run": a.run_id, "model": a.model_name, **row})
+    return pd.DataFrame(rows, columns=["run", "model", "index", "token", "label", "att_received", "value_norm",
+                                       "sink_rate"])
+
+
+def head_values(store, run_id: int, metric: str, shape: tuple[int, int]) -> np.ndarray:
+    grid = np.zeros(shape)
+    for row in store.head_rows(run_id):
+        grid[row["layer"], row["head"]] = row[metric] if row[metric] is not None else np.nan
+    return grid
+
+
+def differences(store, analyses) -> None:
+    st.subheader("Per-head differences")
+    base = analyses[0]
+    same = [a for a in analyses[1:] if (a.model_name, a.n_layers, a.n_heads) ==
+            (base.model_name, base.n_layers, base.n_heads)]
+    others = [a for a in analyses[1:] if a not in same]
+    if others:
+        st.info(f"Per-head differences need runs of the same model as run {base.run_id} ({base.model_name}); "
+                + ", ".join(f"run {a.run_id} is {a.model_name}" for a in others) + ".")
+    if not same:
+        return
+    metric = st.selectbox("Metric", list(HEAD_METRICS), format_func=HEAD_METRICS.get, key="cmp_metric")
+    shape = (base.n_layers, base.n_heads)
+    base_grid = head_values(store, base.run_id, metric, shape)
+    cols = st.columns(min(len(same), 3))
+    for col, other in zip(cols * 2, same):
+        with col:
+            ui.show_chart(
+                charts.difference_grid(base_grid, head_values(store, other.run_id, metric, shape), metric,
+                                       f"run {other.run_id} − run {base.run_id}"),
+                f"diff-{metric}-{other.run_id}-{base.run_id}",
+            )
+    st.caption(f"{HEAD_METRICS[metric]} of each later run minus run {base.run_id}, per layer and head. "
+               "Orange: higher in the later run; blue: lower.")
+
+
+st.title("Compare")
+st.caption("Two to four runs side by side: the same text on different models, or different texts on one model.")
+store = services.store_or_stop()
+try:
+    ids = choose_runs(store)
+    if len(ids) < 2:
+        st.info("Give at least two run ids, pick recent runs, or select runs on the History page.")
+        st.stop()
+    if len(ids) > links.MAX_COMPARE:
+        raise links.LinkError(f"compare takes 2 to {links.MAX_COMPARE} runs; got {len(ids)}")
+    analyses = [services.load_run(run_id) for run_id in ids]
+    overview(analyses)
+    alignment_note(analyses)
+    field = st.radio("Per-token value", list(FIELDS), format_func=FIELDS.get, horizontal=True, key="cmp_field")
+    frames = [(f"run {a.run_id} · {a.model_name}", ui.token_frame(a)) for a in analyses]
+    ui.show_chart(charts.compare_bars(frames, field), f"compare-{field}-" + "-".join(map(str, ids)),
+                  "One bar chart per run, stacked with the same width per position so positions line up. "
+                  "Bars are coloured by each run's own labels.")
+    st.subheader("Sinks per run")
+    st.caption("Tokens that are not neutral, reach τ_att, or sink in at least one head (sink rate > 0).")
+    st.dataframe(sinks_table(analyses), hide_index=True,
+                 column_config={"att_received": st.column_config.NumberColumn(format="%.4f"),
+                                "value_norm": st.column_config.NumberColumn(format="%.3f"),
+                                "sink_rate": st.column_config.NumberColumn(format="%.2f")})
+    differences(store, analyses)
+except SinkFixError as error:
+    st.error(str(error))

@@ -1,0 +1,131 @@
+"""Corpus: a batch of runs (``python -m sinkfix batch FILE``) summarised over all its inputs. ``?corpus=NAME``.
+
+Shows the per-head sink-rate heatmap and the token types that sink most often (definitions in
+sinkfix.corpus), and links every input's run to the drill-down and any two of them to Compare.
+"""
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, links, services, ui
+from sinkfix.corpus import CorpusSummary, summarize_stored
+from sinkfix.errors import SinkFixError
+
+TYPE_COLUMNS = ["token", "sinks", "occurrences", "sink_share", "inputs", "mean_sink_rate", "mean_value_norm",
+                "detrimental", "examples"]
+
+
+def corpus_table(rows: list[dict]) -> None:
+    st.dataframe(
+        pd.DataFrame(rows, columns=["name", "model", "n_runs", "created_at", "source"]), hide_index=True,
+        column_config={"n_runs": st.column_config.NumberColumn("inputs", width="small"),
+                       "created_at": st.column_config.TextColumn("created (UTC)")},
+    )
+
+
+def summary_of(store, corpus: dict) -> CorpusSummary:
+    if corpus["summary"]:
+        return CorpusSummary.from_json(corpus["summary"])
+    st.warning("This corpus's batch did not finish (or is still running): the summary below covers the lines "
+               "stored so far. Rerun the same `python -m sinkfix batch` command to complete it.")
+    return summarize_stored(store, corpus["id"], corpus["settings"]["epsilon"])
+
+
+def overview(corpus: dict, summary: CorpusSummary) -> None:
+    s = corpus["settings"]
+    cols = st.columns(4)
+    cols[0].metric("Inputs", summary.n_inputs)
+    cols[1].metric("With a detrimental sink", f"{summary.detrimental_fraction:.0%}",
+                   help=f"{summary.n_detrimental_inputs} of {summary.n_inputs} inputs have at least one token "
+                        "the rule labels detrimental.")
+    every = int((summary.head_sink_rate == 1).sum()) if summary.head_sink_rate.size else 0
+    cols[2].metric("Heads that sink on every input", f"{every} of {summary.head_sink_rate.size}")
+    cols[3].metric("Model", corpus["model"])
+    st.caption(f"Source `{corpus['source'] or '?'}` · created {corpus['created_at']} · value-norm layer {s['layer']} · "
+               f"τ_att {s['tau_att']:g} · τ_norm {s['tau_norm']:g} · β {s['beta']:g} · ε {s['epsilon']:g}")
+
+
+def heads(corpus: dict, summary: CorpusSummary) -> None:
+    st.subheader("Sink rate per head")
+    if not summary.head_sink_rate.size:
+        st.info("No runs in this corpus yet.")
+        return
+    ui.show_chart(
+        charts.corpus_sink_grid(summary.head_sink_rate, summary.head_mean_top_alpha, summary.epsilon,
+                                summary.n_inputs),
+        f"corpus-{corpus['id']}-sink-rate",
+        f"Each cell is the fraction of the corpus's inputs in which that head gives some token an α above "
+        f"ε = {summary.epsilon:g} (α: the attention a token receives, averaged over the queries that can see it). "
+        "Hover for the mean top α.",
+    )
+
+
+def token_types(corpus: dict, summary: CorpusSummary) -> None:
+    st.subheader("Token types that sink most often")
+    st.caption("A token occurrence sinks when at least one head gives it α > ε. Every first token counts as "
+               "`<first token>`; the rest are grouped by text. Mean sink rate and mean value norm are over the "
+               "occurrences that sink.")
+    if not summary.token_types:
+        st.info("No token has α > ε in any head of any input.")
+        return
+    frame = pd.DataFrame([t.to_dict() for t in summary.token_types], columns=TYPE_COLUMNS)
+    frame["examples"] = frame["examples"].map(", ".join)
+    st.dataframe(frame, hide_index=True, key="co_types", column_config={
+        "sink_share": st.column_config.NumberColumn("sink share", format="%.2f"),
+        "inputs": st.column_config.NumberColumn("inputs", help="inputs in which this type sinks at least once"),
+        "mean_sink_rate": st.column_config.NumberColumn("mean Sink_j", format="%.3f"),
+        "mean_value_norm": st.column_config.NumberColumn("mean value norm", format="%.3f"),
+    })
+    ui.show_chart(charts.sink_token_bars(frame), f"corpus-{corpus['id']}-sink-tokens")
+
+
+def runs(store, corpus: dict) -> None:
+    st.subheader("Inputs")
+    rows = store.corpus_runs(corpus["id"])
+    frame = pd.DataFrame(rows, columns=["line_no", "run_id", "text", "n_tokens", "n_beneficial", "n_detrimental",
+                                        "n_neutral"])
+    frame["text"] = frame["text"].map(lambda t: ui.shorten(t, 120))
+    frame["open"] = frame["run_id"].map(lambda i: links.url(links.DRILLDOWN, links.drilldown_query(int(i))))
+    st.dataframe(frame, hide_index=True, key="co_runs", column_config={
+        "line_no": st.column_config.NumberColumn("line", width="small"),
+        "run_id": st.column_config.NumberColumn("run", width="small"),
+        "text": st.column_config.TextColumn("text", width="large"),
+        "n_tokens": st.column_config.NumberColumn("tokens", width="small"),
+        "n_beneficial": st.column_config.NumberColumn("benef.", width="small"),
+        "n_detrimental": st.column_config.NumberColumn("detr.", width="small"),
+        "n_neutral": st.column_config.NumberColumn("neutral", width="small"),
+        "open": st.column_config.LinkColumn("drill-down", display_text="open"),
+    })
+    if len(rows) < 2:
+        return
+    names = {r["run_id"]: f"line {r['line_no']} · run {r['run_id']} · {ui.shorten(r['text'], 50)}" for r in rows}
+    ids = list(names)
+    left, right, go = st.columns([2, 2, 1], vertical_alignment="bottom")
+    first = left.selectbox("Compare", ids, index=0, format_func=names.get, key="co_first")
+    second = right.selectbox("with", ids, index=1, format_func=names.get, key="co_second")
+    if first == second:
+        go.caption("Pick two different inputs.")
+    else:
+        go.page_link(links.COMPARE, label="Compare", icon=":material/compare_arrows:",
+                     query_params=links.compare_query([first, second]))
+
+
+st.title("Corpus")
+st.caption("Sink statistics over a whole corpus: one stored run per input line, made with "
+           "`python -m sinkfix batch FILE --model NAME`.")
+store = services.store_or_stop()
+try:
+    rows = store.corpora()
+    if not rows:
+        st.info("No corpora yet. Analyse a file with one input per line (or JSONL with a \"text\" field): "
+                "`python -m sinkfix batch inputs.txt --model minilm`.")
+        st.stop()
+    corpus_table(rows)
+    name = st.selectbox("Corpus", [r["name"] for r in rows], key="corpus", bind="query-params")
+    corpus = store.corpus(name)
+    summary = summary_of(store, corpus)
+    overview(corpus, summary)
+    heads(corpus, summary)
+    token_types(corpus, summary)
+    runs(store, corpus)
+except SinkFixError as error:
+    st.error(str(error))

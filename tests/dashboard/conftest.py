@@ -1,0 +1,81 @@
+"""AppTest fixtures: a temporary database seeded through the core with minilm, and page helpers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import sinkfix
+from sinkfix import models
+from sinkfix.settings import AnalysisSettings
+from sinkfix.store import Store
+
+from ..conftest import SEED_TEXT
+
+HOME = str(Path(__file__).resolve().parents[2] / "dashboard" / "Home.py")
+SCRIPT_TEXT = "<script>alert(1)</script> **bold** [link](http://x) :red[x] $x$"
+TEXTS = {
+    "seed": (SEED_TEXT, AnalysisSettings()),
+    # Looser thresholds make "sat" and "mat" detrimental (MiniLM's value norms are all high but [CLS]'s),
+    # so the correction and the has-detrimental filter have work to do.
+    "cat": ("The cat sat on the mat.", AnalysisSettings(tau_att=0.05, tau_norm=0.85)),
+    "script": (SCRIPT_TEXT, AnalysisSettings()),
+}
+
+
+@pytest.fixture(scope="session")
+def seed_analyses(minilm: sinkfix.LoadedModel) -> dict[str, sinkfix.Analysis]:
+    return {name: sinkfix.analyze(text, minilm, settings) for name, (text, settings) in TEXTS.items()}
+
+
+@pytest.fixture()
+def load_calls(minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every load_model call the dashboard makes; 'minilm' is served by the session's loaded model."""
+    from dashboard import services
+
+    calls: list[str] = []
+    real = models.load_model
+
+    def counting(name: str, progress=None):
+        calls.append(name)
+        if name == "minilm":
+            if progress:
+                progress("loading minilm (test double: the session's model)")
+            return minilm
+        return real(name, progress=progress)
+
+    monkeypatch.setattr(models, "load_model", counting)
+    services.model_shelf.clear()
+    return calls
+
+
+@pytest.fixture()
+def run_ids(db_path: Path, seed_analyses: dict[str, sinkfix.Analysis], load_calls: list[str]) -> dict[str, int]:
+    """The seeded runs' ids in a fresh database that SINKFIX_DB points to."""
+    store = Store(db_path)
+    ids = {name: store.save(analysis) for name, analysis in seed_analyses.items()}
+    store.close()
+    return ids
+
+
+def open_page(page: str | None = None, **query: str) -> AppTest:
+    """Run the app as Streamlit would: Home.py builds the navigation, then ``page`` runs with ``query``."""
+    app = AppTest.from_file(HOME, default_timeout=120)
+    for key, value in query.items():
+        app.query_params[key] = value
+    if page:
+        app.switch_page(page)
+    return app.run()
+
+
+def assert_clean(app: AppTest) -> None:
+    assert not app.exception, [e.message for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+
+
+def page_text(app: AppTest) -> str:
+    """Everything the page shows as text or markdown, for content checks."""
+    parts = [e.value for kind in ("title", "header", "subheader", "markdown", "caption", "text", "code",
+                                  "info", "warning", "success") for e in getattr(app, kind)]
+    return "\n".join(str(p) for p in parts)

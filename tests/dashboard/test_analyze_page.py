@@ -1,0 +1,113 @@
+"""Analyze: the flow saves a run, the model is loaded once, user errors are error boxes, text stays escaped."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+import sinkfix
+
+from dashboard import services
+from sinkfix.settings import AnalysisSettings
+from sinkfix.store import Store
+
+from .conftest import SCRIPT_TEXT, assert_clean, open_page, page_text
+
+ANALYZE = "views/analyze.py"
+MARKUP_KINDS = ("title", "header", "subheader", "markdown", "caption", "info", "warning", "success", "error")
+
+
+def analyze(app: AppTest, text: str) -> AppTest:
+    app.text_area(key="an_text").set_value(text)
+    return app.button(key="an_run").click().run()
+
+
+def test_analyze_page_renders_without_a_run(db_path: Path, load_calls: list[str]) -> None:
+    app = open_page(ANALYZE)
+    assert_clean(app)
+    assert app.text_area(key="an_text").value == services.SEED_TEXT
+    assert load_calls == []  # nothing is loaded until the user asks for an analysis
+
+
+def test_analysis_is_saved_shown_and_the_model_is_not_reloaded(db_path: Path, load_calls: list[str]) -> None:
+    app = analyze(open_page(ANALYZE), "The cat sat on the mat.")
+    assert_clean(app)
+    store = Store(db_path)
+    rows = store.list()
+    assert [r["text"] for r in rows] == ["The cat sat on the mat."]
+    run_id = rows[0]["id"]
+    assert app.query_params["run"] == str(run_id)
+    assert f"Run {run_id} · minilm · {rows[0]['n_tokens']} tokens" in page_text(app)
+    # The token table on the page holds the stored numbers.
+    table = app.dataframe[0].value
+    stored = store.token_rows(run_id)
+    assert list(table["token"]) == [r["token"] for r in stored]
+    assert list(table["att_received"]) == [r["att_received"] for r in stored]
+    shelf_model = services.model_shelf().get("minilm")
+
+    app = analyze(app, "A second, different sentence.")
+    assert_clean(app)
+    assert store.count() == 2
+    assert load_calls == ["minilm"]  # the second analysis reused the model held in st.cache_resource
+    assert services.model_shelf().get("minilm") is shelf_model
+
+
+def test_settings_reach_the_stored_run(db_path: Path, load_calls: list[str], minilm) -> None:
+    app = open_page(ANALYZE)
+    app.slider(key="an_tau_att").set_value(0.03)
+    app.slider(key="an_tau_norm").set_value(0.6)
+    app.number_input(key="an_layer").set_value(1)
+    app = analyze(app, "The cat sat on the mat.")
+    assert_clean(app)
+    stored = Store(db_path).get(int(app.query_params["run"]))
+    assert (stored.settings.tau_att, stored.settings.tau_norm, stored.settings.layer) == (0.03, 0.6, 1)
+    expected = sinkfix.analyze("The cat sat on the mat.", minilm, AnalysisSettings(layer=1, tau_att=0.03, tau_norm=0.6))
+    assert stored.labels == expected.labels
+    assert np.array_equal(stored.value_norm, expected.value_norm)
+
+
+def test_empty_text_is_an_error_box(db_path: Path, load_calls: list[str]) -> None:
+    app = analyze(open_page(ANALYZE), "   ")
+    assert not app.exception
+    assert [e.value for e in app.error] == ["the text is empty: give at least one word to analyse"]
+    assert Store(db_path).count() == 0
+
+
+def test_unknown_model_offline_is_an_error_box(db_path: Path, load_calls: list[str]) -> None:
+    app = open_page(ANALYZE)
+    app.selectbox(key="an_model").select("Other: hub id or local path").run()
+    app.text_input(key="an_model_other").set_value("no-such-org/no-such-model")
+    app = analyze(app, "hello world")
+    assert not app.exception
+    assert len(app.error) == 1 and "no-such-org/no-such-model" in app.error[0].value
+    assert "minilm" in app.error[0].value  # the message names the models that work offline
+
+
+def test_unknown_run_id_is_an_error_box(run_ids: dict[str, int]) -> None:
+    app = open_page(ANALYZE, run="999")
+    assert not app.exception
+    assert [e.value for e in app.error] == [f"no run with id 999 in {Store().path}"]
+
+
+def test_script_text_never_reaches_the_page_as_html(run_ids: dict[str, int]) -> None:
+    app = open_page(ANALYZE, run=str(run_ids["script"]))
+    assert_clean(app)
+    assert SCRIPT_TEXT in [e.value for e in app.text]  # shown, as plain text
+    for kind in MARKUP_KINDS:
+        for element in getattr(app, kind):
+            assert "<script" not in str(element.value).lower(), (kind, element.value)
+    for element in app.markdown:
+        assert not element.proto.allow_html
+    # Tokens travel as table and chart data (drawn as text by the data grid and Vega), not as markup.
+    assert {"<", "script", ">"} <= set(app.dataframe[0].value["token"])
+    specs = [e.proto.spec for e in app.get("vega_lite_chart")]
+    assert specs and not any("<script" in spec for spec in specs)
+
+
+def test_no_page_enables_raw_html() -> None:
+    sources = Path(__file__).resolve().parents[2].joinpath("dashboard").rglob("*.py")
+    for path in sources:
+        code = path.read_text()
+        assert not re.search(r"unsafe_allow_html|st\.html\(|components\.v1", code), path
