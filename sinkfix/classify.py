@@ -47,3 +47,34 @@ class SeedRule:
 
 def indices_with(labels: list[str], label: str) -> list[int]:
     return [i for i, got in enumerate(labels) if got == label]
+
+
+@dataclass(frozen=True)
+class EvidenceRule:
+    """Labels from measured effects instead of the seed's thresholds (``sinkfix.evaluate.token_evidence``).
+
+    ``delta_nll`` maps a token index to the NLL change when that token alone is redistributed
+    away from. Removing a detrimental sink should help, so a token is detrimental only when the
+    NLL falls by more than ``margin``, and beneficial when it rises by more. Token 0 stays
+    beneficial (rule 1 of the seed, so it is never a correction target); unmeasured tokens are neutral.
+    """
+
+    delta_nll: dict[int, float]
+    margin: float = 0.0
+    name: str = "evidence"
+
+    def labels(self, att_received: np.ndarray, value_norm: np.ndarray) -> list[str]:
+        out = []
+        for index in range(len(att_received)):
+            change = self.delta_nll.get(index)
+            if index == 0:
+                out.append(BENEFICIAL)
+            elif change is None:
+                out.append(NEUTRAL)
+            elif change < -self.margin:
+                out.append(DETRIMENTAL)
+            elif change > self.margin:
+                out.append(BENEFICIAL)
+            else:
+                out.append(NEUTRAL)
+        return out

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_analyze.register(commands)
     cli_runs.register(commands)
     cli_batch.register(commands)
+    from . import cli_evaluate; cli_evaluate.register(commands)  # noqa: E702
     return parser
 
 

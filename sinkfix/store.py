@@ -165,7 +165,45 @@ def m003_corpora(db: Database) -> None:
     ])
 
 
-STEPS: list[Callable[[Database], None]] = [m001_runs, m002_label_counts, m003_corpora]
+def m004_evaluations(db: Database) -> None:
+    """Intervention results (``sinkfix evaluate`` / ``sts``) and named calibrated head sets
+    (``sinkfix calibrate``). Scalars that lists and charts need are columns; the full result is JSON.
+    ``run_id`` links an evaluation to the analysis run it was made from, when there is one."""
+    _execute_all(db, [
+        """CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            model TEXT NOT NULL,
+            target TEXT NOT NULL,
+            beta REAL NOT NULL,
+            heads TEXT,
+            run_id INTEGER,
+            baseline REAL,
+            intervened REAL,
+            delta REAL,
+            ci_low REAL,
+            ci_high REAL,
+            result TEXT NOT NULL
+        )""",
+        "CREATE INDEX evaluations_model ON evaluations (model, created_at)",
+        "CREATE INDEX evaluations_run ON evaluations (run_id)",
+        """CREATE TABLE calibrations (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            model TEXT NOT NULL,
+            task TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            kept_heads TEXT NOT NULL,
+            dev_baseline REAL,
+            heldout_delta REAL,
+            result TEXT NOT NULL
+        )""",
+    ])
+
+
+STEPS: list[Callable[[Database], None]] = [m001_runs, m002_label_counts, m003_corpora, m004_evaluations]
 
 
 def migrations(steps: list[Callable[[Database], None]] | None = None) -> Migrations:
@@ -506,6 +544,79 @@ class Store:
                 "SELECT cr.line_no, t.idx, t.token, t.value_norm, t.sink_rate, t.label FROM corpus_runs cr "
                 "JOIN run_tokens t ON t.run_id = cr.run_id WHERE cr.corpus_id = ? "
                 "ORDER BY cr.line_no, t.idx", [corpus_id]))
+
+    # ------------------------------------------------------------ evaluations and calibrations
+
+    def save_evaluation(self, kind: str, result: dict, run_id: int | None = None) -> int:
+        """Store one ``Evaluation.to_json()`` (kind "evaluate") or ``StsResult.to_json()`` (kind "sts")."""
+        if kind == "sts":
+            scalars = (result.get("baseline_spearman"), result.get("intervened_spearman"), result.get("delta_spearman"),
+                       result.get("delta_ci95"))
+        else:
+            scalars = (result.get("baseline_nll"), result.get("intervened_nll"), result.get("delta_nll"),
+                       result.get("delta_nll_ci95"))
+        baseline, intervened, delta, ci = scalars
+        heads = result.get("heads")
+        row = [_now(), kind, result.get("model", ""), result.get("target") or "", result.get("beta") or 0.0,
+               None if heads is None else _json(heads), run_id, baseline, intervened, delta,
+               None if ci is None else ci[0], None if ci is None else ci[1], _json(result)]
+        with self._sql_errors():
+            conn = self._db().conn
+            with _write(conn):
+                cursor = conn.execute(
+                    "INSERT INTO evaluations (created_at, kind, model, target, beta, heads, run_id, baseline, "
+                    "intervened, delta, ci_low, ci_high, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                return int(cursor.lastrowid)
+
+    def evaluations(self, model: str | None = None, run_id: int | None = None, limit: int = 200) -> list[dict]:
+        """Stored evaluations, newest first, with ``result`` decoded."""
+        where, params = [], []
+        if model is not None:
+            where.append("model = ?")
+            params.append(model)
+        if run_id is not None:
+            where.append("run_id = ?")
+            params.append(run_id)
+        clause = f"WHERE {' AND '.join(where)} " if where else ""
+        with self._sql_errors():
+            rows = _dicts(self._db().execute(
+                f"SELECT * FROM evaluations {clause}ORDER BY created_at DESC, id DESC LIMIT ?", [*params, limit]))
+        for row in rows:
+            row["result"] = json.loads(row["result"])
+            row["heads"] = None if row["heads"] is None else json.loads(row["heads"])
+        return rows
+
+    def save_calibration(self, name: str, calibration: dict) -> int:
+        """Store a ``Calibration.to_json()`` under ``name``, replacing an older one of that name."""
+        target = (calibration.get("heldout") or {}).get("target") or {}
+        delta = target.get("delta_spearman", target.get("delta_nll"))
+        row = [name, _now(), calibration["model"], calibration["task"], calibration["metric"],
+               _json(calibration["kept_heads"]), calibration.get("dev_baseline"), delta, _json(calibration)]
+        with self._sql_errors():
+            conn = self._db().conn
+            with _write(conn):
+                conn.execute("DELETE FROM calibrations WHERE name = ?", [name])
+                cursor = conn.execute(
+                    "INSERT INTO calibrations (name, created_at, model, task, metric, kept_heads, dev_baseline, "
+                    "heldout_delta, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                return int(cursor.lastrowid)
+
+    def calibration(self, name: str) -> dict | None:
+        """The stored calibration JSON of that name, or None."""
+        with self._sql_errors():
+            found = self._db().execute("SELECT result FROM calibrations WHERE name = ?", [name]).fetchone()
+        return None if found is None else json.loads(found[0])
+
+    def calibrations(self, model: str | None = None) -> list[dict]:
+        """Stored calibrations, newest first: the light columns (kept heads decoded), not the per-head trials."""
+        clause, params = ("WHERE model = ? ", [model]) if model is not None else ("", [])
+        with self._sql_errors():
+            rows = _dicts(self._db().execute(
+                "SELECT id, name, created_at, model, task, metric, kept_heads, dev_baseline, heldout_delta "
+                f"FROM calibrations {clause}ORDER BY created_at DESC, id DESC", params))
+        for row in rows:
+            row["kept_heads"] = json.loads(row["kept_heads"])
+        return rows
 
     def _run_row(self, db: Database, run_id: int) -> dict:
         cursor = db.execute("SELECT * FROM runs WHERE id = ?", [run_id])

@@ -1,0 +1,217 @@
+"""``python -m sinkfix evaluate | sts | calibrate``: measure an in-forward intervention."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import calibrate
+from .cli import write_json
+from .cli_analyze import load_with_progress
+from .errors import InputError
+from .evaluate import DEFAULT_MAX_TOKENS, evaluate, sweep, token_evidence
+from .intervene import Intervention, parse_layers
+from .models import DEFAULT_MODEL
+from .settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
+from .sts import load_sts, sts
+
+TARGET_HELP = "detrimental | first | random | tokens:I,J (token 0 only by name: first, or tokens:first,...)"
+
+
+def _intervention_arguments(parser: argparse.ArgumentParser, target_default: str | None) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local directory")
+    parser.add_argument("--target", default=target_default, help=TARGET_HELP)
+    parser.add_argument("--beta", type=float, default=DEFAULT_BETA, help="share of the target's attention kept (1 = no change)")
+    parser.add_argument("--layers", help="layers to edit: A-B, or a list like 0,2-4 (default: all)")
+    parser.add_argument("--heads", help="heads to edit: L:H,L:H,... or @name for a stored calibration (default: all)")
+    parser.add_argument("--match", default="detrimental", help="the target whose mass --target random imitates")
+    parser.add_argument("--tau-att", type=float, default=DEFAULT_TAU_ATT, help="seed rule: att_received threshold")
+    parser.add_argument("--tau-norm", type=float, default=DEFAULT_TAU_NORM, help="seed rule: value_norm threshold")
+    parser.add_argument("--layer", type=int, help="layer whose value norms feed the seed rule (default: L // 2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random control")
+    parser.add_argument("--json", metavar="PATH|-", help="write the result JSON to PATH, or to stdout with -")
+    parser.add_argument("--no-save", action="store_true", help="do not store the result in the run database")
+
+
+def _intervention(args: argparse.Namespace, model_name: str | None = None) -> Intervention:
+    return Intervention(
+        target=args.target, beta=args.beta, layers=parse_layers(args.layers),
+        heads=calibrate.resolve_heads(args.heads, model_name), tau_att=args.tau_att, tau_norm=args.tau_norm,
+        norm_layer=args.layer, match=args.match, seed=args.seed,
+    )
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("evaluate", help="how an intervention changes a model's outputs on texts")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--text", action="append", help="a text to evaluate (repeat for several)")
+    source.add_argument("--text-file", action="append", help="a UTF-8 file holding one text (repeat for several)")
+    _intervention_arguments(parser, "detrimental")
+    parser.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS, help="split texts into chunks of this many tokens")
+    parser.add_argument("--sweep", action="store_true", help="also sweep beta from 1 to 0, beside the random and first controls")
+    parser.add_argument("--evidence", action="store_true", help="also redistribute each candidate sink alone (first text)")
+    parser.set_defaults(handler=run_evaluate)
+
+    parser = commands.add_parser("sts", help="STS Benchmark Spearman, with and without an intervention")
+    parser.add_argument("--data", required=True, help="sts-test.csv / sts-dev.csv, or the folder holding them")
+    parser.add_argument("--split", default="test", choices=("test", "dev"), help="which file when --data is a folder")
+    parser.add_argument("--limit", type=int, help="use only the first N pairs")
+    _intervention_arguments(parser, None)
+    parser.set_defaults(handler=run_sts)
+
+    parser = commands.add_parser("calibrate", help="ACT-style head search on a dev split, checked on a held-out one")
+    parser.add_argument("--task", choices=("sts", "nll"), help="sts (Spearman) or nll (LM); default: by model")
+    parser.add_argument("--data", required=True, help="sts: the STS-B folder; nll: a text file (dev and held-out parts are disjoint)")
+    parser.add_argument("--dev-pairs", type=int, default=500, help="sts: dev pairs to search on (a fixed random subset)")
+    parser.add_argument("--limit", type=int, help="sts: use only the first N held-out (test) pairs")
+    parser.add_argument("--dev-chars", type=int, default=2000, help="nll: characters from the start of the file to search on")
+    parser.add_argument("--heldout-chars", type=int, default=8000, help="nll: characters from the middle of the file to check on")
+    parser.add_argument("--max-tokens", type=int, default=256, help="nll: chunk length in tokens")
+    parser.add_argument("--max-heads", type=int, help="search only the K heads where the target receives most attention")
+    parser.add_argument("--min-gain", type=float, default=0.0, help="keep a head only if it improves the dev metric by more")
+    parser.add_argument("--name", help="store the kept heads under this name, for --heads @NAME")
+    _intervention_arguments(parser, "detrimental")
+    parser.set_defaults(handler=run_calibrate)
+
+
+def _read_texts(args: argparse.Namespace) -> list[str]:
+    if args.text:
+        return [sys.stdin.read() if t == "-" else t for t in args.text]
+    texts = []
+    for name in args.text_file:
+        path = Path(name)
+        if not path.is_file():
+            raise InputError(f"text file not found: {name}")
+        texts.append(path.read_text(encoding="utf-8"))
+    return texts
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    intervention = _intervention(args)  # validate before the slow part
+    texts = _read_texts(args)
+    loaded = load_with_progress(args.model)
+    _check_heads_model(args, loaded.name)
+    result = evaluate(loaded, texts, intervention, args.max_tokens, bar=True)
+    out = result.to_json()
+    _print_evaluation(out)
+    if args.sweep:
+        out["sweep"] = [p.to_json() for p in sweep(loaded, texts, intervention, max_tokens=args.max_tokens, bar=True)]
+        for point in out["sweep"]:
+            print(f"  sweep {point['arm']:<6} beta={point['beta']:.1f} {_metrics(point)}", file=sys.stderr)
+    if args.evidence:
+        rows = token_evidence(loaded, texts[0], intervention, max_tokens=args.max_tokens, bar=True)
+        out["token_evidence"] = [r.to_json() for r in rows]
+        for r in rows:
+            print(f"  token {r.index:>4} {r.token[:14]:<14} att={r.att_received:.3f} seed={r.seed_label:<11} "
+                  f"evidence={r.evidence_label} {_metrics(r.to_json())}", file=sys.stderr)
+    if not args.no_save:
+        _save("evaluate", out)
+    if args.json:
+        write_json(out, args.json)
+    return 0
+
+
+def _check_heads_model(args: argparse.Namespace, model_name: str) -> None:
+    if args.heads and args.heads.strip().startswith("@"):
+        calibrate.resolve_heads(args.heads, model_name)
+
+
+def _metrics(row: dict) -> str:
+    parts = []
+    for key, fmt in (("delta_nll", "+.4f"), ("kl_mean", ".4f"), ("top1_agreement", ".3f"), ("cosine_mean", ".4f")):
+        if row.get(key) is not None:
+            parts.append(f"{key}={row[key]:{fmt}}")
+    return " ".join(parts)
+
+
+def _print_evaluation(out: dict) -> None:
+    targets = sum(len(t) for t in out["target_tokens"])
+    print(f"{out['model']}: target {out['target']} beta={out['beta']:g}, {out['n_chunks']} chunk(s), "
+          f"{out['n_positions']} positions, {targets} target token(s)", file=sys.stderr)
+    if out["baseline_nll"] is not None:
+        low, high = out["delta_nll_ci95"]
+        print(f"  NLL {out['baseline_nll']:.4f} -> {out['intervened_nll']:.4f} nats "
+              f"(change {out['delta_nll']:+.4f}, 95% CI [{low:+.4f}, {high:+.4f}] over {out['ci_unit']}s)", file=sys.stderr)
+        print(f"  KL {out['kl_mean']:.4f} nats, top-1 agreement {out['top1_agreement']:.3f}", file=sys.stderr)
+    else:
+        print("  no LM head: NLL, KL and top-1 are not defined", file=sys.stderr)
+    print(f"  cosine of final hidden states {out['cosine_mean']:.4f}", file=sys.stderr)
+
+
+def run_sts(args: argparse.Namespace) -> int:
+    intervention = None if args.target is None else _intervention(args)
+    data = load_sts(args.data, args.split, args.limit)
+    loaded = load_with_progress(args.model)
+    _check_heads_model(args, loaded.name)
+    result = sts(loaded, data, intervention, bar=True)
+    out = result.to_json() | {"model": loaded.name}
+    print(f"{loaded.name}: STS-B {args.split}, {result.n_pairs} pairs, baseline Spearman {result.baseline_spearman:.4f}",
+          file=sys.stderr)
+    if result.intervened_spearman is not None:
+        low, high = result.delta_ci
+        print(f"  {intervention.label()}: Spearman {result.intervened_spearman:.4f} (change {result.delta:+.4f}, "
+              f"95% CI [{low:+.4f}, {high:+.4f}]); {result.sentences_with_targets} of {result.n_sentences} sentences "
+              "had target tokens", file=sys.stderr)
+    if intervention is not None and not args.no_save:
+        _save("sts", out)
+    if args.json:
+        write_json(out, args.json)
+    return 0
+
+
+def _save(kind: str, result: dict) -> None:
+    from .store import Store
+
+    store = Store()
+    evaluation_id = store.save_evaluation(kind, result)
+    print(f"stored as evaluation {evaluation_id} in {store.path}", file=sys.stderr)
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    intervention = _intervention(args)
+    loaded = load_with_progress(args.model)
+    task = args.task or ("nll" if loaded.lm_kind is not None else "sts")
+    if task == "sts":
+        dev_all = load_sts(args.data, "dev")
+        picks = np.random.default_rng(args.seed).choice(len(dev_all), size=min(args.dev_pairs, len(dev_all)), replace=False)
+        dev = dev_all.subset(sorted(picks.tolist()))
+        test = load_sts(args.data, "test", args.limit)
+        result = calibrate.calibrate_sts(loaded, dev, test, intervention, args.max_heads, args.min_gain, bar=True)
+    else:
+        path = Path(args.data)
+        if not path.is_file():
+            raise InputError(f"text file not found: {args.data}")
+        text = path.read_text(encoding="utf-8")
+        middle = len(text) // 2
+        if args.dev_chars > middle:
+            raise InputError(f"--dev-chars {args.dev_chars} would overlap the held-out part, which starts at character {middle}")
+        result = calibrate.calibrate_nll(loaded, [text[: args.dev_chars]], [text[middle : middle + args.heldout_chars]],
+                                         intervention, args.max_tokens, args.max_heads, args.min_gain, bar=True)
+    out = result.to_json()
+    _print_calibration(out)
+    if args.name:
+        out["name"] = args.name
+        calibrate.save(result, args.name)
+        print(f"stored the kept heads as @{args.name}", file=sys.stderr)
+    if args.json:
+        write_json(out, args.json)
+    return 0
+
+
+def _print_calibration(out: dict) -> None:
+    print(f"{out['model']}: searched {out['n_tried']} heads on {out['dev_size']} dev "
+          f"{'pairs' if out['task'] == 'sts' else 'positions'} in {out['seconds']:.0f} s; "
+          f"dev baseline {out['metric']} {out['dev_baseline']:.4f}; kept {len(out['kept_heads'])} heads", file=sys.stderr)
+    for note in out["notes"]:
+        print(f"  note: {note}", file=sys.stderr)
+    for arm, row in out["heldout"].items():
+        if out["task"] == "sts":
+            low, high = row["delta_ci95"]
+            print(f"  held-out {arm:<6} Spearman {row['intervened_spearman']:.4f} (change {row['delta_spearman']:+.4f}, "
+                  f"95% CI [{low:+.4f}, {high:+.4f}])", file=sys.stderr)
+        else:
+            low, high = row["delta_nll_ci95"]
+            print(f"  held-out {arm:<6} NLL change {row['delta_nll']:+.4f} (95% CI [{low:+.4f}, {high:+.4f}]), "
+                  f"KL {row['kl_mean']:.4f}, top-1 {row['top1_agreement']:.3f}", file=sys.stderr)

@@ -1,0 +1,373 @@
+"""In-forward intervention: ACT redistribution inside SinkFix's attention function, before ``@ V``.
+
+An ``Intervention`` says what to do (target, beta, layers, heads). A ``Plan`` is that intervention
+resolved for one padded batch: a sink set per sequence, and the heads it applies to. The plan is
+the object the attention function calls (``capture.intervening``), so it lives in a context
+variable: thread-safe, and gone when the ``with`` block ends.
+
+Targets:
+- ``detrimental``: the tokens the seed rule labels detrimental, computed per sequence;
+- ``first``: token 0, the only way token 0 becomes a target;
+- ``random``: a control: non-sink tokens whose attention mass (in the intervened heads) matches
+  the mass of the ``match`` target as closely as possible, drawn with a fixed seed;
+- ``tokens:I,J``: explicit indices (``tokens:first,3`` includes token 0 by name).
+Padding is never a target.
+"""
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from . import capture, classify
+from .errors import SettingsError
+from .redistribute import redistribute
+from .settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
+
+TARGET_KINDS = ("detrimental", "first", "random", "tokens")
+Head = tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    indices: tuple[int, ...] = ()
+    include_first: bool = False  # only for kind "tokens": "tokens:first,..."
+
+    def __str__(self) -> str:
+        if self.kind != "tokens":
+            return self.kind
+        named = ["first"] if self.include_first else []
+        return "tokens:" + ",".join(named + [str(i) for i in self.indices])
+
+
+def parse_target(text: str) -> Target:
+    """``detrimental``, ``first``, ``random`` or ``tokens:I,J``. Index 0 must be named ``first``."""
+    if not isinstance(text, str):
+        raise SettingsError(f"target must be text, got {text!r}")
+    value = text.strip()
+    if value in ("detrimental", "first", "random"):
+        return Target(value)
+    if not value.startswith("tokens:"):
+        raise SettingsError(f"unknown target '{text}': use detrimental, first, random or tokens:I,J")
+    indices: list[int] = []
+    include_first = False
+    for part in value[len("tokens:"):].split(","):
+        part = part.strip()
+        if part == "first":
+            include_first = True
+            continue
+        if not part.isdigit():
+            raise SettingsError(f"token index '{part}' in '{text}' is not a whole number >= 0")
+        index = int(part)
+        if index == 0:
+            raise SettingsError("token 0 is protected; name it to include it: --target first or tokens:first,...")
+        indices.append(index)
+    if not indices and not include_first:
+        raise SettingsError(f"'{text}' names no tokens: write tokens:3,7")
+    return Target("tokens", tuple(sorted(set(indices))), include_first)
+
+
+def parse_layers(text: str | None) -> tuple[int, ...] | None:
+    """``A-B`` (inclusive), ``A``, or a comma list of both; None means every layer."""
+    if text is None or not str(text).strip():
+        return None
+    layers: set[int] = set()
+    for part in str(text).split(","):
+        bounds = part.strip().split("-")
+        if len(bounds) > 2 or not all(b.strip().isdigit() for b in bounds):
+            raise SettingsError(f"layers '{text}' must look like 2-4 or 0,3,5")
+        low, high = int(bounds[0]), int(bounds[-1])
+        if high < low:
+            raise SettingsError(f"layer range '{part.strip()}' runs backwards")
+        layers.update(range(low, high + 1))
+    return tuple(sorted(layers))
+
+
+def parse_heads(text: str | None) -> tuple[Head, ...] | None:
+    """``L:H,L:H,...``; None means every head of the chosen layers."""
+    if text is None or not str(text).strip():
+        return None
+    heads: set[Head] = set()
+    for part in str(text).split(","):
+        pieces = part.strip().split(":")
+        if len(pieces) != 2 or not all(p.strip().isdigit() for p in pieces):
+            raise SettingsError(f"head '{part.strip()}' must look like LAYER:HEAD, for example 3:7")
+        heads.add((int(pieces[0]), int(pieces[1])))
+    return tuple(sorted(heads))
+
+
+def format_heads(heads: tuple[Head, ...] | None) -> str | None:
+    return None if heads is None else ",".join(f"{layer}:{head}" for layer, head in heads)
+
+
+@dataclass(frozen=True)
+class Intervention:
+    """What to redistribute, where, and how much to keep (``beta``: 1 keeps everything).
+
+    ``tau_att``/``tau_norm``/``norm_layer`` feed the seed rule for ``detrimental`` (and for
+    deciding which tokens count as sinks when drawing the ``random`` control). ``match`` is the
+    target whose mass ``random`` imitates.
+    """
+
+    target: str = "detrimental"
+    beta: float = DEFAULT_BETA
+    layers: tuple[int, ...] | None = None
+    heads: tuple[Head, ...] | None = None
+    tau_att: float = DEFAULT_TAU_ATT
+    tau_norm: float = DEFAULT_TAU_NORM
+    norm_layer: int | None = None
+    match: str = "detrimental"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        parse_target(self.target)
+        if parse_target(self.match).kind == "random":
+            raise SettingsError("the random control must match a real target, not another random set")
+        for name in ("beta", "tau_att", "tau_norm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+                raise SettingsError(f"{name} must be a number between 0 and 1, got {value!r}")
+
+    @property
+    def parsed_target(self) -> Target:
+        return parse_target(self.target)
+
+    def with_(self, **changes: object) -> Intervention:
+        return dataclasses.replace(self, **changes)
+
+    def label(self) -> str:
+        where = format_heads(self.heads) or (
+            "all heads" if self.layers is None else f"layers {self.layers[0]}-{self.layers[-1]}"
+        )
+        extra = f" (matched to {self.match})" if self.target == "random" else ""
+        return f"{self.target}{extra}, beta={self.beta:g}, {where}"
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["heads"] = None if self.heads is None else [list(h) for h in self.heads]
+        out["layers"] = None if self.layers is None else list(self.layers)
+        return out
+
+
+def needs_stats(intervention: Intervention | None) -> bool:
+    """Whether resolving the target needs a clean forward's statistics (first and tokens:... do not)."""
+    return intervention is not None and intervention.parsed_target.kind in ("detrimental", "random")
+
+
+def head_map(intervention: Intervention, n_layers: int, n_heads: int) -> dict[int, tuple[int, ...] | None]:
+    """Layer -> heads to edit (None: all heads of that layer), checked against the model's shape."""
+    layers = intervention.layers
+    for layer in layers or ():
+        if layer >= n_layers:
+            raise SettingsError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
+    if intervention.heads is None:
+        return {layer: None for layer in (layers if layers is not None else range(n_layers))}
+    out: dict[int, list[int]] = {}
+    for layer, head in intervention.heads:
+        if layer >= n_layers or head >= n_heads:
+            raise SettingsError(
+                f"head {layer}:{head} is out of range: this model has layers 0..{n_layers - 1}, heads 0..{n_heads - 1}"
+            )
+        if layers is None or layer in layers:
+            out.setdefault(layer, []).append(head)
+    return {layer: tuple(sorted(heads)) for layer, heads in out.items()}
+
+
+# ---------------------------------------------------------------- what a clean forward leaves behind
+
+
+@dataclass
+class BatchStats:
+    """Per-sequence statistics of a clean forward over a right-padded batch.
+
+    ``received`` [L, B, H, T]: attention each key gets, averaged over the sequence's real queries.
+    ``value_norms[layer]`` [B, T]: raw norm of the full value vector, kept for every layer (cheap),
+    so interventions with different ``norm_layer`` settings share one clean forward.
+    """
+
+    valid: torch.Tensor  # [B, T] bool
+    norm_layer: int  # the default layer for the seed rule's value norms
+    received_layers: dict[int, torch.Tensor] = field(default_factory=dict)
+    value_norms: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor) -> None:
+        if layer is None:
+            raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
+        if probs.shape[0] != self.valid.shape[0] or probs.shape[-1] != self.valid.shape[1]:
+            return  # a forward of another shape (e.g. PLL copies) is not the batch these stats describe
+        queries = self.valid.to(torch.float32)[:, None, :, None]  # [B, 1, T, 1]
+        summed = (probs.float() * queries).sum(dim=-2)  # [B, H, T]
+        self.received_layers[layer] = summed / queries.sum(dim=-2).clamp(min=1)
+        self.value_norms[layer] = value.float().norm(dim=-1).square().sum(dim=1).sqrt()  # [B, T]
+
+    @property
+    def received(self) -> torch.Tensor:
+        return torch.stack([self.received_layers[i] for i in sorted(self.received_layers)])
+
+    def att_received(self) -> torch.Tensor:
+        """The seed's att_received per sequence [B, T]: mean over layers and heads."""
+        return self.received.mean(dim=(0, 2))
+
+    def normalised_value_norm(self, layer: int | None = None) -> torch.Tensor:
+        """value_norm per sequence divided by its max over the sequence's real tokens -> [B, T]."""
+        layer = self.norm_layer if layer is None else layer
+        if layer not in self.value_norms:
+            raise SettingsError(f"layer {layer} is out of range: this model has layers 0..{len(self.value_norms) - 1}")
+        norms = torch.where(self.valid, self.value_norms[layer], 0.0)
+        return norms / norms.max(dim=-1, keepdim=True).values.clamp(min=1e-12)
+
+    def seed_labels(self, tau_att: float, tau_norm: float, layer: int | None = None) -> list[list[str]]:
+        """The seed rule, applied to each sequence's real tokens (value norms at ``layer``, default L // 2)."""
+        rule = classify.SeedRule(tau_att, tau_norm)
+        att, norm = self.att_received().numpy(), self.normalised_value_norm(layer).numpy()
+        lengths = self.valid.sum(dim=-1).tolist()
+        return [rule.labels(att[b, :n], norm[b, :n]) for b, n in enumerate(lengths)]
+
+
+def stats_for(valid: torch.Tensor, n_layers: int, norm_layer: int | None) -> BatchStats:
+    layer = n_layers // 2 if norm_layer is None else norm_layer
+    if not 0 <= layer < n_layers:
+        raise SettingsError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
+    return BatchStats(valid=valid.to(torch.bool), norm_layer=layer)
+
+
+# ---------------------------------------------------------------- the plan the attention function runs
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An intervention resolved for one batch. ``sinks`` [B, T] (B may be 1 and broadcast)."""
+
+    sinks: torch.Tensor
+    beta: float
+    heads: dict[int, tuple[int, ...] | None]
+    target_mass: torch.Tensor | None = None  # [B] (random only: the mass it tried to match)
+    achieved_mass: torch.Tensor | None = None  # [B]
+
+    def apply(self, layer: int | None, probs: torch.Tensor) -> torch.Tensor:
+        if layer not in self.heads:
+            return probs
+        if probs.shape[-1] != self.sinks.shape[-1]:
+            raise RuntimeError(f"plan covers {self.sinks.shape[-1]} tokens but attention sees {probs.shape[-1]}")
+        if self.sinks.shape[0] not in (1, probs.shape[0]):
+            raise RuntimeError(f"plan covers {self.sinks.shape[0]} sequences but the batch has {probs.shape[0]}")
+        mask = self.sinks[:, None, None, :]
+        heads = self.heads[layer]
+        if heads is None:
+            return redistribute(probs, mask, self.beta)
+        out = probs.clone()
+        index = list(heads)
+        out[:, index] = redistribute(probs[:, index], mask, self.beta)
+        return out
+
+    def with_beta(self, beta: float) -> Plan:
+        return dataclasses.replace(self, beta=beta)
+
+    def target_tokens(self) -> list[list[int]]:
+        return [torch.nonzero(row).flatten().tolist() for row in self.sinks]
+
+
+def make_plan(
+    intervention: Intervention,
+    stats: BatchStats | None,
+    valid: torch.Tensor,
+    n_layers: int,
+    n_heads: int,
+    token_ids: torch.Tensor | None = None,
+) -> Plan:
+    """Resolve ``intervention`` for a right-padded batch. ``valid`` [B, T] marks real tokens.
+
+    ``stats`` (from a clean forward) is needed for ``detrimental`` and ``random``.
+    ``token_ids`` seeds the random control per sequence, so a sequence gets the same draw in any batch.
+    """
+    valid = valid.to(torch.bool)
+    heads = head_map(intervention, n_layers, n_heads)
+    target = intervention.parsed_target
+    if target.kind == "random":
+        if stats is None:
+            raise RuntimeError("the random control needs the statistics of a clean forward")
+        reference = _target_mask(parse_target(intervention.match), intervention, stats, valid)
+        sinks, wanted, got = _matched_random(intervention, stats, valid, reference, heads, token_ids)
+        return Plan(sinks, intervention.beta, heads, wanted, got)
+    return Plan(_target_mask(target, intervention, stats, valid), intervention.beta, heads)
+
+
+def _target_mask(target: Target, intervention: Intervention, stats: BatchStats | None, valid: torch.Tensor) -> torch.Tensor:
+    mask = torch.zeros_like(valid)
+    if target.kind == "first":
+        mask[:, 0] = True
+    elif target.kind == "tokens":
+        for index in target.indices:
+            if index >= valid.shape[1] or not valid[:, index].any():
+                raise SettingsError(f"token index {index} is past the end of every input (longest: {int(valid.sum(1).max())} tokens)")
+            mask[:, index] = True
+        mask[:, 0] = target.include_first
+    elif target.kind == "detrimental":
+        if stats is None:
+            raise RuntimeError("the detrimental target needs the statistics of a clean forward")
+        labels_per_sequence = stats.seed_labels(intervention.tau_att, intervention.tau_norm, intervention.norm_layer)
+        for b, labels in enumerate(labels_per_sequence):
+            for index in classify.indices_with(labels, classify.DETRIMENTAL):
+                mask[b, index] = True
+        mask[:, 0] = False  # the seed rule never says so, but token 0 is protected regardless
+    return mask & valid  # padding is never a target
+
+
+def head_mass(stats: BatchStats, heads: dict[int, tuple[int, ...] | None]) -> torch.Tensor:
+    """Attention each token receives, averaged over the intervened heads only -> [B, T]."""
+    parts = []
+    for layer, chosen in heads.items():
+        received = stats.received_layers[layer]  # [B, H, T]
+        parts.append(received if chosen is None else received[:, list(chosen)])
+    return torch.cat(parts, dim=1).mean(dim=1)
+
+
+def _matched_random(
+    intervention: Intervention,
+    stats: BatchStats,
+    valid: torch.Tensor,
+    reference: torch.Tensor,
+    heads: dict[int, tuple[int, ...] | None],
+    token_ids: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per sequence: shuffle the non-sink tokens with a fixed seed, then add each one whose mass
+    brings the running total closer to the reference set's mass. A token left out would have
+    overshot by more than it helped, so the miss is at most half the smallest such token's mass,
+    unless the candidates run out first.
+    """
+    mass = head_mass(stats, heads)
+    att = stats.att_received()
+    sinks = torch.zeros_like(valid)
+    wanted = (mass * reference).sum(dim=-1)
+    for b in range(valid.shape[0]):
+        candidates = valid[b] & ~reference[b] & (att[b] < intervention.tau_att)
+        candidates[0] = False
+        order = torch.nonzero(candidates).flatten().numpy()
+        rng = np.random.default_rng([intervention.seed, _sequence_key(token_ids, b)])
+        total = 0.0
+        goal = float(wanted[b])
+        for index in rng.permutation(order):
+            value = float(mass[b, index])
+            if abs(total + value - goal) < abs(total - goal):
+                sinks[b, index] = True
+                total += value
+    return sinks, wanted, (mass * sinks).sum(dim=-1)
+
+
+def _sequence_key(token_ids: torch.Tensor | None, row: int) -> int:
+    if token_ids is None:
+        return row
+    return zlib.crc32(np.asarray(token_ids[row].tolist(), dtype=np.int64).tobytes())
+
+
+@contextmanager
+def intervene(plan: Plan | None) -> Iterator[Plan | None]:
+    """Run forwards inside this block with ``plan`` applied before ``@ V``; None means no change."""
+    with capture.intervening(plan):
+        yield plan
