@@ -159,7 +159,7 @@ def analyze(text: str, model: LoadedModel | str, settings: AnalysisSettings | No
     timings["tokenize_s"] = time.perf_counter() - started
 
     keep_maps = len(ids) <= settings.map_token_limit
-    observer = SinkObserver(loaded.is_causal, keep_maps, loaded.output_grams)
+    observer = SinkObserver(keep_maps)
     tick = time.perf_counter()
     with torch.inference_mode(), observing(observer):
         loaded.base(**model_inputs(loaded.model, encoded))
@@ -190,8 +190,9 @@ def _assemble(
     warnings: list[str],
 ) -> Analysis:
     received_head = observer.stacked("received")  # [L, H, T]
-    alpha = observer.stacked("alpha")
-    norm_layer = observer.stacked("value_norm_full")
+    alpha = metrics.visible_query_mean(received_head, loaded.is_causal)
+    values = observer.stacked("value")  # [L, H_kv, T, d]
+    norm_head, norm_layer = metrics.value_norms(values)
     selected = norm_layer[settings.layer]
     value_norm = selected / selected.max()
     att_received = received_head.mean(dim=(0, 1))
@@ -202,14 +203,15 @@ def _assemble(
     maps = corrected = None
     if observer.keep_maps:
         maps = observer.stacked("maps")
-        corrected = redistribute(maps, sink_mask(sinks, len(ids)), settings.beta)
+        # With no sink the correction is exactly the identity; skip the pass over L x H x T x T.
+        corrected = redistribute(maps, sink_mask(sinks, len(ids)), settings.beta) if sinks else maps
     contribution = None
-    if observer.output_grams is None:
+    if loaded.output_grams is None:
         warnings.append(
             f"norm-based contribution unavailable: no output-projection adapter for {loaded.model_type}"
         )
     else:
-        contribution = observer.stacked("contribution")
+        contribution = metrics.contribution(received_head, values, torch.stack(loaded.output_grams))
 
     return Analysis(
         text=text,
@@ -232,7 +234,7 @@ def _assemble(
         entropy=_np(observer.stacked("entropy")),
         value_norm=_np(value_norm),
         value_norm_layer=_np(norm_layer),
-        value_norm_head=_np(observer.stacked("value_norm_head")),
+        value_norm_head=_np(norm_head),
         contribution=None if contribution is None else _np(contribution),
         labels=labels,
         rule=rule.name,

@@ -131,28 +131,30 @@ class CallRecorder:
 
 @dataclass
 class LayerStats:
-    """What one layer leaves behind for a single sequence (batch index 0)."""
+    """What one layer leaves behind for a single sequence (batch index 0).
+
+    Only what needs the T x T probabilities is computed here; value-side quantities are
+    computed afterwards for all layers at once (``analysis._assemble``), which saves many small ops.
+    """
 
     received: torch.Tensor  # [H, T]
-    alpha: torch.Tensor  # [H, T]
     entropy: torch.Tensor  # [H]
-    value_norm_head: torch.Tensor  # [H_kv, T]
-    value_norm_full: torch.Tensor  # [T]
-    contribution: torch.Tensor | None  # [H, T]
+    value: torch.Tensor  # [H_kv, T, d]
     maps: torch.Tensor | None  # [H, T, T]
+
+
+# Above this many elements (H * T * T) entropy runs head by head to bound the scratch buffer.
+_ONE_PASS_ENTROPY = 1 << 22
 
 
 @dataclass
 class SinkObserver:
     """Reduces each layer at once, so memory grows with one layer's T^2, not L * T^2.
 
-    Full maps are kept only when ``keep_maps``. ``output_grams`` (per layer, from
-    ``metrics.output_grams``) enables the norm-based contribution; None skips it.
+    Full maps are kept only when ``keep_maps``.
     """
 
-    is_causal: bool
     keep_maps: bool
-    output_grams: list[torch.Tensor] | None = None
     layers: dict[int, LayerStats] = field(default_factory=dict)
     _scratch: torch.Tensor | None = None
 
@@ -160,22 +162,19 @@ class SinkObserver:
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
         p = probs[0].float()
-        v = value[0].float()
-        if self._scratch is None or self._scratch.shape != p.shape[1:]:
-            self._scratch = torch.empty(p.shape[1:], dtype=p.dtype, device=p.device)
-        got = metrics.received(p)
-        per_head, full = metrics.value_norms(v)
-        grams = None if self.output_grams is None else self.output_grams[layer]
         self.layers[layer] = LayerStats(
-            received=got,
-            alpha=metrics.visible_query_mean(got, self.is_causal),
-            entropy=metrics.row_entropy(p, self._scratch),
-            value_norm_head=per_head,
-            value_norm_full=full,
-            contribution=None if grams is None else metrics.contribution(got, v, grams),
+            received=metrics.received(p),
+            entropy=metrics.row_entropy(p, self._scratch_for(p)),
+            value=value[0].float(),
             # A reference, not a copy: nothing downstream edits probs in place.
             maps=p if self.keep_maps else None,
         )
+
+    def _scratch_for(self, p: torch.Tensor) -> torch.Tensor:
+        shape = p.shape if p.numel() <= _ONE_PASS_ENTROPY else p.shape[1:]
+        if self._scratch is None or self._scratch.shape != shape:
+            self._scratch = torch.empty(shape, dtype=p.dtype, device=p.device)
+        return self._scratch
 
     def stacked(self, name: str) -> torch.Tensor:
         """Stack one field over layers in layer order: [L, ...]."""

@@ -1,6 +1,7 @@
-"""Per-layer reductions of attention and values. Pure tensor functions, one layer at a time.
+"""Reductions of attention and values. Pure tensor functions.
 
-Shapes: ``probs`` is [H, T, T] (queries x keys), ``value`` is [H_kv, T, d].
+Shapes: ``probs`` is [H, T, T] (queries x keys) for one layer. The value-side functions take any
+leading dimensions, so they run once over all layers: ``value`` is [..., H_kv, T, d].
 """
 from __future__ import annotations
 
@@ -28,25 +29,27 @@ def visible_query_mean(received_: torch.Tensor, is_causal: bool) -> torch.Tensor
 def row_entropy(probs: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
     """Mean over queries of the row entropy in nats -> [H].
 
-    One head at a time, into a reused ``scratch`` [T, T] buffer: a fresh T x T temporary per head
-    costs more in page faults than the arithmetic itself.
+    ``scratch`` is a reused buffer, either [H, T, T] (one pass) or [T, T] (one head at a time, for
+    long inputs): a fresh T x T temporary per call costs more in page faults than the arithmetic.
     """
     if scratch is None:
         scratch = torch.empty_like(probs[0])
+    if scratch.shape == probs.shape:
+        return torch.special.xlogy(probs, probs, out=scratch).sum(dim=-1).mean(dim=-1).neg()
     return torch.stack([torch.special.xlogy(head, head, out=scratch).sum(dim=-1).mean() for head in probs]).neg()
 
 
 def value_norms(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-head norms [H_kv, T] and the norm of the full (concatenated) value vector [T]."""
+    """Per-head norms [..., H_kv, T] and the norm of the full (concatenated) value vector [..., T]."""
     per_head = value.norm(dim=-1)
-    full = per_head.square().sum(dim=0).sqrt()
+    full = per_head.square().sum(dim=-2).sqrt()
     return per_head, full
 
 
 def repeat_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """Repeat KV heads (GQA) along dim 0 so each query head sees its own copy."""
-    groups = n_heads // x.shape[0]
-    return x if groups == 1 else x.repeat_interleave(groups, dim=0)
+    """Repeat KV heads (GQA) along the head dimension (-3) so each query head sees its own copy."""
+    groups = n_heads // x.shape[-3]
+    return x if groups == 1 else x.repeat_interleave(groups, dim=-3)
 
 
 def output_grams(w_o: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -56,12 +59,12 @@ def output_grams(w_o: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 
 def contribution(received_: torch.Tensor, value: torch.Tensor, grams: torch.Tensor) -> torch.Tensor:
-    """Norm-based contribution (Kobayashi et al. 2020), averaged over queries -> [H, T].
+    """Norm-based contribution (Kobayashi et al. 2020), averaged over queries -> [..., H, T].
 
     mean_i ||A[i, j] * W_O^h v_j|| = received[h, j] * ||W_O^h v_j|| because A >= 0.
-    ``grams`` comes from ``output_grams`` (W_O in Linear layout [hidden, H * d]).
+    ``grams`` comes from ``output_grams`` (W_O in Linear layout [hidden, H * d]): [..., H, d, d].
     """
-    v = repeat_heads(value, received_.shape[0])  # [H, T, d]
+    v = repeat_heads(value, received_.shape[-2])  # [..., H, T, d]
     squared = ((v @ grams) * v).sum(dim=-1)
     return received_ * squared.clamp_min(0).sqrt()
 

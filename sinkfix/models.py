@@ -5,6 +5,7 @@ Every model is loaded with SinkFix's attention function (``attn_implementation="
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import inspect
@@ -331,8 +332,12 @@ def _probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> Non
 
 def model_inputs(model: nn.Module, encoded: dict) -> dict:
     """Keep only the tokenizer outputs the base model accepts (DistilBERT takes no token_type_ids)."""
-    accepted = inspect.signature(model.base_model.forward).parameters
-    return {key: value for key, value in encoded.items() if key in accepted}
+    return {key: value for key, value in encoded.items() if key in _accepted_inputs(type(model.base_model))}
+
+
+@functools.cache
+def _accepted_inputs(base_class: type) -> frozenset[str]:
+    return frozenset(inspect.signature(base_class.forward).parameters)
 
 
 def _is_causal(model: nn.Module) -> bool:
