@@ -24,8 +24,9 @@ ATTN_NAME = "sinkfix"
 
 
 class LayerObserver(Protocol):
-    def observe(self, layer: int, probs: torch.Tensor, value: torch.Tensor) -> None:
-        """``probs`` [B, H, Tq, Tk] after softmax; ``value`` [B, H_kv, Tk, d] before any GQA repeat."""
+    def observe(self, layer: int, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor) -> None:
+        """``probs`` [B, H, Tq, Tk] after softmax; ``value`` [B, H_kv, Tk, d] before any GQA repeat;
+        ``scores`` the masked logits the softmax was taken of (same shape as probs)."""
 
 
 class ProbsIntervention(Protocol):
@@ -81,14 +82,14 @@ def sinkfix_attention(
     groups = query.shape[1] // key.shape[1]
     key_states = _repeat_kv(key, groups)
     value_states = _repeat_kv(value, groups)
-    weights = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    scores = torch.matmul(query, key_states.transpose(2, 3)) * scaling
     if attention_mask is not None:
-        weights = weights + attention_mask[:, :, :, : key_states.shape[-2]]
-    weights = nn.functional.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+        scores = scores + attention_mask[:, :, :, : key_states.shape[-2]]
+    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     layer = getattr(module, "layer_idx", None)
     observer = _observer.get()
     if observer is not None:
-        observer.observe(layer, weights, value)
+        observer.observe(layer, weights, value, scores)
     intervention = _intervention.get()
     if intervention is not None:
         weights = intervention.apply(layer, weights)
@@ -125,7 +126,7 @@ class CallRecorder:
     def __init__(self) -> None:
         self.layers: list[int | None] = []
 
-    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor) -> None:
+    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor) -> None:
         self.layers.append(layer)
 
 
@@ -158,13 +159,13 @@ class SinkObserver:
     layers: dict[int, LayerStats] = field(default_factory=dict)
     _scratch: torch.Tensor | None = None
 
-    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor) -> None:
+    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor) -> None:
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
         p = probs[0].float()
         self.layers[layer] = LayerStats(
             received=metrics.received(p),
-            entropy=metrics.row_entropy(p, self._scratch_for(p)),
+            entropy=metrics.row_entropy_from_scores(p, scores[0].float(), self._scratch_for(p)),
             value=value[0].float(),
             # A reference, not a copy: nothing downstream edits probs in place.
             maps=p if self.keep_maps else None,

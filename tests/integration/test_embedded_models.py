@@ -68,6 +68,9 @@ def test_smollm2_att_received_matches_eager_and_first_token_sinks(smollm2):
     n = maps.shape[-1]
     alpha = maps.sum(dim=-2) / torch.arange(n, 0, -1)
     np.testing.assert_allclose(result.alpha, alpha.numpy(), atol=1e-5, rtol=0)
+    # entropy (computed from the scores inside the observer) against -sum p ln p on the eager maps
+    entropy = -torch.special.xlogy(maps, maps).sum(dim=-1).mean(dim=-1)
+    np.testing.assert_allclose(result.entropy, entropy.numpy(), atol=1e-4, rtol=0)
     # the first token is the sink: most received attention, and it sinks in most heads
     assert int(result.att_received.argmax()) == 0
     assert result.sink_rate[0] > 0.5

@@ -54,3 +54,22 @@ def test_contribution_against_explicit_sum_with_gqa():
 def test_sink_rate():
     alpha = torch.tensor([[[0.5, 0.1]], [[0.2, 0.4]]])  # L=2, H=1, T=2
     torch.testing.assert_close(metrics.sink_rate(alpha, 0.3), torch.tensor([0.5, 0.5]))
+
+
+def test_entropy_from_scores_equals_direct_entropy_with_causal_mask():
+    n = 9
+    scores = torch.randn(3, n, n) * 4
+    mask = torch.triu(torch.full((n, n), torch.finfo(torch.float32).min), 1)  # eager's additive mask
+    masked = scores + mask
+    probs = masked.softmax(-1)
+    direct = metrics.row_entropy(probs)
+    torch.testing.assert_close(metrics.row_entropy_from_scores(probs, masked), direct, rtol=0, atol=1e-5)
+    # head-by-head scratch gives the same numbers
+    torch.testing.assert_close(metrics.row_entropy_from_scores(probs, masked, torch.empty(n, n)), direct,
+                               rtol=0, atol=1e-5)
+
+
+def test_entropy_from_scores_falls_back_on_infinite_scores():
+    scores = torch.tensor([[[0.0, float("-inf")], [1.0, 2.0]]])
+    probs = scores.softmax(-1)
+    torch.testing.assert_close(metrics.row_entropy_from_scores(probs, scores), metrics.row_entropy(probs))
