@@ -728,8 +728,11 @@ def _recomputable(analysis: Analysis) -> bool:
 
 
 def _corrected(maps: np.ndarray, sink_indices: list[int], beta: float) -> np.ndarray:
+    maps = np.ascontiguousarray(maps, dtype=np.float32)
     mask = sink_mask(sink_indices, maps.shape[-1])
-    return redistribute(torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32)), mask, beta).numpy()
+    if not mask.any():
+        return maps  # ACT with an empty sink set is exactly the identity: skip the pass over L x H x T x T
+    return redistribute(torch.from_numpy(maps), mask, beta).numpy()
 
 
 def _rebuild(row: dict, labels: list[str], blobs: dict[str, bytes]) -> Analysis:
