@@ -72,10 +72,7 @@ class AnalyzeRequest(BaseModel):
     max_tokens: int | None = None
 
     def settings(self) -> AnalysisSettings:
-        return AnalysisSettings(
-            layer=self.layer, tau_att=self.tau_att, tau_norm=self.tau_norm, beta=self.beta, epsilon=self.epsilon,
-            map_token_limit=self.map_token_limit, max_tokens=self.max_tokens,
-        )
+        return AnalysisSettings.from_dict(self.model_dump())  # from_dict keeps only the settings fields
 
 
 class ModelShelf:
