@@ -19,6 +19,7 @@ PAGES = [
     st.Page("views/drilldown.py", title="Drill-down", icon=":material/grid_on:"),
     st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("views/corpus.py", title="Corpus", icon=":material/library_books:"),
+    st.Page("views/evaluate.py", title="Evaluate", icon=":material/rule:"),
 ]
 
 st.navigation(PAGES).run()
