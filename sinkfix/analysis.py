@@ -211,7 +211,11 @@ def _assemble(
             f"norm-based contribution unavailable: no output-projection adapter for {loaded.model_type}"
         )
     else:
-        contribution = metrics.contribution(received_head, values, torch.stack(loaded.output_grams))
+        # Layer by layer: batching all layers at once would allocate L x H x T x d temporaries.
+        contribution = torch.stack([
+            metrics.contribution(received, value, grams)
+            for received, value, grams in zip(received_head, values, loaded.output_grams)
+        ])
 
     return Analysis(
         text=text,

@@ -90,6 +90,7 @@ def sinkfix_attention(
     observer = _observer.get()
     if observer is not None:
         observer.observe(layer, weights, value, scores)
+    del scores  # as in eager, the logits must not outlive the softmax: at long T they are the largest tensor
     intervention = _intervention.get()
     if intervention is not None:
         weights = intervention.apply(layer, weights)
