@@ -110,3 +110,13 @@ def analysis_downloads(analysis: Analysis) -> None:
         icon=":material/table:",
     )
 
+
+
+def count_columns() -> dict:
+    """Column settings for the light run rows (token and label counts) shared by History and Corpus."""
+    return {
+        "n_tokens": st.column_config.NumberColumn("tokens", width="small"),
+        "n_beneficial": st.column_config.NumberColumn("benef.", width="small"),
+        "n_detrimental": st.column_config.NumberColumn("detr.", width="small"),
+        "n_neutral": st.column_config.NumberColumn("neutral", width="small"),
+    }

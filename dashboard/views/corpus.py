@@ -89,10 +89,7 @@ def runs(store, corpus: dict) -> None:
         "line_no": st.column_config.NumberColumn("line", width="small"),
         "run_id": st.column_config.NumberColumn("run", width="small"),
         "text": st.column_config.TextColumn("text", width="large"),
-        "n_tokens": st.column_config.NumberColumn("tokens", width="small"),
-        "n_beneficial": st.column_config.NumberColumn("benef.", width="small"),
-        "n_detrimental": st.column_config.NumberColumn("detr.", width="small"),
-        "n_neutral": st.column_config.NumberColumn("neutral", width="small"),
+        **ui.count_columns(),
         "open": st.column_config.LinkColumn("drill-down", display_text="open"),
     })
     if len(rows) < 2:

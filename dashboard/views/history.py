@@ -100,10 +100,7 @@ try:
             "id": st.column_config.NumberColumn("run", width="small"),
             "created_at": st.column_config.TextColumn("created (UTC)"),
             "text": st.column_config.TextColumn("text", width="medium"),
-            "n_tokens": st.column_config.NumberColumn("tokens", width="small"),
-            "n_beneficial": st.column_config.NumberColumn("benef.", width="small"),
-            "n_detrimental": st.column_config.NumberColumn("detr.", width="small"),
-            "n_neutral": st.column_config.NumberColumn("neutral", width="small"),
+            **ui.count_columns(),
             "open": st.column_config.LinkColumn("drill-down", display_text="open"),
         },
     )
