@@ -54,14 +54,14 @@ def read_text_arg(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import cli_analyze, cli_batch, cli_runs
+    from . import cli_analyze, cli_batch, cli_evaluate, cli_runs
 
     parser = _Parser(prog="python -m sinkfix", description="Find, classify and correct attention sinks.")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     cli_analyze.register(commands)
     cli_runs.register(commands)
     cli_batch.register(commands)
-    from . import cli_evaluate; cli_evaluate.register(commands)  # noqa: E702
+    cli_evaluate.register(commands)
     return parser
 
 

@@ -15,6 +15,7 @@ from .evaluate import DEFAULT_MAX_TOKENS, evaluate, sweep, token_evidence
 from .intervene import Intervention, parse_layers
 from .models import DEFAULT_MODEL
 from .settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
+from .store import Store
 from .sts import load_sts, sts
 
 TARGET_HELP = "detrimental | first | random | tokens:I,J (token 0 only by name: first, or tokens:first,...)"
@@ -60,6 +61,17 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--limit", type=int, help="use only the first N pairs")
     _intervention_arguments(parser, None)
     parser.set_defaults(handler=run_sts)
+
+    parser = commands.add_parser("evaluations", help="stored evaluate/sts results, newest first ($SINKFIX_DB)")
+    parser.add_argument("--model", help="only this model")
+    parser.add_argument("--limit", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="print the full stored results as JSON")
+    parser.set_defaults(handler=run_list_evaluations)
+
+    parser = commands.add_parser("calibrations", help="stored head sets from calibrate ($SINKFIX_DB)")
+    parser.add_argument("--model", help="only this model")
+    parser.add_argument("--json", action="store_true", help="print the stored rows as JSON")
+    parser.set_defaults(handler=run_list_calibrations)
 
     parser = commands.add_parser("calibrate", help="ACT-style head search on a dev split, checked on a held-out one")
     parser.add_argument("--task", choices=("sts", "nll"), help="sts (Spearman) or nll (LM); default: by model")
@@ -162,8 +174,6 @@ def run_sts(args: argparse.Namespace) -> int:
 
 
 def _save(kind: str, result: dict) -> None:
-    from .store import Store
-
     store = Store()
     evaluation_id = store.save_evaluation(kind, result)
     print(f"stored as evaluation {evaluation_id} in {store.path}", file=sys.stderr)
@@ -215,3 +225,36 @@ def _print_calibration(out: dict) -> None:
             low, high = row["delta_nll_ci95"]
             print(f"  held-out {arm:<6} NLL change {row['delta_nll']:+.4f} (95% CI [{low:+.4f}, {high:+.4f}]), "
                   f"KL {row['kl_mean']:.4f}, top-1 {row['top1_agreement']:.3f}", file=sys.stderr)
+
+
+def run_list_evaluations(args: argparse.Namespace) -> int:
+    rows = Store().evaluations(model=args.model, limit=args.limit)
+    if args.json:
+        write_json(rows, "-")
+        return 0
+    print(f"{'id':>4}  {'created_at (UTC)':<25} {'kind':<8} {'model':<14} {'target':<14} {'beta':>4} "
+          f"{'baseline':>9} {'intervened':>10} {'delta':>9}  95% CI")
+    for row in rows:
+        ci = "" if row["ci_low"] is None else f"[{row['ci_low']:+.4f}, {row['ci_high']:+.4f}]"
+        print(f"{row['id']:>4}  {row['created_at']:<25} {row['kind']:<8} {row['model'][:14]:<14} "
+              f"{row['target'][:14]:<14} {row['beta']:>4.2f} {_number(row['baseline']):>9} "
+              f"{_number(row['intervened']):>10} {_number(row['delta']):>9}  {ci}")
+    print(f"{len(rows)} evaluations", file=sys.stderr)
+    return 0
+
+
+def run_list_calibrations(args: argparse.Namespace) -> int:
+    rows = Store().calibrations(model=args.model)
+    if args.json:
+        write_json(rows, "-")
+        return 0
+    print(f"{'name':<24} {'created_at (UTC)':<25} {'model':<14} {'task':<5} {'heads':>5} {'dev base':>9} {'held-out Δ':>10}")
+    for row in rows:
+        print(f"{row['name'][:24]:<24} {row['created_at']:<25} {row['model'][:14]:<14} {row['task']:<5} "
+              f"{len(row['kept_heads']):>5} {_number(row['dev_baseline']):>9} {_number(row['heldout_delta']):>10}")
+    print(f"{len(rows)} calibrations", file=sys.stderr)
+    return 0
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
