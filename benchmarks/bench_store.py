@@ -6,13 +6,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 
 import sinkfix
 from sinkfix.cache import analyze_or_fetch
 from sinkfix.store import Store
 
-from .common import interleaved_medians, seconds, text_of_tokens
+from .common import interleaved_medians, text_of_tokens
 
 STORAGE_TARGET = 0.30
 CACHE_HIT_TARGET_MS = 50

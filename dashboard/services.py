@@ -4,13 +4,10 @@ Pages call these instead of the core directly, so caching and error display live
 """
 from __future__ import annotations
 
-import threading
 from collections import OrderedDict
-from collections.abc import Callable
 
 import streamlit as st
 
-import sinkfix
 from sinkfix import models, paths
 from sinkfix.analysis import Analysis, validate_text
 from sinkfix.cache import analyze_cached
@@ -22,30 +19,11 @@ SEED_TEXT = "[MASK] [MASK] [MASK] [MASK] The actual sentence contains no useful 
 RECENT_ANALYSES = 6  # decoded runs kept per session, so reruns of a page do not re-read blobs
 
 
-class ModelShelf:
-    """The models loaded in this process. It lives in ``st.cache_resource``; loading happens outside
-    the cached function so the progress messages reach the live ``st.status`` box, not a replay."""
-
-    def __init__(self) -> None:
-        self._models: dict[str, sinkfix.LoadedModel] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str, progress: Callable[[str], None] | None = None) -> sinkfix.LoadedModel:
-        with self._lock:
-            if name not in self._models:
-                # Looked up at call time so tests can count loads by patching sinkfix.models.load_model.
-                self._models[name] = models.load_model(name, progress=progress)
-            elif progress:
-                progress(f"{name} already loaded (held in st.cache_resource)")
-            return self._models[name]
-
-    def loaded(self) -> list[str]:
-        return list(self._models)
-
-
 @st.cache_resource(show_spinner=False)
-def model_shelf() -> ModelShelf:
-    return ModelShelf()
+def model_shelf() -> models.ModelShelf:
+    """Held in st.cache_resource: one shelf per server. Loading happens in ``get``, outside the
+    cached function, so progress messages reach the live st.status box, not a replay."""
+    return models.ModelShelf()
 
 
 def get_store() -> Store:

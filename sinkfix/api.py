@@ -33,7 +33,7 @@ from .errors import (
     StoreError,
     UnsupportedModelError,
 )
-from .models import DEFAULT_MODEL, LoadedModel
+from .models import DEFAULT_MODEL
 from .settings import (
     DEFAULT_BETA,
     DEFAULT_EPSILON,
@@ -75,29 +75,7 @@ class AnalyzeRequest(BaseModel):
         return AnalysisSettings.from_dict(self.model_dump())  # from_dict keeps only the settings fields
 
 
-class ModelShelf:
-    """The models this process has loaded: each is loaded on its first request and then reused."""
-
-    def __init__(self) -> None:
-        self._models: dict[str, LoadedModel] = {}
-        self._lock = threading.Lock()
-
-    def get(self, name: str) -> LoadedModel:
-        with self._lock:
-            if name not in self._models:
-                # Looked up at call time, so tests can count loads by patching sinkfix.models.load_model.
-                self._models[name] = models.load_model(name)
-            return self._models[name]
-
-    def loaded(self) -> list[str]:
-        return list(self._models)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._models.clear()
-
-
-MODELS = ModelShelf()
+MODELS = models.ModelShelf()  # the API's own, so its tests can empty it and count loads
 _stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
 

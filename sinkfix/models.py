@@ -366,13 +366,37 @@ def fingerprint(model: nn.Module) -> str:
     return digest.hexdigest()[:16]
 
 
-_cache: dict[str, LoadedModel] = {}
-_cache_lock = threading.Lock()
+class ModelShelf:
+    """The models one process has loaded: each is loaded on first use, then reused.
+
+    The CLI and library share the default shelf (``get_model``); the API and the dashboard hold
+    their own, so tests can empty them and count loads by patching ``sinkfix.models.load_model``
+    (looked up at call time).
+    """
+
+    def __init__(self) -> None:
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str, progress: Progress | None = None) -> LoadedModel:
+        with self._lock:
+            if name not in self._models:
+                self._models[name] = load_model(name, progress)
+            elif progress:
+                progress(f"{name} already loaded")
+            return self._models[name]
+
+    def loaded(self) -> list[str]:
+        return list(self._models)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
+
+
+_default_shelf = ModelShelf()
 
 
 def get_model(name: str, progress: Progress | None = None) -> LoadedModel:
     """``load_model`` memoised per process, for callers that pass a model by name."""
-    with _cache_lock:
-        if name not in _cache:
-            _cache[name] = load_model(name, progress)
-        return _cache[name]
+    return _default_shelf.get(name, progress)
