@@ -23,7 +23,7 @@ RECENT_ANALYSES = 6  # decoded runs kept per session, so reruns of a page do not
 def model_shelf() -> models.ModelShelf:
     """Held in st.cache_resource: one shelf per server. Loading happens in ``get``, outside the
     cached function, so progress messages reach the live st.status box, not a replay."""
-    return models.ModelShelf()
+    return models.ModelShelf(reuse_note="already loaded (held in st.cache_resource)")
 
 
 def get_store() -> Store:

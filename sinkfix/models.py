@@ -374,16 +374,18 @@ class ModelShelf:
     (looked up at call time).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, reuse_note: str | None = None) -> None:
+        """``reuse_note``, if given, is sent to ``progress`` when a model is served from the shelf."""
         self._models: dict[str, LoadedModel] = {}
         self._lock = threading.Lock()
+        self._reuse_note = reuse_note
 
     def get(self, name: str, progress: Progress | None = None) -> LoadedModel:
         with self._lock:
             if name not in self._models:
                 self._models[name] = load_model(name, progress)
-            elif progress:
-                progress(f"{name} already loaded")
+            elif progress and self._reuse_note:
+                progress(f"{name} {self._reuse_note}")
             return self._models[name]
 
     def loaded(self) -> list[str]:
