@@ -30,10 +30,11 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 import sinkfix  # noqa: E402
-from sinkfix import calibrate, paths  # noqa: E402
-from sinkfix.evaluate import evaluate_many, run_chunks  # noqa: E402
-from sinkfix.intervene import Intervention  # noqa: E402
-from sinkfix.sts import PairSet, load_sts  # noqa: E402
+from sinkfix.experiments import calibrate
+from sinkfix import paths
+from sinkfix.experiments.evaluate import evaluate_many, run_chunks  # noqa: E402
+from sinkfix.experiments.intervene import Intervention  # noqa: E402
+from sinkfix.experiments.sts import PairSet, load_sts  # noqa: E402
 
 BETAS = (0.4, 0.0)
 LOOSE = {"tau_att": 0.05, "tau_norm": 0.9}

@@ -9,7 +9,7 @@ from collections import OrderedDict
 import streamlit as st
 
 from sinkfix import models, paths
-from sinkfix.analysis import Analysis, validate_text
+from sinkfix.analysis.pipeline import Analysis, validate_text
 from sinkfix.cache import analyze_cached
 from sinkfix.errors import SinkFixError
 from sinkfix.settings import AnalysisSettings

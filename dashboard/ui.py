@@ -9,7 +9,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from sinkfix.analysis import Analysis
+from sinkfix.analysis.pipeline import Analysis
 
 from . import charts
 

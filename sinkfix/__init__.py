@@ -2,8 +2,9 @@
 
 __version__ = "0.1.0"
 
-from .analysis import Analysis, analyze  # noqa: E402
-from .errors import (  # noqa: E402
+from sinkfix.analysis.pipeline import analyze  # noqa: E402
+from sinkfix.analysis.result import Analysis  # noqa: E402
+from sinkfix.errors import (  # noqa: E402
     InputError,
     ModelNotFoundError,
     RunNotFoundError,
@@ -12,10 +13,10 @@ from .errors import (  # noqa: E402
     StoreError,
     UnsupportedModelError,
 )
-from .models import EMBEDDED, LoadedModel, get_model, load_model  # noqa: E402
-from .settings import AnalysisSettings  # noqa: E402
-from .store import Store  # noqa: E402
-from .cache import analyze_cached  # noqa: E402
+from sinkfix.models import EMBEDDED, LoadedModel, get_model, load_model  # noqa: E402
+from sinkfix.settings import AnalysisSettings  # noqa: E402
+from sinkfix.store import Store  # noqa: E402
+from sinkfix.cache import analyze_cached  # noqa: E402
 
 __all__ = [
     "Analysis",

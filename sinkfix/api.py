@@ -20,10 +20,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from . import __version__, classify, models, paths
-from .cache import analyze_or_fetch
-from .corpus import CorpusSummary, summarize_stored
-from .errors import (
+from sinkfix import __version__
+from sinkfix.analysis import classify
+from sinkfix import models
+from sinkfix import paths
+from sinkfix.cache import analyze_or_fetch
+from sinkfix.analysis.corpus import CorpusSummary, summarize_stored
+from sinkfix.errors import (
     CorpusNotFoundError,
     InputError,
     ModelNotFoundError,
@@ -33,8 +36,8 @@ from .errors import (
     StoreError,
     UnsupportedModelError,
 )
-from .models import DEFAULT_MODEL
-from .settings import (
+from sinkfix.models import DEFAULT_MODEL
+from sinkfix.settings import (
     DEFAULT_BETA,
     DEFAULT_EPSILON,
     DEFAULT_MAP_TOKEN_LIMIT,
@@ -42,7 +45,7 @@ from .settings import (
     DEFAULT_TAU_NORM,
     AnalysisSettings,
 )
-from .store import Store
+from sinkfix.store import Store
 
 # Most specific first: the first matching class decides the status.
 STATUS: list[tuple[type[SinkFixError], int]] = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .errors import SettingsError
+from sinkfix.errors import SettingsError
 
 # Defaults, documented in the README.
 # tau_att: att_received sums to 1 over tokens, so 0.1 means "one token receives a tenth of all

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save as st_save
 
-from sinkfix import tensorio
-from sinkfix.analysis import Analysis
+from sinkfix.store import tensorio
+from sinkfix.analysis.pipeline import Analysis
 
 V1_SCHEMA = [
     """CREATE TABLE "_sqlite_migrations" (

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sinkfix import classify
-from sinkfix.analysis import Analysis
-from sinkfix.redistribute import redistribute, sink_mask
+from sinkfix.analysis import classify
+from sinkfix.analysis.pipeline import Analysis
+from sinkfix.analysis.redistribute import redistribute, sink_mask
 from sinkfix.settings import AnalysisSettings
 
 

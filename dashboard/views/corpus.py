@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, links, services, ui
-from sinkfix.corpus import CorpusSummary, summarize_stored
+from sinkfix.analysis.corpus import CorpusSummary, summarize_stored
 from sinkfix.errors import SinkFixError
 
 TYPE_COLUMNS = ["token", "sinks", "occurrences", "sink_share", "inputs", "mean_sink_rate", "mean_value_norm",

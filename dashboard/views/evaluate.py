@@ -14,10 +14,12 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, eval_charts, services, ui
-from sinkfix import calibrate, models, settings as defaults
+from sinkfix.experiments import calibrate
+from sinkfix import models
+from sinkfix import settings as defaults
 from sinkfix.errors import InputError, SettingsError, SinkFixError
-from sinkfix.evaluate import SweepPoint, aggregate, control_arms, evaluate_many, run_chunks, token_evidence
-from sinkfix.intervene import Intervention, parse_heads, parse_layers, parse_target
+from sinkfix.experiments.evaluate import SweepPoint, aggregate, control_arms, evaluate_many, run_chunks, token_evidence
+from sinkfix.experiments.intervene import Intervention, parse_heads, parse_layers, parse_target
 
 OTHER = "Other: hub id or local path"
 LM_MODEL = "smollm2-135m"

@@ -10,8 +10,8 @@ import pytest
 
 import sinkfix
 from dashboard import charts
-from sinkfix.batch import BatchResult, CorpusLine, run_batch
-from sinkfix.corpus import FIRST_TOKEN
+from sinkfix.engines.local import BatchResult, CorpusLine, run_batch
+from sinkfix.analysis.corpus import FIRST_TOKEN
 from sinkfix.store import Store
 
 from .conftest import assert_clean, open_page, page_text

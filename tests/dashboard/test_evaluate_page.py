@@ -10,9 +10,10 @@ from streamlit.testing.v1 import AppTest
 
 import sinkfix
 from dashboard import services
-from sinkfix import calibrate, models
-from sinkfix.evaluate import evaluate
-from sinkfix.intervene import Intervention
+from sinkfix.experiments import calibrate
+from sinkfix import models
+from sinkfix.experiments.evaluate import evaluate
+from sinkfix.experiments.intervene import Intervention
 from sinkfix.store import Store
 
 from .conftest import assert_clean, open_page, page_text

@@ -17,8 +17,8 @@ from fastapi.testclient import TestClient
 
 import sinkfix
 from sinkfix import api, models
-from sinkfix.batch import CorpusLine, run_batch
-from sinkfix.redistribute import redistribute, sink_mask
+from sinkfix.engines.local import CorpusLine, run_batch
+from sinkfix.analysis.redistribute import redistribute, sink_mask
 from sinkfix.store import Store
 from tests.conftest import SEED_TEXT
 

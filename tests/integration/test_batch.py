@@ -9,9 +9,9 @@ import pytest
 
 import sinkfix
 from sinkfix import cache
-from sinkfix.batch import CorpusLine, read_corpus
+from sinkfix.engines.local import CorpusLine, read_corpus
 from sinkfix.cli import main
-from sinkfix.corpus import FIRST_TOKEN, CorpusSummary, RunStats, summarize, summarize_stored
+from sinkfix.analysis.corpus import FIRST_TOKEN, CorpusSummary, RunStats, summarize, summarize_stored
 from sinkfix.errors import InputError, StoreError
 from sinkfix.store import Store
 from tests.synthetic import synthetic_analysis

@@ -8,10 +8,11 @@ import pytest
 import torch
 
 import sinkfix
-from sinkfix import calibrate, cli
-from sinkfix.analysis import analyze
-from sinkfix.evaluate import ChunkRun, chunk_text, evaluate, forward, sweep, token_evidence
-from sinkfix.intervene import Intervention, make_plan
+from sinkfix.experiments import calibrate
+from sinkfix import cli
+from sinkfix.analysis.pipeline import analyze
+from sinkfix.experiments.evaluate import ChunkRun, chunk_text, evaluate, forward, sweep, token_evidence
+from sinkfix.experiments.intervene import Intervention, make_plan
 from sinkfix.store import Store
 
 from ..unit.test_intervene import reference_nll

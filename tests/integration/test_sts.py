@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sinkfix import calibrate, cli
+from sinkfix.experiments import calibrate
+from sinkfix import cli
 from sinkfix.errors import InputError
-from sinkfix.intervene import Intervention
-from sinkfix.sts import PairSet, SentenceSet, bootstrap_difference, load_sts, spearman, sts
+from sinkfix.experiments.intervene import Intervention
+from sinkfix.experiments.sts import PairSet, SentenceSet, bootstrap_difference, load_sts, spearman, sts
 
 DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
 STS = DATA / "stsbenchmark"

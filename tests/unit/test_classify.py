@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from sinkfix.classify import BENEFICIAL, DETRIMENTAL, NEUTRAL, SeedRule, indices_with
+from sinkfix.analysis.classify import BENEFICIAL, DETRIMENTAL, NEUTRAL, SeedRule, indices_with
 
 RULE = SeedRule(tau_att=0.1, tau_norm=0.5)
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import sinkfix
-from sinkfix import capture
+from sinkfix.capture import attention as capture
 from sinkfix.errors import SettingsError
-from sinkfix.evaluate import chunk_text, evaluate, forward
-from sinkfix.intervene import (
+from sinkfix.experiments.evaluate import chunk_text, evaluate, forward
+from sinkfix.experiments.intervene import (
     BatchStats,
     Intervention,
     Plan,
@@ -257,7 +257,7 @@ def test_token_zero_nll_matches_an_independent_reimplementation(tiny, arch, beta
 
 
 def test_evidence_rule_labels_by_measured_effect():
-    from sinkfix.classify import EvidenceRule
+    from sinkfix.analysis.classify import EvidenceRule
 
     rule = EvidenceRule({0: -0.5, 1: -0.2, 2: 0.3, 3: 0.001}, margin=0.01)
     att, norm = np.full(5, 0.2), np.full(5, 0.1)

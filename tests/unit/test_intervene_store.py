@@ -1,9 +1,10 @@
 """Evaluations and calibrations in the run database (schema step m004): additive, listed, replaced by name."""
 import pytest
 
-from sinkfix import calibrate, store as store_module
+from sinkfix.experiments import calibrate
+from sinkfix.store import schema as store_module
 from sinkfix.errors import SettingsError
-from sinkfix.intervene import Intervention
+from sinkfix.experiments.intervene import Intervention
 from sinkfix.store import Store
 
 

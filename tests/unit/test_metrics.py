@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from sinkfix import metrics
+from sinkfix.analysis import metrics
 
 
 def test_visible_query_mean_causal_hand_worked():

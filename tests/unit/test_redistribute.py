@@ -1,7 +1,7 @@
 """ACT redistribution against a hand-worked 3x3 case, and its invariants."""
 import torch
 
-from sinkfix.redistribute import redistribute, sink_mask
+from sinkfix.analysis.redistribute import redistribute, sink_mask
 
 # A causal 3x3 attention matrix; the future (upper triangle) is masked to 0.
 A = torch.tensor(

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sinkfix import store as store_module
-from sinkfix import tensorio
+from sinkfix.store import database, runs as store_runs, schema
+from sinkfix.store import tensorio
 from sinkfix.errors import RunNotFoundError, StoreError
 from sinkfix.store import Store
 from tests.synthetic import assert_same_run, synthetic_analysis
@@ -144,7 +144,7 @@ def test_wal_busy_timeout_and_one_connection_per_thread(db_path: Path) -> None:
     store = Store(db_path)
     main_db = store._db()
     assert main_db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert main_db.execute("PRAGMA busy_timeout").fetchone()[0] == store_module.BUSY_TIMEOUT_MS
+    assert main_db.execute("PRAGMA busy_timeout").fetchone()[0] == database.BUSY_TIMEOUT_MS
     seen: dict[str, object] = {}
 
     def work() -> None:
@@ -161,13 +161,13 @@ def test_wal_busy_timeout_and_one_connection_per_thread(db_path: Path) -> None:
 def test_a_save_that_fails_halfway_leaves_no_rows(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store(db_path)
     kept = store.save(synthetic_analysis(seed=1))
-    real = store_module._insert_blobs
+    real = store_runs._insert_blobs
 
     def fail_after_first_blob(conn: sqlite3.Connection, run_id: int, blobs: dict[str, bytes]) -> None:
         real(conn, run_id, dict(list(blobs.items())[:1]))
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(store_module, "_insert_blobs", fail_after_first_blob)
+    monkeypatch.setattr(store_runs, "_insert_blobs", fail_after_first_blob)
     with pytest.raises(RuntimeError, match="disk on fire"):
         store.save(synthetic_analysis(seed=2))
     for table in TABLES:
@@ -182,14 +182,15 @@ def test_a_process_killed_mid_save_leaves_no_partial_run(db_path: Path) -> None:
     script = f"""
 import os
 from sinkfix import store as st
+from sinkfix.store import runs as st_runs
 from tests.synthetic import synthetic_analysis
 store = st.Store({str(db_path)!r})
 store.save(synthetic_analysis(seed=1))
-real = st._insert_heads
+real = st_runs._insert_heads
 def crash(conn, run_id, rows):
     real(conn, run_id, rows)
     os._exit(3)  # no rollback, no cleanup: as if the machine lost power mid-transaction
-st._insert_heads = crash
+st_runs._insert_heads = crash
 store.save(synthetic_analysis(seed=2))
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120)
@@ -249,7 +250,7 @@ def test_a_database_from_a_newer_sinkfix_is_refused_untouched(db_path: Path) -> 
     with sqlite3.connect(db_path) as conn:
         conn.execute(
             "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES (?, ?, ?)",
-            [store_module.MIGRATION_SET, "m999_from_the_future", "2099-01-01"],
+            [schema.MIGRATION_SET, "m999_from_the_future", "2099-01-01"],
         )
     with sqlite3.connect(db_path) as conn:  # fold the WAL into the file, so only the file matters
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sinkfix import store as store_module
+from sinkfix.store import schema as store_module
 from sinkfix.store import Store
 from tests.store_v1 import build_v1_database
 from tests.synthetic import assert_same_run, synthetic_analysis

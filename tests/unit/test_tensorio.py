@@ -8,7 +8,7 @@ import struct
 import numpy as np
 import pytest
 
-from sinkfix import tensorio
+from sinkfix.store import tensorio
 from sinkfix.errors import StoreError
 
 

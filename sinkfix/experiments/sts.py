@@ -16,10 +16,10 @@ import torch
 from scipy.stats import rankdata, spearmanr
 from tqdm import tqdm
 
-from .errors import InputError
-from .evaluate import Progress, forward
-from .intervene import BatchStats, Intervention, Plan, make_plan, needs_stats, stats_for
-from .models import LoadedModel
+from sinkfix.errors import InputError
+from sinkfix.experiments.evaluate import Progress, forward
+from sinkfix.experiments.intervene import BatchStats, Intervention, Plan, make_plan, needs_stats, stats_for
+from sinkfix.models import LoadedModel
 
 BATCH_SIZE = 64
 # all-MiniLM-L6-v2's sentence-transformers setting; STS-B sentences are far shorter anyway.

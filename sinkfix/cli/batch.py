@@ -5,11 +5,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .batch import read_corpus, run_batch
-from .cli import write_json
-from .cli_analyze import add_settings_arguments, load_with_progress, settings_from
-from .corpus import CorpusSummary, format_summary, summarize_stored
-from .store import Store
+from sinkfix.engines.local import read_corpus, run_batch
+from sinkfix.cli.common import write_json
+from sinkfix.cli.analyze import add_settings_arguments, load_with_progress, settings_from
+from sinkfix.analysis.corpus import CorpusSummary, format_summary, summarize_stored
+from sinkfix.store import Store
 
 
 def register(commands: argparse._SubParsersAction) -> None:

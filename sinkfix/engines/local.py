@@ -20,12 +20,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .cache import analyze_or_fetch
-from .corpus import CorpusSummary, summarize_stored
-from .errors import InputError
-from .models import LoadedModel
-from .settings import AnalysisSettings
-from .store import Store
+from sinkfix.cache import analyze_or_fetch
+from sinkfix.analysis.corpus import CorpusSummary, summarize_stored
+from sinkfix.errors import InputError
+from sinkfix.models import LoadedModel
+from sinkfix.settings import AnalysisSettings
+from sinkfix.store import Store
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,11 @@ import argparse
 import sys
 import time
 
-from .analysis import Analysis, analyze
-from .cache import analyze_or_fetch
-from .cli import read_text_arg, stderr_progress, write_json
-from .models import DEFAULT_MODEL, LoadedModel, get_model
-from .settings import (
+from sinkfix.analysis.pipeline import Analysis, analyze
+from sinkfix.cache import analyze_or_fetch
+from sinkfix.cli.common import read_text_arg, stderr_progress, write_json
+from sinkfix.models import DEFAULT_MODEL, LoadedModel, get_model
+from sinkfix.settings import (
     DEFAULT_BETA,
     DEFAULT_EPSILON,
     DEFAULT_MAP_TOKEN_LIMIT,
@@ -17,7 +17,7 @@ from .settings import (
     DEFAULT_TAU_NORM,
     AnalysisSettings,
 )
-from .store import Store
+from sinkfix.store import Store
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,7 +63,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = settings_from(args)  # validate before the slow part
     text = read_text_arg(args.text)
-    from .analysis import validate_text
+    from sinkfix.analysis.pipeline import validate_text
 
     validate_text(text)
     store = None if args.no_save else Store()  # a bad database fails before the model loads

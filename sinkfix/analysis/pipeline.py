@@ -1,139 +1,23 @@
-"""The ``Analysis`` result and the ``analyze()`` pipeline: one forward pass, reduced layer by layer."""
+"""The ``analyze()`` pipeline: one forward pass, reduced layer by layer into an ``Analysis``."""
 from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
 import torch
 
-from . import __version__, classify, metrics
-from .capture import SinkObserver, observing
-from .errors import InputError
-from .models import LoadedModel, get_model, model_inputs
-from .redistribute import redistribute, sink_mask
-from .settings import AnalysisSettings
+from sinkfix.analysis import classify, metrics
+from sinkfix.analysis.redistribute import redistribute, sink_mask
+from sinkfix.analysis.result import Analysis
+from sinkfix.capture.attention import observing
+from sinkfix.capture.observers import SinkObserver
+from sinkfix.errors import InputError
+from sinkfix.models import LoadedModel, get_model, model_inputs
+from sinkfix.settings import AnalysisSettings
 
-
-@dataclass(frozen=True)
-class Analysis:
-    """Everything one analysis found. Arrays are numpy float32; L layers, H heads, T tokens.
-
-    ``maps`` (and the corrected and mean maps) are kept only when T <= settings.map_token_limit.
-    """
-
-    text: str
-    tokens: list[str]
-    token_ids: list[int]
-    model_name: str
-    model_id: str
-    model_type: str
-    fingerprint: str
-    is_causal: bool
-    n_layers: int
-    n_heads: int
-    n_kv_heads: int
-    settings: AnalysisSettings
-    att_received: np.ndarray  # [T]
-    att_received_layer: np.ndarray  # [L, T]
-    att_received_head: np.ndarray  # [L, H, T]
-    alpha: np.ndarray  # [L, H, T] visible-query mean
-    sink_rate: np.ndarray  # [T] at settings.epsilon
-    entropy: np.ndarray  # [L, H] mean row entropy, nats
-    value_norm: np.ndarray  # [T] at settings.layer, divided by its max
-    value_norm_layer: np.ndarray  # [L, T] raw norm of the full value vector
-    value_norm_head: np.ndarray  # [L, H_kv, T] raw per-head norms
-    contribution: np.ndarray | None  # [L, H, T] norm-based (Kobayashi), mean over queries
-    labels: list[str]
-    rule: str
-    sink_indices: list[int]  # the set the correction redistributes away from
-    maps: np.ndarray | None  # [L, H, T, T]
-    corrected_maps: np.ndarray | None  # [L, H, T, T]
-    version: str = __version__
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    truncated: bool = False
-    created_at: str = ""
-    run_id: int | None = None
-
-    @property
-    def n_tokens(self) -> int:
-        return len(self.tokens)
-
-    @property
-    def mean_map(self) -> np.ndarray | None:
-        """A-bar: attention averaged over layers and heads [T, T]."""
-        return None if self.maps is None else self.maps.mean(axis=(0, 1))
-
-    @property
-    def corrected_mean_map(self) -> np.ndarray | None:
-        return None if self.corrected_maps is None else self.corrected_maps.mean(axis=(0, 1))
-
-    def label_counts(self) -> dict[str, int]:
-        return {label: self.labels.count(label) for label in classify.LABELS}
-
-    def head_table(self) -> list[dict]:
-        """One row per (layer, head): the top sink (by alpha), its alpha, entropy and token-0 share."""
-        rows = []
-        for layer in range(self.n_layers):
-            for head in range(self.n_heads):
-                alpha = self.alpha[layer, head]
-                top = int(alpha.argmax())
-                rows.append(
-                    {
-                        "layer": layer,
-                        "head": head,
-                        "top_token": top,
-                        "top_token_text": self.tokens[top],
-                        "top_alpha": float(alpha[top]),
-                        "entropy": float(self.entropy[layer, head]),
-                        "token0_share": float(self.att_received_head[layer, head, 0]),
-                        "top_contribution_share": _share(self.contribution, layer, head, top),
-                    }
-                )
-        return rows
-
-    def token_table(self) -> list[dict]:
-        """One row per token: the per-token CSV."""
-        return [
-            {
-                "index": i,
-                "token": token,
-                "att_received": float(self.att_received[i]),
-                "value_norm": float(self.value_norm[i]),
-                "sink_rate": float(self.sink_rate[i]),
-                "label": self.labels[i],
-            }
-            for i, token in enumerate(self.tokens)
-        ]
-
-    def to_seed_json(self) -> dict:
-        """The seed prototype's five fields (plus ``run_id`` once stored)."""
-        out: dict = {
-            "token_list": list(self.tokens),
-            "classifications": list(self.labels),
-            "att_received_scores": self.att_received.tolist(),
-            "value_norms": self.value_norm.tolist(),
-            "corrected_att_scores": None if self.corrected_maps is None else self.corrected_maps.tolist(),
-        }
-        if self.corrected_maps is None:
-            out["note"] = (
-                f"corrected_att_scores is null: the input has {self.n_tokens} tokens, above the map limit of "
-                f"{self.settings.map_token_limit}; raise map_token_limit to keep the full L x H x T x T maps"
-            )
-        if self.run_id is not None:
-            out["run_id"] = self.run_id
-        return out
-
-
-def _share(contribution: np.ndarray | None, layer: int, head: int, token: int) -> float | None:
-    if contribution is None:
-        return None
-    row = contribution[layer, head]
-    total = float(row.sum())
-    return float(row[token]) / total if total > 0 else 0.0
+__all__ = ["Analysis", "analyze", "validate_text"]
 
 
 def validate_text(text: object) -> str:
@@ -248,6 +132,7 @@ def _assemble(
         warnings=warnings,
         truncated=any(w.startswith("text truncated") for w in warnings),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        corrected_from_rule=corrected is not None,
     )
 
 

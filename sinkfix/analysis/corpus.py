@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .classify import DETRIMENTAL
+from sinkfix.analysis.classify import DETRIMENTAL
 
 FIRST_TOKEN = "<first token>"
 TOP_TOKEN_TYPES = 20

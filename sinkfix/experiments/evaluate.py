@@ -16,11 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import classify
-from .capture import observing
-from .errors import InputError, SettingsError
-from .intervene import BatchStats, Intervention, Plan, intervene, make_plan, stats_for
-from .models import LoadedModel, model_inputs
+from sinkfix.analysis import classify
+from sinkfix.capture.attention import observing
+from sinkfix.errors import InputError, SettingsError
+from sinkfix.experiments.intervene import BatchStats, Intervention, Plan, intervene, make_plan, stats_for
+from sinkfix.models import LoadedModel, model_inputs
 
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_BETAS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)

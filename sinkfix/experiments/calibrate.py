@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm import tqdm
 
-from .errors import SettingsError
-from .evaluate import DEFAULT_MAX_TOKENS, ChunkRun, Progress, control_arms, evaluate_many, run_chunks
-from .intervene import Head, Intervention, head_map, head_mass
-from .models import LoadedModel
-from .store import Store
-from .sts import PairSet, StsData, spearman
+from sinkfix.errors import SettingsError
+from sinkfix.experiments.evaluate import DEFAULT_MAX_TOKENS, ChunkRun, Progress, control_arms, evaluate_many, run_chunks
+from sinkfix.experiments.intervene import Head, Intervention, head_map, head_mass
+from sinkfix.models import LoadedModel
+from sinkfix.store import Store
+from sinkfix.experiments.sts import PairSet, StsData, spearman
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def stored(model: str | None = None, store: Store | None = None) -> list[dict]:
 
 def resolve_heads(text: str | None, model_name: str | None = None) -> tuple[Head, ...] | None:
     """``--heads`` as given: ``L:H,...``, ``@name`` (a stored calibration), or nothing."""
-    from .intervene import parse_heads
+    from sinkfix.experiments.intervene import parse_heads
 
     if text is None or not text.strip().startswith("@"):
         return parse_heads(text)

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 
-from . import calibrate
-from .cli import write_json
-from .cli_analyze import load_with_progress
-from .errors import InputError
-from .evaluate import DEFAULT_MAX_TOKENS, evaluate, sweep, token_evidence
-from .intervene import Intervention, parse_layers
-from .models import DEFAULT_MODEL
-from .settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
-from .store import Store
-from .sts import load_sts, sts
+from sinkfix.experiments import calibrate
+from sinkfix.cli.common import write_json
+from sinkfix.cli.analyze import load_with_progress
+from sinkfix.errors import InputError
+from sinkfix.experiments.evaluate import DEFAULT_MAX_TOKENS, evaluate, sweep, token_evidence
+from sinkfix.experiments.intervene import Intervention, parse_layers
+from sinkfix.models import DEFAULT_MODEL
+from sinkfix.settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
+from sinkfix.store import Store
+from sinkfix.experiments.sts import load_sts, sts
 
 TARGET_HELP = "detrimental | first | random | tokens:I,J (token 0 only by name: first, or tokens:first,...)"
 

@@ -1,20 +1,18 @@
-"""Command line: ``python -m sinkfix COMMAND``. Errors a user can cause print one line and exit 2."""
+"""What every command shares: the one-line error parser, progress on stderr, JSON and text arguments."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 from tqdm import tqdm
 
-from .errors import SinkFixError
-
 EXIT_USAGE = 2
 
 
-class _Parser(argparse.ArgumentParser):
+class Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one plain line, like every other error."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
@@ -51,28 +49,3 @@ def write_json(data: object, target: str) -> None:
 
 def read_text_arg(text: str) -> str:
     return sys.stdin.read() if text == "-" else text
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import cli_analyze, cli_batch, cli_evaluate, cli_runs
-
-    parser = _Parser(prog="python -m sinkfix", description="Find, classify and correct attention sinks.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    cli_analyze.register(commands)
-    cli_runs.register(commands)
-    cli_batch.register(commands)
-    cli_evaluate.register(commands)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.handler(args) or 0)
-    except SinkFixError as error:
-        print(f"sinkfix: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("sinkfix: interrupted", file=sys.stderr)
-        return 130

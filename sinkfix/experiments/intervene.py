@@ -24,10 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from . import capture, classify
-from .errors import SettingsError
-from .redistribute import redistribute
-from .settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
+from sinkfix.capture import attention as capture
+from sinkfix.analysis import classify
+from sinkfix.errors import SettingsError
+from sinkfix.analysis.redistribute import redistribute
+from sinkfix.settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
 
 TARGET_KINDS = ("detrimental", "first", "random", "tokens")
 Head = tuple[int, int]

@@ -7,9 +7,9 @@ import io
 import sys
 from pathlib import Path
 
-from .cli import write_json
-from .errors import StoreError
-from .store import Store
+from sinkfix.cli.common import write_json
+from sinkfix.errors import StoreError
+from sinkfix.store import Store
 
 TOKEN_COLUMNS = ["index", "token", "att_received", "value_norm", "sink_rate", "label"]
 

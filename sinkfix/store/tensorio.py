@@ -13,7 +13,7 @@ from safetensors import SafetensorError
 from safetensors.numpy import load as _st_load
 from safetensors.numpy import save as _st_save
 
-from .errors import StoreError
+from sinkfix.errors import StoreError
 
 MAGIC = b"SFXZLIB1"
 # Level 1 is 3-5x faster than the default and only a few percent larger on attention maps.

@@ -1,0 +1,1 @@
+"""Analysis: metrics, the classification rules, ACT redistribution, the Analysis result and analyze()."""

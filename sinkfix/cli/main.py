@@ -1,0 +1,37 @@
+"""Command line: ``python -m sinkfix COMMAND``. Errors a user can cause print one line and exit 2.
+
+Every command group is a module of this package with a ``register(commands)`` function; this is
+the one place that lists them.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from sinkfix.cli import analyze, batch, evaluate, runs
+from sinkfix.cli.common import EXIT_USAGE, Parser
+from sinkfix.errors import SinkFixError
+
+COMMAND_GROUPS = (analyze, runs, batch, evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="python -m sinkfix", description="Find, classify and correct attention sinks.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for group in COMMAND_GROUPS:
+        group.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except SinkFixError as error:
+        print(f"sinkfix: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("sinkfix: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Engines decide how many texts run where: in this process (local) or on a Ray cluster."""

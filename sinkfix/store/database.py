@@ -1,0 +1,151 @@
+"""The database connection: file checks, migrations, WAL, one connection per thread, write transactions.
+
+Robustness: WAL and a busy timeout; one connection per thread (Streamlit reruns on other threads);
+every write is one ``BEGIN IMMEDIATE`` transaction; a file that is not a SinkFix database, or one
+written by a newer SinkFix, is refused before anything is written to it.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlite_utils import Database as _SqliteUtilsDatabase
+from sqlite_utils.migrations import Migrations
+
+from sinkfix import paths
+from sinkfix.errors import StoreError
+from sinkfix.store import schema
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+BUSY_TIMEOUT_MS = 30_000
+
+
+class Connection:
+    """Owns the database file. The table families (runs, corpora, ...) are mixins over it."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else paths.db_path()
+        self._local = threading.local()
+        self._check_file()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create the folder for the database {self.path}: {error.strerror}") from None
+        try:
+            with self._sql_errors():
+                db = self._db()
+                self._check_schema(db)
+                self._migrate(db)
+        except StoreError:
+            self.close()  # leave a refused file exactly as it was
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    # ------------------------------------------------------------ opening
+
+    def _check_file(self) -> None:
+        """Refuse a file that is not SQLite before sqlite3 touches it."""
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a database file")
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+        if header != SQLITE_HEADER:
+            raise StoreError(f"{self.path} is not a SQLite database; SinkFix left it untouched")
+
+    def _check_schema(self, db: _SqliteUtilsDatabase) -> None:
+        """Read-only checks: only an empty database or one SinkFix knows is opened for writing."""
+        tables = {name for name in db.table_names() if not name.startswith("sqlite_")}
+        if not tables:
+            return
+        if Migrations.migrations_table not in tables:
+            raise StoreError(f"{self.path} is a SQLite database but not a SinkFix one; SinkFix left it untouched")
+        applied = [m.name for m in schema.migrations().applied(db)]
+        if not applied:
+            raise StoreError(f"{self.path} is a SQLite database but not a SinkFix one; SinkFix left it untouched")
+        known = {step.__name__ for step in schema.STEPS}
+        unknown = [name for name in applied if name not in known]
+        if unknown:
+            raise StoreError(
+                f"{self.path} was written by a newer SinkFix (schema step {unknown[0]} is unknown here); "
+                "upgrade SinkFix to open it. The file was left untouched"
+            )
+
+    def _migrate(self, db: _SqliteUtilsDatabase) -> None:
+        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            db.execute("PRAGMA journal_mode=WAL")
+        plan = schema.migrations()
+        if not plan.pending(db):
+            return
+        # One IMMEDIATE transaction: a second process opening a fresh file waits, then finds
+        # nothing pending, instead of racing to create the same tables.
+        with write(db.conn):
+            plan.apply(db)
+
+    def _db(self) -> _SqliteUtilsDatabase:
+        """This thread's connection (sqlite3 connections must not cross threads)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _write).
+            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            # In WAL mode NORMAL is crash-safe for the application; only an OS crash may lose the last commits.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            db = _SqliteUtilsDatabase(conn)
+            self._local.db = db
+        return db
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.conn.close()
+            self._local.db = None
+
+    @contextmanager
+    def _sql_errors(self) -> Iterator[None]:
+        """sqlite3 errors become one-line StoreErrors that name the file."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            raise StoreError(f"database {self.path}: {error}") from None
+
+    def schema_version(self) -> int:
+        """How many schema steps this database has applied (1 = the first schema)."""
+        with self._sql_errors():
+            return len(schema.migrations().applied(self._db()))
+
+
+@contextmanager
+def write(conn: sqlite3.Connection) -> Iterator[None]:
+    """One write transaction. IMMEDIATE takes the write lock up front, so the busy timeout
+    applies there instead of failing a deferred transaction that tries to upgrade later."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def to_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def dicts(cursor: sqlite3.Cursor) -> list[dict]:
+    columns = [c[0] for c in cursor.description]
+    return [dict(zip(columns, values)) for values in cursor.fetchall()]
