@@ -20,6 +20,7 @@ PAGES = [
     st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("views/corpus.py", title="Corpus", icon=":material/library_books:"),
     st.Page("views/evaluate.py", title="Evaluate", icon=":material/rule:"),
+    st.Page("views/experiments.py", title="Experiments", icon=":material/experiment:"),
 ]
 
 st.navigation(PAGES).run()

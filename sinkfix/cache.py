@@ -23,7 +23,7 @@ def cache_key(text: str, model: LoadedModel, settings: AnalysisSettings | None =
               version: str = __version__) -> str:
     """The key of analysing ``text`` on ``model`` with ``settings`` (resolved against the model)."""
     resolved = (settings or AnalysisSettings()).resolved(model.n_layers)
-    return request_key(model.name, model.source, model.fingerprint, text, resolved.to_dict(), version,
+    return request_key(model.name, model.source, model.fingerprint, text, resolved.key_dict(), version,
                        getattr(model, "device_name", None), getattr(model, "dtype_name", None))
 
 

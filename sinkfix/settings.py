@@ -18,6 +18,9 @@ DEFAULT_BETA = 0.4
 DEFAULT_EPSILON = 0.3
 # Full L x H x T x T maps are kept only up to this many tokens; above it only reductions survive.
 DEFAULT_MAP_TOKEN_LIMIT = 256
+BOS_MODES = ("auto", "always", "never")
+# Settings that change no result (beyond float32 rounding): left out of cache keys.
+NOT_IN_KEY = ("query_block",)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,12 @@ class AnalysisSettings:
     epsilon: float = DEFAULT_EPSILON
     map_token_limit: int = DEFAULT_MAP_TOKEN_LIMIT
     max_tokens: int | None = None
+    # Query rows per attention block (memory grows with block x T); None = from the memory budget.
+    # It changes no number beyond float32 rounding, so it is not part of a run's cache key.
+    query_block: int | None = None
+    # "auto" follows the tokenizer; "always" prepends the model's BOS token when the tokenizer has
+    # one and did not add it; "never" removes a BOS the tokenizer added.
+    bos: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("tau_att", "tau_norm", "beta", "epsilon"):
@@ -45,6 +54,10 @@ class AnalysisSettings:
             raise SettingsError(f"map_token_limit must be a whole number >= 0, got {self.map_token_limit!r}")
         if self.max_tokens is not None and (not _is_int(self.max_tokens) or self.max_tokens < 2):
             raise SettingsError(f"max_tokens must be a whole number >= 2, got {self.max_tokens!r}")
+        if self.query_block is not None and (not _is_int(self.query_block) or self.query_block < 1):
+            raise SettingsError(f"query_block must be a whole number >= 1, got {self.query_block!r}")
+        if self.bos not in BOS_MODES:
+            raise SettingsError(f"bos must be one of {', '.join(BOS_MODES)}, got {self.bos!r}")
 
     def resolved(self, n_layers: int) -> AnalysisSettings:
         """The same settings with the layer filled in and checked against the model's depth."""
@@ -55,6 +68,14 @@ class AnalysisSettings:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def key_dict(self) -> dict:
+        """What a cache key hashes: every setting that changes a result. Defaults of settings added
+        after the first release are left out, so keys of older runs stay valid."""
+        data = {k: v for k, v in self.to_dict().items() if k not in NOT_IN_KEY}
+        if data.get("bos") == "auto":
+            del data["bos"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> AnalysisSettings:

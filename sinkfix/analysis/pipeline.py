@@ -11,6 +11,7 @@ import torch
 from sinkfix.analysis import classify, metrics
 from sinkfix.analysis.redistribute import redistribute, sink_mask
 from sinkfix.analysis.result import Analysis
+from sinkfix.analysis.tokens import pop_offsets, tokenize
 from sinkfix.capture.attention import observing
 from sinkfix.capture.observers import SinkObserver
 from sinkfix.errors import InputError
@@ -35,7 +36,8 @@ def analyze(text: str, model: LoadedModel | str, settings: AnalysisSettings | No
     started = time.perf_counter()
 
     limit = min(loaded.max_tokens, settings.max_tokens or loaded.max_tokens)
-    encoded, n_total = _tokenize(loaded, text, limit)
+    encoded, n_total = tokenize(loaded, text, limit, settings.bos)
+    offsets = pop_offsets(encoded)
     ids = encoded["input_ids"][0].tolist()
     warnings: list[str] = []
     if n_total > len(ids):
@@ -53,16 +55,7 @@ def analyze(text: str, model: LoadedModel | str, settings: AnalysisSettings | No
     result = _assemble(text, ids, loaded, settings, observer, warnings)
     timings["assemble_s"] = time.perf_counter() - tick
     timings["total_s"] = time.perf_counter() - started
-    return dataclasses.replace(result, timings=timings)
-
-
-def _tokenize(loaded: LoadedModel, text: str, limit: int) -> tuple[dict, int]:
-    """Tokenize once; only a text over the limit is tokenized again, truncated with its special tokens."""
-    encoded = loaded.tokenizer(text, return_tensors="pt")
-    n_total = encoded["input_ids"].shape[1]
-    if n_total > limit:
-        encoded = loaded.tokenizer(text, return_tensors="pt", truncation=True, max_length=limit)
-    return encoded, n_total
+    return dataclasses.replace(result, timings=timings, offsets=offsets)
 
 
 def _assemble(

@@ -55,7 +55,8 @@ class Analysis:
     learned_sink_mass: np.ndarray | None = None
     device: str = "cpu"
     dtype: str = "float32"
-    parent_run_id: int | None = None  # the run this one re-ran with changed settings
+    parent_run_id: int | None = None
+    offsets: list[tuple[int, int]] | None = None  # each token's (start, end) characters in text; (0, 0) for specials  # the run this one re-ran with changed settings
     # True when corrected_maps is exactly ACT of maps over sink_indices (what analyze() makes), so
     # the store can recompute it from the maps instead of storing it.
     corrected_from_rule: bool = False

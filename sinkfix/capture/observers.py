@@ -14,8 +14,10 @@ class CallRecorder:
     def __init__(self) -> None:
         self.layers: list[int | None] = []
 
-    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor) -> None:
-        self.layers.append(layer)
+    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
+                start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
+        if start == 0:
+            self.layers.append(layer)
 
 
 @dataclass
@@ -47,7 +49,10 @@ class SinkObserver:
     layers: dict[int, LayerStats] = field(default_factory=dict)
     _scratch: torch.Tensor | None = None
 
-    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor) -> None:
+    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
+                start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
+        if start != 0 or probs.shape[-2] != probs.shape[-1]:
+            raise NotImplementedError("SinkObserver does not accumulate query blocks yet")
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
         p = probs[0].float()

@@ -197,7 +197,10 @@ class BatchStats:
     received_layers: dict[int, torch.Tensor] = field(default_factory=dict)
     value_norms: dict[int, torch.Tensor] = field(default_factory=dict)
 
-    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor) -> None:
+    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
+                start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
+        if start != 0 or probs.shape[-2] != probs.shape[-1]:
+            raise NotImplementedError("BatchStats does not accumulate query blocks yet")
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
         if probs.shape[0] != self.valid.shape[0] or probs.shape[-1] != self.valid.shape[1]:

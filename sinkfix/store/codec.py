@@ -102,6 +102,7 @@ def rebuild(row: dict, labels: list[str], blobs: dict[str, bytes]) -> Analysis:
         device=row.get("device") or "cpu",
         dtype=row.get("dtype") or "float32",
         parent_run_id=row.get("parent_run_id"),
+        offsets=None if row.get("offsets") is None else [tuple(pair) for pair in json.loads(row["offsets"])],
         corrected_from_rule=corrected is not None and not row["corrected_stored"],
     )
 

@@ -26,5 +26,5 @@ def request_key(model_name: str, model_id: str, fingerprint: str, text: str, set
 def key_of_analysis(analysis: Analysis) -> str:
     """The key of the request that produced ``analysis`` (its settings are already resolved)."""
     return request_key(analysis.model_name, analysis.model_id, analysis.fingerprint, analysis.text,
-                       analysis.settings.to_dict(), analysis.version,
+                       analysis.settings.key_dict(), analysis.version,
                        getattr(analysis, "device", None), getattr(analysis, "dtype", None))

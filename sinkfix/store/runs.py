@@ -209,6 +209,7 @@ def _run_row(analysis: Analysis, key: str, created_at: str, corrected_stored: bo
         "maps_dtype": None if analysis.maps is None else np.dtype(codec.MAPS_DTYPE).name,
         "corrected_stored": int(corrected_stored),
         "device": analysis.device,
+        "offsets": None if analysis.offsets is None else to_json([list(pair) for pair in analysis.offsets]),
         "dtype": analysis.dtype,
         **{f"n_{label}": counts.get(label, 0) for label in classify.LABELS},
     }

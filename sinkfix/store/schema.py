@@ -168,6 +168,7 @@ def m005_provenance_and_experiments(db: Database) -> None:
         "ALTER TABLE runs ADD COLUMN device TEXT",
         "ALTER TABLE runs ADD COLUMN dtype TEXT",
         "ALTER TABLE runs ADD COLUMN parent_run_id INTEGER",
+        "ALTER TABLE runs ADD COLUMN offsets TEXT",
         """CREATE TABLE experiments (
             id INTEGER PRIMARY KEY,
             created_at TEXT NOT NULL,
