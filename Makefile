@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run demo test test-fast bench browser-deps clean
+.PHONY: setup run demo test test-fast bench conformance gpu-check loadtest browser-deps clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,7 @@ run: setup
 demo: setup
 	$(PY) -m sinkfix analyze "[MASK] [MASK] [MASK] [MASK] The actual sentence contains no useful semantic content." --model minilm --no-save
 
-test: setup
+test: setup browser-deps
 	$(PY) -m pytest -q
 
 test-fast: setup
@@ -34,9 +34,23 @@ test-fast: setup
 bench: setup
 	$(PY) benchmarks/run.py
 
+# The architecture conformance table: prints it and rewrites the README's copy.
+conformance: setup
+	$(PY) benchmarks/conformance.py --write-readme
+
+# On a CUDA machine: bfloat16 vs float32, long contexts, a device_map split (see README).
+gpu-check: setup
+	$(PY) benchmarks/gpu_check.py
+
+# A bounded load test of the HTTP API on localhost (stops by itself).
+loadtest: setup
+	$(PY) benchmarks/loadtest.py
+
 # Debian's chromium for the browser test (playwright cannot download a browser here).
+# `make test` depends on it, so a fresh machine gets the browser as it gets the Python packages.
 browser-deps:
-	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; }
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium for the browser test"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -1,6 +1,6 @@
 """SinkFix: find, classify and correct attention sinks in transformers."""
 
-__version__ = "0.1.0"
+from sinkfix.version import __version__  # noqa: E402
 
 from sinkfix.analysis.pipeline import analyze  # noqa: E402
 from sinkfix.analysis.result import Analysis  # noqa: E402

@@ -20,7 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from sinkfix import __version__
+from sinkfix.version import __version__
 from sinkfix.analysis import classify
 from sinkfix import models
 from sinkfix import paths

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from sinkfix import __version__
+from sinkfix.version import __version__
 from sinkfix.analysis.pipeline import analyze
 from sinkfix.analysis.result import Analysis
 from sinkfix.models import LoadedModel, get_model

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sinkfix import __version__
+from sinkfix.version import __version__
 from sinkfix.analysis import classify
 from sinkfix.settings import AnalysisSettings
 

@@ -10,6 +10,7 @@ from sinkfix.cache import analyze_or_fetch
 from sinkfix.cli.common import read_text_arg, stderr_progress, write_json
 from sinkfix.models import DEFAULT_MODEL, LoadedModel, get_model
 from sinkfix.settings import (
+    BOS_MODES,
     DEFAULT_BETA,
     DEFAULT_EPSILON,
     DEFAULT_MAP_TOKEN_LIMIT,
@@ -31,12 +32,17 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map-limit", type=int, default=DEFAULT_MAP_TOKEN_LIMIT,
                         help="keep full L x H x T x T maps up to this many tokens")
     parser.add_argument("--max-tokens", type=int, help="truncate input to this many tokens")
+    parser.add_argument("--query-block", type=int,
+                        help="attention query rows per block (memory grows with block x T; default: automatic)")
+    parser.add_argument("--bos", choices=BOS_MODES, default="auto",
+                        help="auto: as the tokenizer does; always: prepend the model's BOS token; never: drop it")
 
 
 def settings_from(args: argparse.Namespace) -> AnalysisSettings:
     return AnalysisSettings(
         layer=args.layer, tau_att=args.tau_att, tau_norm=args.tau_norm, beta=args.beta,
         epsilon=args.epsilon, map_token_limit=args.map_limit, max_tokens=args.max_tokens,
+        query_block=args.query_block, bos=args.bos,
     )
 
 

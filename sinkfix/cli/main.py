@@ -9,11 +9,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sinkfix.cli import analyze, batch, evaluate, runs
+from sinkfix.cli import analyze, batch, evaluate, longcontext, mechanisms, runs
 from sinkfix.cli.common import EXIT_USAGE, Parser
 from sinkfix.errors import SinkFixError
 
-COMMAND_GROUPS = (analyze, runs, batch, evaluate)
+COMMAND_GROUPS = (analyze, runs, batch, evaluate, longcontext, mechanisms)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-import sinkfix.models
+from sinkfix.models import loading
 from sinkfix.models.catalog import Progress
 from sinkfix.models.loading import LoadedModel
 
@@ -12,7 +12,7 @@ class ModelShelf:
     """The models one process has loaded: each is loaded on first use, then reused.
 
     The CLI and library share the default shelf (``get_model``); the API and the dashboard hold
-    their own, so tests can empty them and count loads by patching ``sinkfix.models.load_model``
+    their own, so tests can empty them and count loads by patching ``sinkfix.models.loading.load_model``
     (looked up at call time).
     """
 
@@ -25,7 +25,7 @@ class ModelShelf:
     def get(self, name: str, progress: Progress | None = None) -> LoadedModel:
         with self._lock:
             if name not in self._models:
-                self._models[name] = sinkfix.models.load_model(name, progress)
+                self._models[name] = loading.load_model(name, progress)
             elif progress and self._reuse_note:
                 progress(f"{name} {self._reuse_note}")
             return self._models[name]

@@ -45,7 +45,7 @@ def load_calls(minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> 
             return minilm
         return real(name, progress=progress)
 
-    monkeypatch.setattr(models, "load_model", counting)
+    monkeypatch.setattr(models.loading, "load_model", counting)
     services.model_shelf.clear()
     return calls
 

@@ -33,7 +33,7 @@ def shelf(minilm: sinkfix.LoadedModel, smollm2: sinkfix.LoadedModel, monkeypatch
         calls.append(name)
         return held[name] if name in held else real(name, progress=progress)
 
-    monkeypatch.setattr(models, "load_model", serving)
+    monkeypatch.setattr(models.loading, "load_model", serving)
     services.model_shelf.clear()
     return calls
 

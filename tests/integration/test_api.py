@@ -36,7 +36,7 @@ def load_calls(minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> 
         calls.append(name)
         return minilm if name == "minilm" else real(name, progress=progress)
 
-    monkeypatch.setattr(models, "load_model", counting)
+    monkeypatch.setattr(models.loading, "load_model", counting)
     api.MODELS.clear()
     yield calls
     api.MODELS.clear()
