@@ -5,12 +5,14 @@ Pages call these instead of the core directly, so caching and error display live
 from __future__ import annotations
 
 from collections import OrderedDict
+from pathlib import Path
 
 import streamlit as st
 
 from sinkfix import models, paths
+from sinkfix.analysis.align import retokenized_offsets
 from sinkfix.analysis.pipeline import Analysis, validate_text
-from sinkfix.cache import analyze_cached
+from sinkfix.cache import analyze_or_fetch
 from sinkfix.errors import SinkFixError
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
@@ -68,9 +70,11 @@ def forget(run_id: int) -> None:
     st.session_state.get("_sinkfix_runs", {}).pop(run_id, None)
 
 
-def run_analysis(text: str, model_name: str, settings: AnalysisSettings | None = None) -> Analysis | None:
-    """Analyse with progress in an ``st.status`` box and save the run. Errors a user can cause become
-    an ``st.error`` and ``None``."""
+def run_analysis(text: str, model_name: str, settings: AnalysisSettings | None = None,
+                 parent_run_id: int | None = None, device: str = "auto", dtype: str = "auto") -> Analysis | None:
+    """Analyse with progress in an ``st.status`` box and save the run (``parent_run_id``: the run this
+    one re-runs with changed settings). Errors a user can cause become an ``st.error`` and ``None``.
+    A request already stored is served from the store (``st.session_state["_sinkfix_cached"]`` says so)."""
     try:
         validate_text(text)
         store = get_store()
@@ -79,17 +83,41 @@ def run_analysis(text: str, model_name: str, settings: AnalysisSettings | None =
         return None
     with st.status(f"Analysing with {model_name}…", expanded=True) as status:
         try:
-            loaded = model_shelf().get(model_name, progress=status.write)
+            loaded = model_shelf().get(model_name, progress=status.write, device=device, dtype=dtype)
             status.write(f"running one forward pass over the text ({loaded.n_layers} layers)")
-            analysis = analyze_cached(text, loaded, settings, store=store)
+            analysis, cached = analyze_or_fetch(text, loaded, settings, store, parent_run_id=parent_run_id)
         except SinkFixError as error:
             status.update(label="Analysis failed", state="error", expanded=False)
             st.error(str(error))
             return None
         status.update(
-            label=f"Run {analysis.run_id}: {analysis.n_tokens} tokens on {analysis.model_name}",
+            label=f"Run {analysis.run_id}: {analysis.n_tokens} tokens on {analysis.model_name}"
+            + (" (already stored: served from the database)" if cached else ""),
             state="complete",
             expanded=False,
         )
+    st.session_state["_sinkfix_cached"] = analysis.run_id if cached else None
     remember(analysis)
     return analysis
+
+
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _tokenizer(source: str):
+    """A fast tokenizer from a model directory, held per server (no weights are loaded)."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(source, local_files_only=True)
+
+
+def offsets_for(analysis: Analysis) -> list[tuple[int, int]] | None:
+    """The run's token spans: stored with the run, or (older runs) recomputed by tokenizing the text
+    again with the tokenizer in the model's source directory. None when that is not possible."""
+    if analysis.offsets is not None:
+        return list(analysis.offsets)
+    if not Path(analysis.model_id).is_dir():
+        return None
+    try:
+        tokenizer = _tokenizer(analysis.model_id)
+    except (OSError, ValueError):
+        return None
+    return retokenized_offsets(analysis.text, analysis.token_ids, tokenizer)

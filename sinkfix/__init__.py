@@ -2,7 +2,7 @@
 
 from sinkfix.version import __version__  # noqa: E402
 
-from sinkfix.analysis.pipeline import analyze  # noqa: E402
+from sinkfix.analysis.pipeline import analyze, analyze_many  # noqa: E402
 from sinkfix.analysis.result import Analysis  # noqa: E402
 from sinkfix.errors import (  # noqa: E402
     InputError,
@@ -33,6 +33,7 @@ __all__ = [
     "UnsupportedModelError",
     "__version__",
     "analyze",
+    "analyze_many",
     "analyze_cached",
     "get_model",
     "load_model",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 
 from sinkfix.version import __version__
-from sinkfix.analysis.pipeline import analyze
+from sinkfix.analysis.pipeline import Progress, analyze
 from sinkfix.analysis.result import Analysis
 from sinkfix.models import LoadedModel, get_model
 from sinkfix.settings import AnalysisSettings
@@ -28,7 +28,8 @@ def cache_key(text: str, model: LoadedModel, settings: AnalysisSettings | None =
 
 
 def analyze_or_fetch(text: str, model: LoadedModel | str, settings: AnalysisSettings | None,
-                     store: Store, parent_run_id: int | None = None) -> tuple[Analysis, bool]:
+                     store: Store, parent_run_id: int | None = None,
+                     progress: Progress | None = None) -> tuple[Analysis, bool]:
     """The analysis (with ``run_id`` set) and whether it came from the store.
 
     On a miss the fresh result is returned, so its maps are float32; a later hit returns the
@@ -40,7 +41,7 @@ def analyze_or_fetch(text: str, model: LoadedModel | str, settings: AnalysisSett
     run_id = store.find(key)
     if run_id is not None:
         return store.get(run_id), True
-    result = analyze(text, loaded, settings)
+    result = analyze(text, loaded, settings, progress=progress)
     return dataclasses.replace(result, run_id=store.save(result, key, parent_run_id=parent_run_id)), False
 
 

@@ -31,3 +31,11 @@ class RunNotFoundError(StoreError):
 
 class CorpusNotFoundError(StoreError):
     """No stored corpus has that name."""
+
+
+class StoreFullError(StoreError):
+    """The disk (or SQLite's page limit) is full: nothing was written; writes work again once there is room."""
+
+
+class StoreReadOnlyError(StoreError):
+    """The database file is read-only here: stored runs can be read, new ones cannot be saved."""

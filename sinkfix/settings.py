@@ -88,5 +88,6 @@ def _is_int(value: object) -> bool:
 
 
 def _check_unit(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+    # No float(): an int past 1e308 cannot become a float (OverflowError); NaN fails the comparison.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
         raise SettingsError(f"{name} must be a number between 0 and 1, got {value!r}")

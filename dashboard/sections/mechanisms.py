@@ -1,8 +1,210 @@
-"""Experiments page, mechanisms section: the Gu et al. sink-rate protocol and massive activations."""
+"""Experiments page, mechanisms section: the Gu et al. sink-rate protocol and massive activations.
+
+Each experiment runs from here with progress, is saved with ``Store.save_experiment`` (kinds
+"sinkrate" and "massive"), listed below, and opened by a deep link ``?mechanism=ID``.
+"""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
+
+from dashboard import mechanism_charts, services, ui
+from sinkfix import models
+from sinkfix.errors import InputError, SinkFixError
+from sinkfix.experiments import massive, sinkrate
+from sinkfix.settings import BOS_MODES
+
+KINDS = ("sinkrate", "massive")
+QUERY = "mechanism"
+OTHER = "Other: hub id or local path"
+DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+DEFAULT_FILE = str(DATA / "tinyshakespeare.txt")
+DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
+                "First Citizen:\nYou are all resolved rather to die than to famish?")
+BOS_HELP = "auto: as the tokenizer does; always: prepend the model's BOS token (SmolLM2 adds none); never: drop it"
+
+
+def _model(key: str, default: str) -> str:
+    names = list(models.EMBEDDED)
+    choice = st.selectbox("Model", [*names, OTHER], index=names.index(default), key=key)
+    if choice == OTHER:
+        return st.text_input("Hub id or local path", key=f"{key}_other").strip()
+    return choice
+
+
+class _Progress:
+    """The experiments' (done, total, what) callback drawn as an st.progress bar."""
+
+    def __init__(self) -> None:
+        self.bar = st.progress(0.0, text="loading the model")
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        self.bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total}")
+
+
+def _run(kind: str, label: str, work) -> int | None:
+    """Run ``work(loaded_model_getter, progress)`` in an st.status box, save the result, return its id."""
+    try:
+        store = services.get_store()
+    except SinkFixError as error:
+        st.error(str(error))
+        return None
+    with st.status(label, expanded=True) as status:
+        progress = _Progress()
+        try:
+            result = work(lambda name: services.model_shelf().get(name, progress=status.write), progress)
+        except SinkFixError as error:
+            status.update(label=f"{label}: failed", state="error", expanded=False)
+            st.error(str(error))
+            return None
+        data = result.to_json()
+        experiment_id = store.save_experiment(kind, data, _label(kind, data), result.headline())
+        status.update(label=f"Saved as experiment {experiment_id}", state="complete", expanded=False)
+    st.query_params[QUERY] = str(experiment_id)
+    return experiment_id
+
+
+def _label(kind: str, data: dict) -> str:
+    if kind == "sinkrate":
+        return f"{data['model']} n={data['n']} T={data['length']} bos={data['bos']}"
+    return f"{data['model']} {len(data['tokens'])} tokens bos={data['bos']}"
+
+
+# ---------------------------------------------------------------- forms
+
+
+def _sinkrate_form() -> None:
+    with st.form("mech_sinkrate_form"):
+        model = _model("mech_sr_model", "smollm2-135m")
+        path = st.text_input("Text file for natural sequences", DEFAULT_FILE, key="mech_sr_file")
+        cols = st.columns(4)
+        n = cols[0].number_input("Sequences per kind", 2, 1000, 100, key="mech_sr_n")
+        length = cols[1].number_input("Tokens per sequence", 4, 4096, 64, key="mech_sr_length")
+        epsilon = cols[2].number_input("ε", 0.0, 1.0, 0.3, 0.05, key="mech_sr_eps")
+        bos = cols[3].selectbox("BOS", BOS_MODES, key="mech_sr_bos", help=BOS_HELP)
+        submitted = st.form_submit_button("Run the sink-rate protocol", type="primary", key="mech_sr_run")
+    if not submitted:
+        return
+
+    def work(get, progress):
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+        return sinkrate.sink_rate_protocol(get(model), n=int(n), length=int(length), epsilon=float(epsilon),
+                                           text_file=path, text=text, bos=bos, progress=progress)
+
+    _run("sinkrate", f"Sink-rate protocol on {model}", work)
+
+
+def _massive_form() -> None:
+    with st.form("mech_massive_form"):
+        model = _model("mech_ma_model", "smollm2-135m")
+        text = st.text_area("Text", DEFAULT_TEXT, key="mech_ma_text", height=120)
+        cols = st.columns(3)
+        max_tokens = cols[0].number_input("Tokens analysed (and per chunk)", 4, 4096, massive.DEFAULT_MAX_TOKENS,
+                                          key="mech_ma_tokens")
+        bos = cols[1].selectbox("BOS", BOS_MODES, key="mech_ma_bos", help=BOS_HELP)
+        intervene = cols[2].checkbox("Zero/mean intervention (needs a causal LM head)", True, key="mech_ma_intervene")
+        submitted = st.form_submit_button("Find massive activations", type="primary", key="mech_ma_run")
+    if submitted:
+        _run("massive", f"Massive activations on {model}", lambda get, progress: massive.massive_activations(
+            get(model), text, intervene=intervene, max_tokens=int(max_tokens), bos=bos, progress=progress))
+
+
+# ---------------------------------------------------------------- showing a stored result
+
+
+def _show_sinkrate(result: dict, experiment_id: int) -> None:
+    ui.show_chart(mechanism_charts.sinkrate_bars(result), f"mechanism-{experiment_id}-sinkrate",
+                  "Token 0 is Gu et al.'s Sink₁ (they count from 1). Whiskers: 95% bootstrap CI over sequences. "
+                  "Paper bars: Llama-3-8B and GPT-2-XL as published (no CI given).")
+    ui.show_chart(mechanism_charts.sinkrate_layers(result), f"mechanism-{experiment_id}-layers")
+    rows = [{"kind": k, "Sink₁ %": 100 * r["rate"], "CI low %": 100 * r["ci95"][0], "CI high %": 100 * r["ci95"][1],
+             "Sink at index 1 %": 100 * r["per_position"][1] if len(r["per_position"]) > 1 else None,
+             "first tokens": " ".join(r["example"][:6])} for k, r in result["kinds"].items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(f"{result['model']} · n = {result['n']} · T = {result['length']} · ε = {result['epsilon']} · "
+               f"BOS {result['bos']} · seed {result['seed']}")
+
+
+def _show_massive(result: dict, experiment_id: int) -> None:
+    top = result["top"]
+    cols = st.columns(4)
+    cols[0].metric("Largest |h|", f"{top['max_abs']:,.0f}", help=f"signed value {top['value']:,.1f}")
+    cols[1].metric("Layer · dim", f"{top['layer']} · {top['dim']}")
+    cols[2].metric("Token", f"#{top['token']}", help="the token's text is in the table below")
+    cols[3].metric("Ratio to median |h|", f"{top['ratio']:,.0f}×")
+    st.text(f"Token #{top['token']}: {top['token_text']}")
+    st.caption(f"Massive (|h| > 100 and > 1000 × median, Sun et al.) from layer {result['first_massive_layer']}, "
+               f"dims {result['massive_dims']}.")
+    ui.show_chart(mechanism_charts.peak_heatmap(result["peak"], result["tokens"]), f"mechanism-{experiment_id}-peak",
+                  "Each cell: the largest |h| over feature dims at that layer's output (log colour).")
+    ui.show_chart(mechanism_charts.top_features(result["top_features"]), f"mechanism-{experiment_id}-features")
+    link = result["link"]
+    st.caption(f"Spearman of a token's peak |h| with its sink rate: {_fmt(link['spearman_sink_rate'])}; "
+               f"with its value norm (layer {link['value_norm_layer']}): {_fmt(link['spearman_value_norm'])}.")
+    if result.get("intervention"):
+        iv = result["intervention"]
+        ui.show_chart(mechanism_charts.intervention_bars(iv), f"mechanism-{experiment_id}-intervention",
+                      f"{iv['n_chunks']} chunks, means from {iv['reference']}; 95% paired bootstrap CI.")
+        st.dataframe(pd.DataFrame([{"set to": name, "NLL before": a["baseline_nll"], "NLL after": a["intervened_nll"],
+                                    "ΔNLL": a["delta_nll"], "CI low": a["ci95"][0], "CI high": a["ci95"][1],
+                                    "ppl before": a["baseline_ppl"], "ppl after": a["intervened_ppl"]}
+                                   for name, a in iv["arms"].items()]), hide_index=True)
+    with st.expander("Per layer"):
+        st.dataframe(pd.DataFrame(result["layers"]), hide_index=True)
+    for note in result.get("notes", []):
+        st.caption(note)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}"
+
+
+def _stored(store) -> None:
+    rows = [row for kind in KINDS for row in store.experiments(kind=kind)]
+    if not rows:
+        st.caption("No stored mechanism experiments yet.")
+        return
+    frame = pd.DataFrame(rows).sort_values("id", ascending=False)
+    frame["link"] = [f"?{QUERY}={i}" for i in frame["id"]]
+    st.dataframe(frame, hide_index=True, column_config={
+        "link": st.column_config.LinkColumn("open", display_text="open"),
+        "headline": st.column_config.NumberColumn("headline", help="sinkrate: Sink₁ of the first kind; massive: top ratio"),
+    })
+
+
+def _open(store) -> None:
+    raw = st.query_params.get(QUERY)
+    if not raw:
+        return
+    if not str(raw).isdigit():
+        st.error(f"'{raw}' is not an experiment id: ids are whole numbers from 1 up")
+        return
+    row = store.experiment(int(raw))
+    if row is None or row["kind"] not in KINDS:
+        st.error(f"no stored mechanism experiment has id {raw}")
+        return
+    st.subheader(f"Experiment {row['id']} · {row['kind']} · {row['label']}")
+    (_show_sinkrate if row["kind"] == "sinkrate" else _show_massive)(row["result"], row["id"])
 
 
 def render() -> None:
-    st.info("Mechanism probes are not built yet.")
+    store = services.store_or_stop()
+    st.subheader("Why sinks form")
+    st.caption("Gu et al. (ICLR 2025): the first token's sink rate on natural, random and repeated tokens. "
+               "Sun et al. (COLM 2024): a few residual features reach 10⁴× the median on the sink token.")
+    protocol, activations = st.columns(2)
+    with protocol:
+        st.markdown("**Sink-rate protocol**")
+        _sinkrate_form()
+    with activations:
+        st.markdown("**Massive activations**")
+        _massive_form()
+    _open(store)
+    st.markdown("**Stored mechanism experiments**")
+    _stored(store)

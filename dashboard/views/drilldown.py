@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, links, services, ui
+from sinkfix.engines.maps import needs_maps, recompute_maps
 from sinkfix.errors import SinkFixError
 
 METRICS = {
@@ -34,6 +35,8 @@ def _pick_cell() -> None:
 
 
 def choose_run(store) -> int | None:
+    if "dd_goto" in st.session_state:
+        st.session_state.run = st.session_state.pop("dd_goto")
     left, right = st.columns([1, 3])
     left.text_input("Run id", key="run", bind="query-params", placeholder="e.g. 1")
     recent = store.list(limit=30)
@@ -82,8 +85,11 @@ def head_map(store, analysis, layer: int, head: int) -> None:
     st.subheader(f"Layer {layer}, head {head}: attention map")
     pair = store.head_map(analysis.run_id, layer, head)
     if pair is None:
-        st.info(f"This run has {analysis.n_tokens} tokens, above its map limit "
-                f"({analysis.settings.map_token_limit}), so per-head maps were not kept.")
+        if needs_maps(analysis):
+            offer_recompute(store, analysis)
+        else:
+            st.info(f"This run has {analysis.n_tokens} tokens, above its map limit "
+                    f"({analysis.settings.map_token_limit}), so per-head maps were not kept.")
         return
     original, corrected = pair
     ui.show_chart(
@@ -101,6 +107,29 @@ def head_map(store, analysis, layer: int, head: int) -> None:
         )
     else:
         st.caption("No token of this run is detrimental, so the corrected map equals the original.")
+
+
+def offer_recompute(store, analysis) -> None:
+    """A summary-only corpus run: re-run this one text with its maps kept, as a new linked run."""
+    st.info("This run stored summaries only (corpus runs keep no attention maps by default), so there is "
+            "no per-head map to show.")
+    if not st.button("Recompute maps", icon=":material/refresh:", key="dd_recompute",
+                     help="Re-run this text with the same model and settings and store the maps as a new run "
+                          "(its parent is this one); corpus lines that held this run then point to the new one."):
+        return
+    with st.status(f"Recomputing the maps of run {analysis.run_id}…", expanded=True) as status:
+        try:
+            loaded = services.model_shelf().get(analysis.model_name, progress=status.write)
+            status.write(f"running one forward pass over {analysis.n_tokens} tokens")
+            fresh = recompute_maps(store, analysis.run_id, loaded)
+        except SinkFixError as error:
+            status.update(label="Recomputing failed", state="error", expanded=False)
+            st.error(str(error))
+            return
+        status.update(label=f"Maps stored as run {fresh.run_id}", state="complete", expanded=False)
+    services.remember(fresh)
+    st.session_state.dd_goto = str(fresh.run_id)  # the run widget exists already: move it on the rerun
+    st.rerun()
 
 
 def per_layer(analysis, layer: int) -> None:
@@ -140,6 +169,8 @@ try:
     analysis = services.load_run(run_id)
     st.header(ui.run_title(analysis))
     ui.run_summary(analysis)
+    if analysis.parent_run_id is not None:
+        st.caption(f"Recomputed from run {analysis.parent_run_id}.")
     st.page_link(links.ANALYZE, label="Token-level results of this run", icon=":material/science:",
                  query_params={"run": str(run_id)})
     ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{run_id}-tokens")

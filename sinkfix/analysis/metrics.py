@@ -62,6 +62,23 @@ def row_entropy_from_scores(probs: torch.Tensor, scores: torch.Tensor, scratch: 
     return entropy.mean(dim=-1)
 
 
+def row_entropies(probs: torch.Tensor, scores: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row's entropy in nats [..., q] (not averaged), by the same identity as
+    ``row_entropy_from_scores`` (H = lse - sum_j p_j s_j), for one block of query rows.
+
+    ``scratch`` is a reused buffer with at least ``probs.numel()`` elements. Rows whose scores hold
+    -inf fall back to the direct formula.
+    """
+    buffer = torch.empty_like(probs) if scratch is None else scratch.reshape(-1)[: probs.numel()].view(probs.shape)
+    top, where = scores.max(dim=-1, keepdim=True)
+    log_top = probs.gather(-1, where).log()
+    dot = torch.mul(probs, scores, out=buffer).sum(dim=-1)
+    entropy = (top - log_top).squeeze(-1) - dot
+    if not torch.isfinite(entropy).all():
+        return torch.special.xlogy(probs, probs, out=buffer).sum(dim=-1).neg()
+    return entropy
+
+
 def value_norms(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-head norms [..., H_kv, T] and the norm of the full (concatenated) value vector [..., T]."""
     per_head = value.norm(dim=-1)
@@ -90,6 +107,16 @@ def contribution(received_: torch.Tensor, value: torch.Tensor, grams: torch.Tens
     v = repeat_heads(value, received_.shape[-2])  # [..., H, T, d]
     squared = ((v @ grams) * v).sum(dim=-1)
     return received_ * squared.clamp_min(0).sqrt()
+
+
+def projected_norms(value: torch.Tensor, grams: torch.Tensor) -> torch.Tensor:
+    """||W_O^h v_j|| per query head -> [..., H, T]; ``value`` [..., H_kv, T, d], ``grams`` [H, d, d].
+
+    The query-independent half of ``contribution``: computed once per layer as the values arrive,
+    so the observer keeps [H, T] per layer instead of the [H_kv, T, d] value vectors.
+    """
+    v = repeat_heads(value, grams.shape[-3])
+    return ((v @ grams) * v).sum(dim=-1).clamp_min(0).sqrt()
 
 
 def sink_rate(alpha: torch.Tensor, epsilon: float) -> torch.Tensor:

@@ -1,8 +1,16 @@
-"""The ``analyze()`` pipeline: one forward pass, reduced layer by layer into an ``Analysis``."""
+"""The analysis pipeline: ``analyze()`` for one text, ``analyze_many()`` for many in padded batches.
+
+One forward pass per batch, reduced block by block by a ``SinkObserver`` into per-sequence sums.
+Batches are right-padded (whatever the tokenizer's own padding side: left padding would shift
+the positions of causal models), padding rows are left out of every reduction and padding
+columns receive exactly 0 from the mask, so each text's numbers equal those of analysing it alone.
+"""
 from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
@@ -12,13 +20,18 @@ from sinkfix.analysis import classify, metrics
 from sinkfix.analysis.redistribute import redistribute, sink_mask
 from sinkfix.analysis.result import Analysis
 from sinkfix.analysis.tokens import pop_offsets, tokenize
-from sinkfix.capture.attention import observing
-from sinkfix.capture.observers import SinkObserver
-from sinkfix.errors import InputError
+from sinkfix.capture.attention import blocking, observing
+from sinkfix.capture.observers import SequenceStats, SinkObserver
+from sinkfix.errors import InputError, SettingsError
 from sinkfix.models import LoadedModel, get_model, model_inputs
 from sinkfix.settings import AnalysisSettings
 
-__all__ = ["Analysis", "analyze", "validate_text"]
+__all__ = ["Analysis", "Progress", "analyze", "analyze_many", "plan_batches", "validate_text"]
+
+Progress = Callable[[int, int], None]  # (layers done, layers in all): a batch of texts counts its layers once
+# A batch holds at most this many tokens (padded batch size x longest text): activations grow with it.
+BATCH_TOKEN_BUDGET = 16384
+DEFAULT_BATCH_SIZE = {"cpu": 8, "cuda": 32, "mps": 16}
 
 
 def validate_text(text: object) -> str:
@@ -27,49 +40,147 @@ def validate_text(text: object) -> str:
     return text
 
 
-def analyze(text: str, model: LoadedModel | str, settings: AnalysisSettings | None = None) -> Analysis:
+def analyze(text: str, model: LoadedModel | str, settings: AnalysisSettings | None = None,
+            progress: Progress | None = None) -> Analysis:
     """Analyse ``text`` on ``model`` (a LoadedModel or a name) in one forward pass."""
     validate_text(text)
+    return analyze_many([text], model, settings, batch_size=1, progress=progress)[0]
+
+
+def analyze_many(texts: Sequence[str], model: LoadedModel | str, settings: AnalysisSettings | None = None,
+                 batch_size: int | None = None, progress: Progress | None = None) -> list[Analysis]:
+    """Analyse each text; results in input order, each equal (within 1e-5) to ``analyze()`` alone.
+
+    Texts are sorted by length and run in right-padded batches of at most ``batch_size`` texts
+    (default: by device) and ``BATCH_TOKEN_BUDGET`` padded tokens, so padding stays small.
+    """
+    texts = list(texts)
+    for text in texts:
+        validate_text(text)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise SettingsError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     loaded = get_model(model) if isinstance(model, str) else model
     settings = (settings or AnalysisSettings()).resolved(loaded.n_layers)
-    timings: dict[str, float] = {}
+    encoded = [_encode(loaded, text, settings) for text in texts]
+    size = batch_size or default_batch_size(loaded)
+    batches = plan_batches([len(e.ids) for e in encoded], size, settings.map_token_limit)
+    total = loaded.n_layers * len(batches)
+    results: list[Analysis | None] = [None] * len(texts)
+    for number, members in enumerate(batches):
+        on_layer = None
+        if progress is not None:
+            progress(number * loaded.n_layers, total)
+            on_layer = _offset_progress(progress, number * loaded.n_layers, total)
+        for index, result in zip(members, _run_batch(loaded, settings, [encoded[i] for i in members], on_layer)):
+            results[index] = result
+    return results  # type: ignore[return-value]
+
+
+def default_batch_size(loaded: LoadedModel) -> int:
+    kind = str(getattr(loaded, "device_name", "cpu")).split(":")[0]
+    return DEFAULT_BATCH_SIZE.get(kind, 8)
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, map_token_limit: int,
+                 token_budget: int = BATCH_TOKEN_BUDGET) -> list[list[int]]:
+    """Group text indices into batches: sorted by length, at most ``batch_size`` texts and
+    ``token_budget`` padded tokens each (a longer text runs alone), and never mixing texts that
+    keep their maps (<= ``map_token_limit`` tokens) with texts that do not."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    for index in order:
+        current = batches[-1] if batches else None
+        fits = (
+            current is not None
+            and len(current) < batch_size
+            and (len(current) + 1) * lengths[index] <= token_budget
+            and (lengths[current[0]] <= map_token_limit) == (lengths[index] <= map_token_limit)
+        )
+        if fits:
+            current.append(index)
+        else:
+            batches.append([index])
+    return batches
+
+
+def _offset_progress(progress: Progress, base: int, total: int) -> Callable[[int], None]:
+    return lambda done: progress(base + done, total)
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    text: str
+    ids: list[int]
+    fields: dict  # input_ids, attention_mask, ... as [1, n] tensors
+    offsets: list[tuple[int, int]] | None
+    warnings: tuple[str, ...]
+    tokenize_s: float
+
+
+def _encode(loaded: LoadedModel, text: str, settings: AnalysisSettings) -> _Encoded:
     started = time.perf_counter()
-
     limit = min(loaded.max_tokens, settings.max_tokens or loaded.max_tokens)
-    encoded, n_total = tokenize(loaded, text, limit, settings.bos)
-    offsets = pop_offsets(encoded)
-    ids = encoded["input_ids"][0].tolist()
-    warnings: list[str] = []
+    fields, n_total = tokenize(loaded, text, limit, settings.bos)
+    offsets = pop_offsets(fields)
+    ids = fields["input_ids"][0].tolist()
+    warnings = ()
     if n_total > len(ids):
-        warnings.append(f"text truncated: {n_total} tokens, limit {limit}; analysed the first {len(ids)}")
-    timings["tokenize_s"] = time.perf_counter() - started
+        warnings = (f"text truncated: {n_total} tokens, limit {limit}; analysed the first {len(ids)}",)
+    return _Encoded(text, ids, fields, offsets, warnings, time.perf_counter() - started)
 
-    keep_maps = len(ids) <= settings.map_token_limit
-    observer = SinkObserver(keep_maps)
+
+def _collate(loaded: LoadedModel, items: list[_Encoded]) -> dict:
+    """Right-pad the encodings into one batch: pad id for input ids, 0 for every other field."""
+    if len(items) == 1:
+        return dict(items[0].fields)
+    width = max(len(item.ids) for item in items)
+    pad_id = getattr(loaded.tokenizer, "pad_token_id", None) or 0
+    batch = {}
+    for key, first in items[0].fields.items():
+        filled = torch.full((len(items), width), pad_id if key == "input_ids" else 0, dtype=first.dtype)
+        for row, item in enumerate(items):
+            value = item.fields[key][0]
+            filled[row, : value.shape[0]] = value
+        batch[key] = filled
+    return batch
+
+
+def _input_device(loaded: LoadedModel) -> torch.device:
+    """Where the inputs go: the embeddings' device (the first device of a device_map split)."""
+    return loaded.model.get_input_embeddings().weight.device
+
+
+def _run_batch(loaded: LoadedModel, settings: AnalysisSettings, items: list[_Encoded],
+               on_layer: Callable[[int], None] | None) -> list[Analysis]:
+    lengths = [len(item.ids) for item in items]
+    keep_maps = max(lengths) <= settings.map_token_limit
+    observer = SinkObserver(keep_maps, lengths, loaded.output_grams, on_layer)
+    device = _input_device(loaded)
+    inputs = {key: value.to(device) for key, value in model_inputs(loaded.model, _collate(loaded, items)).items()}
     tick = time.perf_counter()
-    with torch.inference_mode(), observing(observer):
-        loaded.base(**model_inputs(loaded.model, encoded))
-    timings["forward_s"] = time.perf_counter() - tick
+    with torch.inference_mode(), observing(observer), blocking(settings.query_block):
+        loaded.base(**inputs)
+    forward_s = time.perf_counter() - tick
+    results = []
+    for row, item in enumerate(items):
+        tick = time.perf_counter()
+        result = _assemble(item, loaded, settings, observer.sequence(row))
+        assemble_s = time.perf_counter() - tick
+        timings = {
+            "tokenize_s": item.tokenize_s, "forward_s": forward_s, "assemble_s": assemble_s,
+            "total_s": item.tokenize_s + forward_s + assemble_s, "batch_size": float(len(items)),
+        }
+        results.append(dataclasses.replace(result, timings=timings, offsets=item.offsets))
+    return results
 
-    tick = time.perf_counter()
-    result = _assemble(text, ids, loaded, settings, observer, warnings)
-    timings["assemble_s"] = time.perf_counter() - tick
-    timings["total_s"] = time.perf_counter() - started
-    return dataclasses.replace(result, timings=timings, offsets=offsets)
 
-
-def _assemble(
-    text: str,
-    ids: list[int],
-    loaded: LoadedModel,
-    settings: AnalysisSettings,
-    observer: SinkObserver,
-    warnings: list[str],
-) -> Analysis:
-    received_head = observer.stacked("received")  # [L, H, T]
+def _assemble(item: _Encoded, loaded: LoadedModel, settings: AnalysisSettings, seq: SequenceStats) -> Analysis:
+    ids = item.ids
+    warnings = list(item.warnings)
+    received_head = seq.received  # [L, H, T]
     alpha = metrics.visible_query_mean(received_head, loaded.is_causal)
-    values = observer.stacked("value")  # [L, H_kv, T, d]
-    norm_head, norm_layer = metrics.value_norms(values)
+    norm_head = seq.value_norm_head  # [L, H_kv, T]
+    norm_layer = norm_head.square().sum(dim=-2).sqrt()  # the full (concatenated) value vector
     selected = norm_layer[settings.layer]
     value_norm = selected / selected.max()
     att_received = received_head.mean(dim=(0, 1))
@@ -78,24 +189,21 @@ def _assemble(
     sinks = classify.indices_with(labels, classify.DETRIMENTAL)
 
     maps = corrected = None
-    if observer.keep_maps:
-        maps = observer.stacked("maps")
+    if seq.maps is not None:
+        maps = seq.maps
         # With no sink the correction is exactly the identity; skip the pass over L x H x T x T.
         corrected = redistribute(maps, sink_mask(sinks, len(ids)), settings.beta) if sinks else maps
     contribution = None
-    if loaded.output_grams is None:
+    if seq.projected is None:
         warnings.append(
             f"norm-based contribution unavailable: no output-projection adapter for {loaded.model_type}"
         )
     else:
-        # Layer by layer: batching all layers at once would allocate L x H x T x d temporaries.
-        contribution = torch.stack([
-            metrics.contribution(received, value, grams)
-            for received, value, grams in zip(received_head, values, loaded.output_grams)
-        ])
+        # mean_i ||A[i, j] W_O^h v_j|| = received[h, j] * ||W_O^h v_j|| because A >= 0 (Kobayashi et al.)
+        contribution = received_head * seq.projected
 
     return Analysis(
-        text=text,
+        text=item.text,
         tokens=loaded.tokenizer.convert_ids_to_tokens(ids),
         token_ids=ids,
         model_name=loaded.name,
@@ -112,7 +220,7 @@ def _assemble(
         att_received_head=_np(received_head),
         alpha=_np(alpha),
         sink_rate=_np(metrics.sink_rate(alpha, settings.epsilon)),
-        entropy=_np(observer.stacked("entropy")),
+        entropy=_np(seq.entropy),
         value_norm=_np(value_norm),
         value_norm_layer=_np(norm_layer),
         value_norm_head=_np(norm_head),
@@ -126,8 +234,11 @@ def _assemble(
         truncated=any(w.startswith("text truncated") for w in warnings),
         created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         corrected_from_rule=corrected is not None,
+        learned_sink_mass=None if seq.learned_sink_mass is None else _np(seq.learned_sink_mass),
+        device=str(getattr(loaded, "device_name", "cpu")),
+        dtype=str(getattr(loaded, "dtype_name", "float32")),
     )
 
 
 def _np(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().numpy()
+    return np.ascontiguousarray(tensor.detach().float().cpu().numpy())

@@ -1,7 +1,17 @@
-"""Observers: what each layer's attention is reduced to, at once, as the forward pass runs."""
+"""Observers: what each layer's attention is reduced to, block by block, as the forward pass runs.
+
+The attention function hands an observer one block of query rows at a time (``start`` says
+where the block begins). ``SinkObserver`` adds each block into per-layer sums, so the full
+T x T probabilities never need to exist at once, and it is batch-aware: with right-padded
+sequences of different lengths, padding rows give nothing to any sum (padding columns already
+receive exactly 0 from the mask). Every reduction runs in float32 whatever the model's dtype,
+and each finished layer's reductions move to the CPU, so layers that live on different devices
+(``device_map``) combine without device mismatches.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -20,56 +30,145 @@ class CallRecorder:
             self.layers.append(layer)
 
 
-@dataclass
-class LayerStats:
-    """What one layer leaves behind for a single sequence (batch index 0).
+@dataclass(frozen=True)
+class SequenceStats:
+    """What one sequence of the batch leaves behind, sliced to its n real tokens (float32, CPU)."""
 
-    Only what needs the T x T probabilities is computed here; value-side quantities are
-    computed afterwards for all layers at once (``analysis._assemble``), which saves many small ops.
-    """
-
-    received: torch.Tensor  # [H, T]
-    entropy: torch.Tensor  # [H]
-    value: torch.Tensor  # [H_kv, T, d]
-    maps: torch.Tensor | None  # [H, T, T]
-
-
-# Above this many elements (H * T * T) entropy runs head by head to bound the scratch buffer.
-_ONE_PASS_ENTROPY = 1 << 22
+    received: torch.Tensor  # [L, H, n] attention each key receives, mean over the real queries
+    entropy: torch.Tensor  # [L, H] mean row entropy over the real queries, nats
+    value_norm_head: torch.Tensor  # [L, H_kv, n] raw per-head value norms
+    projected: torch.Tensor | None  # [L, H, n] ||W_O^h v_j|| (None without an output-projection adapter)
+    maps: torch.Tensor | None  # [L, H, n, n] only when the observer keeps maps
+    learned_sink_mass: torch.Tensor | None  # [L, H] mean over the real queries (learned-sink models only)
 
 
 @dataclass
+class _Layer:
+    """One layer's running sums over the batch; on the layer's device until its last block."""
+
+    received: torch.Tensor  # [B, H, T] sum over real query rows
+    entropy: torch.Tensor  # [B, H] sum of row entropies over real query rows
+    value_norm_head: torch.Tensor  # [B, H_kv, T]
+    projected: torch.Tensor | None  # [B, H, T]
+    maps: torch.Tensor | None  # [B, H, T, T], always on the CPU
+    sink: torch.Tensor | None = None  # [B, H] sum of learned-sink mass over real query rows
+    rows: int = 0  # query rows seen so far
+
+    def to_cpu(self) -> _Layer:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.cpu()
+
+        return _Layer(move(self.received), move(self.entropy), move(self.value_norm_head), move(self.projected),
+                      self.maps, move(self.sink), self.rows)
+
+
 class SinkObserver:
-    """Reduces each layer at once, so memory grows with one layer's T^2, not L * T^2.
+    """Reduces each layer block by block into per-sequence sums.
 
-    Full maps are kept only when ``keep_maps``.
+    ``lengths`` gives each sequence's real tokens (right padding); None means every sequence is
+    as long as the batch. ``output_grams`` (per layer [H, d, d]) lets the value side be reduced
+    as the values arrive, so no layer's value vectors are kept. ``on_layer(n_done)`` is called
+    each time a layer's last block has been seen (progress reporting).
     """
 
-    keep_maps: bool
-    layers: dict[int, LayerStats] = field(default_factory=dict)
-    _scratch: torch.Tensor | None = None
+    def __init__(self, keep_maps: bool, lengths: Sequence[int] | None = None,
+                 output_grams: Sequence[torch.Tensor] | None = None,
+                 on_layer: Callable[[int], None] | None = None) -> None:
+        self.keep_maps = keep_maps
+        self.lengths = None if lengths is None else torch.as_tensor(list(lengths), dtype=torch.long)
+        self.output_grams = output_grams
+        self.on_layer = on_layer
+        self.layers: dict[int, _Layer] = {}  # finished layers, on the CPU
+        self._open: dict[int, _Layer] = {}
+        self._scratch: torch.Tensor | None = None
 
     def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
                 start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
-        if start != 0 or probs.shape[-2] != probs.shape[-1]:
-            raise NotImplementedError("SinkObserver does not accumulate query blocks yet")
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
-        p = probs[0].float()
-        self.layers[layer] = LayerStats(
-            received=metrics.received(p),
-            entropy=metrics.row_entropy_from_scores(p, scores[0].float(), self._scratch_for(p)),
-            value=value[0].float(),
-            # A reference, not a copy: nothing downstream edits probs in place.
-            maps=p if self.keep_maps else None,
+        if start == 0:
+            self._open[layer] = self._start_layer(layer, probs, value)
+        state = self._open.get(layer)
+        if state is None or start != state.rows:
+            raise RuntimeError(f"query blocks of layer {layer} arrived out of order (block at row {start})")
+        rows, keys = probs.shape[-2], probs.shape[-1]
+        weights = self._row_weights(start, rows, keys, probs.device)  # [B, q] or None: every row is real
+        p, s = probs.float(), scores.float()  # no copy for float32 models
+        if weights is None:
+            state.received += p.sum(dim=-2)
+        else:
+            state.received += torch.matmul(weights[:, None, None, :], p).squeeze(-2)
+        per_row = metrics.row_entropies(p, s, self._scratch_for(p))  # [B, H, q]
+        state.entropy += _weighted_row_sum(per_row, weights)
+        if sink_mass is not None:
+            added = _weighted_row_sum(sink_mass.float(), weights)
+            state.sink = added if state.sink is None else state.sink + added
+        if state.maps is not None:
+            state.maps[:, :, start:start + rows] = p.cpu()
+        state.rows += rows
+        if state.rows >= keys:  # the layer's last block: move it to the CPU and free the device copy
+            self.layers[layer] = self._open.pop(layer).to_cpu()
+            if self.on_layer is not None:
+                self.on_layer(len(self.layers))
+
+    def _start_layer(self, layer: int, probs: torch.Tensor, value: torch.Tensor) -> _Layer:
+        batch, heads, _, keys = probs.shape
+        if self.lengths is None:
+            self.lengths = torch.full((batch,), keys, dtype=torch.long)
+        if len(self.lengths) != batch or int(self.lengths.max()) > keys:
+            raise RuntimeError(f"observer expects {len(self.lengths)} sequences of at most {keys} tokens, "
+                               f"the forward has {batch} x {keys}")
+        device = probs.device
+        v = value.float()
+        projected = None
+        if self.output_grams is not None:
+            projected = metrics.projected_norms(v, self.output_grams[layer].to(device=device, dtype=torch.float32))
+        zeros = dict(dtype=torch.float32, device=device)
+        return _Layer(
+            received=torch.zeros(batch, heads, keys, **zeros),
+            entropy=torch.zeros(batch, heads, **zeros),
+            value_norm_head=v.norm(dim=-1),
+            projected=projected,
+            maps=torch.empty(batch, heads, keys, keys, dtype=torch.float32) if self.keep_maps else None,
         )
 
+    def _row_weights(self, start: int, rows: int, keys: int, device: torch.device) -> torch.Tensor | None:
+        if bool((self.lengths >= start + rows).all()):
+            return None
+        index = torch.arange(start, start + rows)
+        return (index[None, :] < self.lengths[:, None]).to(device=device, dtype=torch.float32)
+
     def _scratch_for(self, p: torch.Tensor) -> torch.Tensor:
-        shape = p.shape if p.numel() <= _ONE_PASS_ENTROPY else p.shape[1:]
-        if self._scratch is None or self._scratch.shape != shape:
-            self._scratch = torch.empty(shape, dtype=p.dtype, device=p.device)
+        # One buffer reused by every block of every layer: a fresh block-sized temporary per call
+        # costs more in page faults than the arithmetic.
+        if self._scratch is None or self._scratch.numel() < p.numel() or self._scratch.device != p.device:
+            self._scratch = torch.empty(p.numel(), dtype=torch.float32, device=p.device)
         return self._scratch
 
-    def stacked(self, name: str) -> torch.Tensor:
-        """Stack one field over layers in layer order: [L, ...]."""
-        return torch.stack([getattr(self.layers[i], name) for i in sorted(self.layers)])
+    def sequence(self, index: int) -> SequenceStats:
+        """Sequence ``index``'s reductions over every observed layer, sliced to its real tokens."""
+        if self._open:
+            raise RuntimeError(f"layers {sorted(self._open)} were not observed to the end")
+        n = int(self.lengths[index])
+        layers = [self.layers[i] for i in sorted(self.layers)]
+
+        def stack(name: str) -> torch.Tensor | None:
+            parts = [getattr(layer, name) for layer in layers]
+            return None if parts[0] is None else torch.stack([part[index] for part in parts])
+
+        received, entropy, sink = stack("received"), stack("entropy"), stack("sink")
+        norms, projected, maps = stack("value_norm_head"), stack("projected"), stack("maps")
+        return SequenceStats(
+            received=received[..., :n] / n,
+            entropy=entropy / n,
+            value_norm_head=norms[..., :n],
+            projected=None if projected is None else projected[..., :n],
+            maps=None if maps is None else maps[..., :n, :n],
+            learned_sink_mass=None if sink is None else sink / n,
+        )
+
+
+def _weighted_row_sum(per_row: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Sum [B, H, q] over the real rows -> [B, H]."""
+    # where(), not a product: a padding row's value must not reach the sum even if it is not finite.
+    return per_row.sum(dim=-1) if weights is None else torch.where(weights[:, None, :] > 0, per_row, 0.0).sum(dim=-1)

@@ -2,11 +2,17 @@
 from __future__ import annotations
 
 import argparse
+import contextvars
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from sinkfix.analysis.pipeline import Analysis, analyze
+from tqdm import tqdm
+
+from sinkfix.analysis.pipeline import Analysis, Progress, analyze
 from sinkfix.cache import analyze_or_fetch
+from sinkfix.capture.attention import blocking
 from sinkfix.cli.common import read_text_arg, stderr_progress, write_json
 from sinkfix.models import DEFAULT_MODEL, LoadedModel, get_model
 from sinkfix.settings import (
@@ -21,9 +27,31 @@ from sinkfix.settings import (
 from sinkfix.store import Store
 
 
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")
+# The --device and --dtype of the running command: load_with_progress reads them, so every command
+# that loads a model honours them without passing them along by hand (see ``command_context``).
+_placement: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar("sinkfix_cli_placement",
+                                                                              default=("auto", "auto"))
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where the model runs and in which dtype; every command that loads a model has them."""
+    parser.add_argument("--device", default="auto",
+                        help="auto (CUDA when available, else the CPU), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES,
+                        help="weights' dtype (auto: bfloat16 on CUDA, float32 on the CPU); "
+                             "softmax and every reduction stay float32")
+
+
+def add_query_block_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--query-block", type=int,
+                        help="attention query rows per block (memory grows with block x T; default: automatic)")
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The analysis settings, shared by every command that analyses text."""
     parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local directory")
+    add_device_arguments(parser)
     parser.add_argument("--layer", type=int, help="0-based layer for value norms (default: L // 2)")
     parser.add_argument("--tau-att", type=float, default=DEFAULT_TAU_ATT, help="att_received threshold")
     parser.add_argument("--tau-norm", type=float, default=DEFAULT_TAU_NORM, help="value_norm threshold")
@@ -32,8 +60,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--map-limit", type=int, default=DEFAULT_MAP_TOKEN_LIMIT,
                         help="keep full L x H x T x T maps up to this many tokens")
     parser.add_argument("--max-tokens", type=int, help="truncate input to this many tokens")
-    parser.add_argument("--query-block", type=int,
-                        help="attention query rows per block (memory grows with block x T; default: automatic)")
+    add_query_block_argument(parser)
     parser.add_argument("--bos", choices=BOS_MODES, default="auto",
                         help="auto: as the tokenizer does; always: prepend the model's BOS token; never: drop it")
 
@@ -46,13 +73,65 @@ def settings_from(args: argparse.Namespace) -> AnalysisSettings:
     )
 
 
-def load_with_progress(name: str) -> LoadedModel:
+def load_with_progress(name: str, device: str | None = None, dtype: str | None = None) -> LoadedModel:
+    """Load (or reuse) ``name`` with a stage indicator on stderr; device and dtype default to the
+    running command's --device and --dtype."""
+    chosen_device, chosen_dtype = _placement.get()
     step, close = stderr_progress()
     try:
         # get_model memoises per process, so in-process callers (tests, scripts) load once.
-        return get_model(name, progress=step)
+        return get_model(name, progress=step, device=device or chosen_device, dtype=dtype or chosen_dtype)
     finally:
         close()
+
+
+def add_model_options_everywhere(parser: argparse.ArgumentParser) -> None:
+    """Give every command that loads a model --device, --dtype and --query-block.
+
+    A command loads a model when its --model has a default (filters such as ``runs list --model``
+    have none). Commands that declare the options themselves keep their own.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                add_model_options_everywhere(sub)
+    model = parser._option_string_actions.get("--model")
+    if model is None or model.default is None:
+        return
+    if "--device" not in parser._option_string_actions:
+        add_device_arguments(parser)
+    if "--query-block" not in parser._option_string_actions:
+        add_query_block_argument(parser)
+
+
+@contextmanager
+def command_context(args: argparse.Namespace) -> Iterator[None]:
+    """Run a command with its --device/--dtype for model loads and its --query-block for every
+    forward pass (analysis, evaluate, sts, calibrate all go through the same attention function)."""
+    query_block = getattr(args, "query_block", None)
+    if query_block is not None and query_block < 1:
+        from sinkfix.errors import SettingsError
+
+        raise SettingsError(f"query_block must be a whole number >= 1, got {query_block}")
+    token = _placement.set((getattr(args, "device", None) or "auto", getattr(args, "dtype", None) or "auto"))
+    try:
+        with blocking(query_block):
+            yield
+    finally:
+        _placement.reset(token)
+
+
+def layer_progress(what: str = "layers") -> tuple[Progress, Callable[[], None]]:
+    """A tqdm bar on stderr counting layers done, for ``analyze(progress=...)``."""
+    bar = tqdm(total=0, desc=what, unit="layer", file=sys.stderr, leave=False, disable=None)  # None: off unless a terminal
+
+    def update(done: int, total: int) -> None:
+        if bar.total != total:
+            bar.total = total
+            bar.refresh()
+        bar.update(done - bar.n)
+
+    return update, bar.close
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -74,12 +153,18 @@ def run(args: argparse.Namespace) -> int:
     validate_text(text)
     store = None if args.no_save else Store()  # a bad database fails before the model loads
     loaded = load_with_progress(args.model)
+    progress, close = layer_progress()
+    try:
+        if store is None:
+            result = analyze(text, loaded, settings, progress=progress)
+        else:
+            started = time.perf_counter()
+            result, hit = analyze_or_fetch(text, loaded, settings, store, progress=progress)
+    finally:
+        close()
     if store is None:
-        result = analyze(text, loaded, settings)
         print_summary(result)
     else:
-        started = time.perf_counter()
-        result, hit = analyze_or_fetch(text, loaded, settings, store)
         print_summary(result, served_s=time.perf_counter() - started if hit else None)
         if hit:
             print(f"run #{result.run_id}: an identical request was already stored; served it without "

@@ -1,11 +1,14 @@
-"""``python -m sinkfix batch FILE`` (a corpus, resumable) and ``python -m sinkfix corpora list|show|delete``."""
+"""``python -m sinkfix batch FILE`` (a corpus, resumable; local or Ray engine) and
+``python -m sinkfix corpora list|show|delete|import``."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
 
+from sinkfix.engines.common import KEEP, BatchResult
 from sinkfix.engines.local import read_corpus, run_batch
+from sinkfix.engines.parquet import import_corpus
 from sinkfix.cli.common import write_json
 from sinkfix.cli.analyze import add_settings_arguments, load_with_progress, settings_from
 from sinkfix.analysis.corpus import CorpusSummary, format_summary, summarize_stored
@@ -20,6 +23,19 @@ def register(commands: argparse._SubParsersAction) -> None:
     batch.add_argument("--corpus", metavar="NAME", help="corpus name (default: the file name without extension)")
     batch.add_argument("--json", metavar="PATH|-", help="write the corpus summary and run ids as JSON (- = stdout)")
     batch.add_argument("--quiet", action="store_true", help="no progress bar")
+    batch.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: batches in this process; ray: a Ray Data actor pool (this machine or --address)")
+    batch.add_argument("--batch-size", type=int,
+                       help="texts per forward pass (default: 8 on CPU, 32 on CUDA; ray: 16 per worker call)")
+    batch.add_argument("--keep", choices=KEEP, default="summary",
+                       help="summary (default): per-token/per-head rows only; maps: also the L x H x T x T maps "
+                            "under the map limit (local engine)")
+    batch.add_argument("--parquet", metavar="DIR", help="also write the per-text and per-head tables as Parquet shards")
+    ray = batch.add_argument_group("ray engine")
+    ray.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001 or auto); default: start one here")
+    ray.add_argument("--workers", type=int, default=2, help="actors, each holding one copy of the model (default 2)")
+    ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor (0 = CPU workers)")
+    ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs (torch threads) per actor")
     batch.set_defaults(handler=run_batch_command)
 
     corpora = commands.add_parser("corpora", help="list, show or delete stored corpora ($SINKFIX_DB)")
@@ -34,6 +50,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     delete = actions.add_parser("delete", help="forget a corpus (its runs stay in the history)")
     delete.add_argument("name")
     delete.set_defaults(handler=run_delete)
+    load = actions.add_parser("import", help="load a folder written by batch --parquet as a corpus")
+    load.add_argument("folder")
+    load.add_argument("--corpus", metavar="NAME", help="corpus name (default: the one in the folder's corpus.json)")
+    load.set_defaults(handler=run_import)
 
 
 def run_batch_command(args: argparse.Namespace) -> int:
@@ -41,15 +61,37 @@ def run_batch_command(args: argparse.Namespace) -> int:
     lines = read_corpus(args.file)
     name = args.corpus or Path(args.file).stem
     store = Store()  # a bad database fails before the model loads
-    loaded = load_with_progress(args.model)
-    result = run_batch(lines, loaded, settings, store, name, source=str(Path(args.file).resolve()),
-                       progress=not args.quiet)
-    print(f"{result.n_lines} lines: {result.analysed} analysed, {result.cached} served from the store"
+    source = str(Path(args.file).resolve())
+    if args.engine == "ray":
+        from sinkfix.engines.ray_engine import DEFAULT_BATCH_SIZE, RayOptions, run_batch_ray
+
+        options = RayOptions(args.address, args.workers, args.gpus_per_worker, args.cpus_per_worker,
+                             args.batch_size or DEFAULT_BATCH_SIZE)
+        result = run_batch_ray(lines, args.model, settings, store, name, options, source=source,
+                               progress=not args.quiet, keep=args.keep, parquet=args.parquet)
+    else:
+        loaded = load_with_progress(args.model)
+        result = run_batch(lines, loaded, settings, store, name, source=source, progress=not args.quiet,
+                           batch_size=args.batch_size, keep=args.keep, parquet=args.parquet)
+    _report(result, store, name, args.json)
+    if args.parquet:
+        print(f"Parquet shards in {args.parquet}", file=sys.stderr)
+    return 0
+
+
+def _report(result: BatchResult, store: Store, name: str, json_target: str | None, verb: str = "analysed") -> None:
+    print(f"{result.n_lines} lines: {result.analysed} {verb}, {result.cached} served from the store"
           + (f", {result.dropped} old lines dropped" if result.dropped else "")
           + f"; corpus '{name}' in {store.path}", file=sys.stderr)
     print(format_summary(result.summary, name), file=sys.stderr)
-    if args.json:
-        write_json(corpus_json(store, name, result.summary), args.json)
+    if json_target:
+        write_json(corpus_json(store, name, result.summary), json_target)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    store = Store()
+    result = import_corpus(args.folder, store, args.corpus)
+    _report(result, store, result.name, None, verb="imported")
     return 0
 
 

@@ -84,6 +84,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-heads", type=int, help="search only the K heads where the target receives most attention")
     parser.add_argument("--min-gain", type=float, default=0.0, help="keep a head only if it improves the dev metric by more")
     parser.add_argument("--name", help="store the kept heads under this name, for --heads @NAME")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: trials one after another; ray: one Ray task per head on model-holding actors")
+    parser.add_argument("--address", help="ray: join this cluster (default: start a single-node Ray here)")
+    parser.add_argument("--workers", type=int, default=2, help="ray: actors, each holding the model (default 2)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor")
     _intervention_arguments(parser, "detrimental")
     parser.set_defaults(handler=run_calibrate)
 
@@ -188,7 +193,8 @@ def run_calibrate(args: argparse.Namespace) -> int:
         picks = np.random.default_rng(args.seed).choice(len(dev_all), size=min(args.dev_pairs, len(dev_all)), replace=False)
         dev = dev_all.subset(sorted(picks.tolist()))
         test = load_sts(args.data, "test", args.limit)
-        result = calibrate.calibrate_sts(loaded, dev, test, intervention, args.max_heads, args.min_gain, bar=True)
+        result = calibrate.calibrate_sts(loaded, dev, test, intervention, args.max_heads, args.min_gain, bar=True,
+                                         scorer=_scorer(args, "sts", dev, intervention))
     else:
         path = Path(args.data)
         if not path.is_file():
@@ -197,8 +203,10 @@ def run_calibrate(args: argparse.Namespace) -> int:
         middle = len(text) // 2
         if args.dev_chars > middle:
             raise InputError(f"--dev-chars {args.dev_chars} would overlap the held-out part, which starts at character {middle}")
-        result = calibrate.calibrate_nll(loaded, [text[: args.dev_chars]], [text[middle : middle + args.heldout_chars]],
-                                         intervention, args.max_tokens, args.max_heads, args.min_gain, bar=True)
+        dev_texts = [text[: args.dev_chars]]
+        result = calibrate.calibrate_nll(loaded, dev_texts, [text[middle : middle + args.heldout_chars]],
+                                         intervention, args.max_tokens, args.max_heads, args.min_gain, bar=True,
+                                         scorer=_scorer(args, "nll", dev_texts, intervention))
     out = result.to_json()
     _print_calibration(out)
     if args.name:
@@ -208,6 +216,17 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         write_json(out, args.json)
     return 0
+
+
+def _scorer(args: argparse.Namespace, task: str, dev, intervention: Intervention):
+    """None for the local engine; else the Ray scorer (one task per head)."""
+    if args.engine != "ray":
+        return None
+    from sinkfix.engines.ray_calibrate import ray_scorer
+    from sinkfix.engines.ray_engine import RayOptions
+
+    options = RayOptions(args.address, args.workers, args.gpus_per_worker)
+    return ray_scorer(args.model, task, dev, intervention, options, max_tokens=args.max_tokens, bar=True)
 
 
 def _print_calibration(out: dict) -> None:

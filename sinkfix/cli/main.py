@@ -9,11 +9,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sinkfix.cli import analyze, batch, evaluate, longcontext, mechanisms, runs
+from sinkfix.cli import analyze, batch, evaluate, longcontext, mechanisms, runs, serve
 from sinkfix.cli.common import EXIT_USAGE, Parser
 from sinkfix.errors import SinkFixError
 
-COMMAND_GROUPS = (analyze, runs, batch, evaluate, longcontext, mechanisms)
+COMMAND_GROUPS = (analyze, runs, batch, evaluate, longcontext, mechanisms, serve)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in COMMAND_GROUPS:
         group.register(commands)
+    analyze.add_model_options_everywhere(parser)  # --device, --dtype, --query-block wherever a model loads
     return parser
 
 
@@ -28,7 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        with analyze.command_context(args):
+            return int(args.handler(args) or 0)
     except SinkFixError as error:
         print(f"sinkfix: error: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,95 +1,45 @@
-"""Batch analysis of a corpus file: one stored run per input line, resumable, then the corpus summary.
+"""Batch analysis of a corpus in this process: padded batches through ``analyze_many``, resumable.
 
-The file is plain text with one input per line, or JSONL with a ``text`` field per line. It is
-JSONL when its name ends in ``.jsonl`` or its first non-blank line parses as a JSON object.
-Blank lines are skipped; line numbers are the file's own (1-based), so a corpus line points
-back to the file.
+The file is plain text with one input per line, or JSONL with a ``text`` field per line (see
+``engines.common.read_corpus``). Line numbers are the file's own (1-based).
 
-Resuming costs nothing extra: every line goes through the analysis cache, so a rerun after an
-interrupt serves the lines already stored from the database and analyses only the rest. Each
-run and each corpus line is committed on its own, so an interrupt loses at most the line in
-progress, and nothing is stored twice.
+Resuming costs nothing extra: a line whose request is already stored (see ``engines.common``
+for the keys of summary-only runs) is linked to its run and never analysed again. Lines are taken
+in windows of ``WINDOW`` batches; inside a window they are sorted by length so a batch pads little,
+and each batch is written as soon as its forward pass is done, one transaction per run. So an
+interrupt loses at most the batch in progress, and nothing is stored twice.
 """
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
-from sinkfix.cache import analyze_or_fetch
-from sinkfix.analysis.corpus import CorpusSummary, summarize_stored
-from sinkfix.errors import InputError
+from sinkfix.analysis.pipeline import analyze_many, default_batch_size
+from sinkfix.engines.common import (
+    BatchResult, CorpusLine, CorpusWriter, ModelIdentity, check_keep, chunks, finish, interrupted, progress_bar,
+    read_corpus, request_key_of, restamp, link_repeats, split_stored, without_maps,
+)
+from sinkfix.engines.parquet import ParquetSink
+from sinkfix.errors import SettingsError
 from sinkfix.models import LoadedModel
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 
+__all__ = ["BatchResult", "CorpusLine", "read_corpus", "run_batch", "batch_order"]
 
-@dataclass(frozen=True)
-class CorpusLine:
-    line_no: int  # 1-based line number in the file
-    text: str
+WINDOW = 8  # batches per length-sorted window
 
 
-@dataclass(frozen=True)
-class BatchResult:
-    corpus_id: int
-    name: str
-    n_lines: int
-    analysed: int  # lines that needed a forward pass
-    cached: int  # lines served from the store
-    dropped: int  # corpus lines of an earlier version of the file that are gone now
-    summary: CorpusSummary
-
-
-def read_corpus(path: str | Path) -> list[CorpusLine]:
-    """The non-blank inputs of a text or JSONL file. Raises InputError for an unreadable or empty file."""
-    path = Path(path)
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"corpus file not found: {path}") from None
-    except IsADirectoryError:
-        raise InputError(f"{path} is a folder; give a text or JSONL file with one input per line") from None
-    except UnicodeDecodeError as error:
-        raise InputError(f"{path} is not UTF-8 text (byte {error.start}); save it as UTF-8") from None
-    except OSError as error:
-        raise InputError(f"cannot read {path}: {error.strerror}") from None
-    numbered = [(n, line) for n, line in enumerate(raw.splitlines(), start=1) if line.strip()]
-    reader = _jsonl_line if is_jsonl(path, numbered[0][1] if numbered else "") else _text_line
-    lines = [line for line in (reader(path, n, text) for n, text in numbered) if line is not None]
-    if not lines:
-        raise InputError(f"{path} has no inputs: every line is blank")
-    return lines
-
-
-def is_jsonl(path: Path, first_line: str) -> bool:
-    if path.suffix.lower() == ".jsonl":
-        return True
-    try:
-        return isinstance(json.loads(first_line), dict)
-    except ValueError:
-        return False
-
-
-def _text_line(path: Path, line_no: int, line: str) -> CorpusLine:
-    return CorpusLine(line_no, line.strip())
-
-
-def _jsonl_line(path: Path, line_no: int, line: str) -> CorpusLine | None:
-    try:
-        record = json.loads(line)
-    except ValueError as error:
-        raise InputError(f"{path}, line {line_no}: not valid JSON ({error.msg})") from None
-    if not isinstance(record, dict) or "text" not in record:
-        raise InputError(f"{path}, line {line_no}: a JSONL corpus needs an object with a \"text\" field per line")
-    text = record["text"]
-    if not isinstance(text, str):
-        raise InputError(f"{path}, line {line_no}: \"text\" must be a string, got {type(text).__name__}")
-    return CorpusLine(line_no, text.strip()) if text.strip() else None
+def batch_order(lines: list[CorpusLine], batch_size: int) -> list[list[CorpusLine]]:
+    """The batches to run, in order: windows of ``WINDOW * batch_size`` lines in file order, each
+    sorted by length (a cheap stand-in for token count) and cut into batches. Batch size 1 keeps
+    file order exactly."""
+    if batch_size == 1:
+        return [[line] for line in lines]
+    batches = []
+    for window in chunks(lines, WINDOW * batch_size):
+        batches += list(chunks(sorted(window, key=lambda line: len(line.text)), batch_size))
+    return batches
 
 
 def run_batch(
@@ -101,32 +51,62 @@ def run_batch(
     source: str = "",
     progress: bool = True,
     on_line: Callable[[CorpusLine, int, bool], None] | None = None,
+    batch_size: int | None = None,
+    keep: str = "summary",
+    parquet: str | Path | None = None,
 ) -> BatchResult:
     """Analyse (or fetch) every line into corpus ``name``, then compute and store its summary.
 
+    ``keep="summary"`` stores no maps (the default for corpora); ``"maps"`` keeps them under the
+    map limit. ``parquet`` also writes the per-text and per-head tables there as Parquet shards.
     ``on_line(line, run_id, was_cached)`` is called after each line is stored.
     """
+    check_keep(keep)
+    size = default_batch_size(model) if batch_size is None else batch_size
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise SettingsError(f"--batch-size must be a whole number >= 1, got {size!r}")
     resolved = (settings or AnalysisSettings()).resolved(model.n_layers)
+    identity = ModelIdentity.of(model)
+
+    def key_of(text: str) -> str:
+        return request_key_of(identity, text, resolved)
+
     corpus_id = store.open_corpus(name, model.name, resolved.to_dict(), source)
     store.save_corpus_summary(corpus_id, None)  # out of date until this batch completes
-    analysed = cached = 0
-    bar = tqdm(lines, file=sys.stderr, unit="line", desc=f"corpus {name}", disable=not progress, dynamic_ncols=True)
+    stored, todo, repeats = split_stored(lines, store, keep, key_of)
+    store.add_corpus_runs(corpus_id, [(line.line_no, run_id) for line, run_id in stored])
+    if on_line is not None:
+        for line, run_id in stored:
+            on_line(line, run_id, True)
+    writer = CorpusWriter(store, corpus_id, keep, key_of)
+    sink = None if parquet is None else ParquetSink(parquet, name, model.name, resolved, source)
+    compute = resolved if keep == "maps" else without_maps(resolved)
+    analysed = 0
+    bar = progress_bar(len(lines), name, progress, initial=len(stored))
     try:
-        for line in bar:
-            analysis, hit = analyze_or_fetch(line.text, model, resolved, store)
-            store.add_corpus_run(corpus_id, line.line_no, analysis.run_id)
-            cached += hit
-            analysed += not hit
-            bar.set_postfix(analysed=analysed, cached=cached, refresh=False)
-            if on_line is not None:
-                on_line(line, analysis.run_id, hit)
+        for batch in batch_order(todo, size):
+            results = analyze_many([line.text for line in batch], model, compute, batch_size=size)
+            written = []
+            for line, result in zip(batch, results):
+                result = restamp(result, resolved)
+                run_id = writer.write(line, result)
+                written.append((line, run_id, result))
+                analysed += 1
+                bar.update(1)
+                if on_line is not None:
+                    on_line(line, run_id, False)
+            if sink is not None:
+                sink.write(written)
+            bar.set_postfix(analysed=analysed, cached=len(stored), refresh=False)
     except KeyboardInterrupt:
         bar.close()
-        print(f"interrupted after {analysed + cached} of {len(lines)} lines (all stored); "
-              "rerun the same command to resume", file=sys.stderr)
+        interrupted(analysed + len(stored), len(lines))
         raise
+    linked = link_repeats(store, corpus_id, repeats, keep, key_of)
+    bar.update(len(linked))
     bar.close()
-    dropped = store.trim_corpus(corpus_id, [line.line_no for line in lines])
-    summary = summarize_stored(store, corpus_id, resolved.epsilon)
-    store.save_corpus_summary(corpus_id, summary.to_json())
-    return BatchResult(corpus_id, name, len(lines), analysed, cached, dropped, summary)
+    stored += linked
+    if sink is not None:
+        sink.write_stored(store, stored)
+        sink.close()
+    return finish(store, corpus_id, name, lines, resolved.epsilon, analysed, len(stored))

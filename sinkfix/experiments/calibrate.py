@@ -1,7 +1,8 @@
 """Calibrated head search in the style of ACT (Yu et al. 2024).
 
 On a dev split, redistribute in one (layer, head) at a time with the chosen target and beta, and
-keep the heads that improve the dev metric. Then evaluate the kept set once on a held-out split,
+keep the heads that improve the dev metric. The trials run here one after another, or through a
+``scorer`` (``sinkfix.engines.ray_calibrate``: one Ray task per head over model-holding actors). Then evaluate the kept set once on a held-out split,
 with a CI, beside both controls (``random`` with matched mass, and ``first``) on the same heads.
 Two tasks: STS-B Spearman (sentence encoders, higher is better) and next-token / pseudo NLL
 (LMs, lower is better). Kept head sets are saved under a name and used as ``--heads @name``.
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +24,12 @@ from sinkfix.experiments.intervene import Head, Intervention, head_map, head_mas
 from sinkfix.models import LoadedModel
 from sinkfix.store import Store
 from sinkfix.experiments.sts import PairSet, StsData, spearman
+
+
+# Scores the given heads, one trial each: head -> (dev metric with that head edited, the baseline the
+# scorer measured it against). Gains use the scorer's own baseline, so a head that changes nothing
+# has a gain of exactly 0 wherever it ran (a Ray worker with other thread counts included).
+HeadScorer = Callable[[list[tuple[int, int]]], dict[tuple[int, int], tuple[float, float]]]
 
 
 @dataclass(frozen=True)
@@ -91,23 +98,25 @@ def _rank_by_mass(trials_mass: dict[Head, float], max_heads: int | None) -> list
 
 def calibrate_sts(loaded: LoadedModel, dev: StsData, heldout: StsData | PairSet, intervention: Intervention,
                   max_heads: int | None = None, min_gain: float = 0.0, bar: bool = False,
-                  progress: Progress | None = None) -> Calibration:
+                  progress: Progress | None = None, scorer: HeadScorer | None = None) -> Calibration:
     """Head search on STS-B dev (Spearman), then the kept set and its controls on ``heldout``
     (its data, or a PairSet already embedded, so a caller scoring more arms embeds it once)."""
     started = time.perf_counter()
     pairs = PairSet(loaded, dev, intervention.norm_layer, bar=bar, observe=True)
     mass = _sts_mass(pairs, intervention, candidate_heads(loaded, intervention))
-    trials = []
     heads = _rank_by_mass(mass, max_heads)
-    for step, head in enumerate(tqdm(heads, desc="head search (STS dev)", file=sys.stderr, leave=False, disable=not bar)):
-        if mass[head] <= 0:  # nothing to move in this head: the metric cannot change
-            value = pairs.baseline_spearman
-        else:
-            value = spearman(pairs.cosine(_single(intervention, head))[0], dev.scores)
-        gain = value - pairs.baseline_spearman
+    # A head where the target receives nothing cannot change the metric: it is not scored.
+    searched = [head for head in heads if mass[head] > 0]
+    if scorer is None:
+        scores = _score_locally(searched, lambda head: sts_head_value(pairs, intervention, head),
+                                pairs.baseline_spearman, "head search (STS dev)", bar, progress)
+    else:
+        scores = scorer(searched)
+    trials = []
+    for head in heads:
+        value, base = scores.get(head, (pairs.baseline_spearman, pairs.baseline_spearman))
+        gain = value - base
         trials.append(HeadTrial(head[0], head[1], mass[head], value, gain, gain > min_gain))
-        if progress is not None:
-            progress(step + 1, len(heads), "head search")
     kept = tuple(sorted((t.layer, t.head) for t in trials if t.kept))
     results: dict[str, dict] = {}
     notes = _notes(len(mass), len(heads), kept)
@@ -134,7 +143,8 @@ def _sts_mass(pairs: PairSet, intervention: Intervention, heads: list[Head]) -> 
 
 def calibrate_nll(loaded: LoadedModel, dev_texts: Sequence[str], heldout_texts: Sequence[str],
                   intervention: Intervention, max_tokens: int = DEFAULT_MAX_TOKENS, max_heads: int | None = None,
-                  min_gain: float = 0.0, bar: bool = False, progress: Progress | None = None) -> Calibration:
+                  min_gain: float = 0.0, bar: bool = False, progress: Progress | None = None,
+                  scorer: HeadScorer | None = None) -> Calibration:
     """Head search on dev NLL (needs an LM head), then the kept set and its controls on ``heldout_texts``."""
     if loaded.lm_kind is None:
         raise SettingsError(f"{loaded.name} has no LM head, so it has no NLL to calibrate on; use the STS task")
@@ -142,18 +152,18 @@ def calibrate_nll(loaded: LoadedModel, dev_texts: Sequence[str], heldout_texts: 
     runs = run_chunks(loaded, dev_texts, max_tokens, intervention.norm_layer)
     mass = _nll_mass(runs, intervention, candidate_heads(loaded, intervention))
     heads = _rank_by_mass(mass, max_heads)
-    baseline = _pooled(runs, "base_nll", [run.score(run.plan(intervention.with_(beta=1.0))) for run in runs])
+    baseline = nll_baseline(runs, intervention)
+    searched = [head for head in heads if mass[head] > 0]
+    if scorer is None:
+        scores = _score_locally(searched, lambda head: nll_head_value(runs, intervention, head), baseline,
+                                "head search (NLL dev)", bar, progress)
+    else:
+        scores = scorer(searched)
     trials = []
-    for step, head in enumerate(tqdm(heads, desc="head search (NLL dev)", file=sys.stderr, leave=False, disable=not bar)):
-        if mass[head] <= 0:
-            value = baseline
-        else:
-            single = _single(intervention, head)
-            value = _pooled(runs, "nll", [run.score(run.plan(single)) for run in runs])
-        gain = baseline - value
+    for head in heads:
+        value, base = scores.get(head, (baseline, baseline))
+        gain = base - value
         trials.append(HeadTrial(head[0], head[1], mass[head], value, gain, gain > min_gain))
-        if progress is not None:
-            progress(step + 1, len(heads), "head search")
     kept = tuple(sorted((t.layer, t.head) for t in trials if t.kept))
     results: dict[str, dict] = {}
     if kept:
@@ -164,6 +174,31 @@ def calibrate_nll(loaded: LoadedModel, dev_texts: Sequence[str], heldout_texts: 
     n_heldout = next(iter(results.values()))["n_positions"] if results else 0
     return Calibration(loaded.name, "nll", "nll", intervention, kept, trials, baseline, n_dev, n_heldout, results,
                        time.perf_counter() - started, notes=_notes(len(mass), len(heads), kept))
+
+
+def sts_head_value(pairs: PairSet, intervention: Intervention, head: Head) -> float:
+    """Dev Spearman with ``intervention`` in this one head."""
+    return spearman(pairs.cosine(_single(intervention, head))[0], pairs.data.scores)
+
+
+def nll_baseline(runs: list[ChunkRun], intervention: Intervention) -> float:
+    return _pooled(runs, "base_nll", [run.score(run.plan(intervention.with_(beta=1.0))) for run in runs])
+
+
+def nll_head_value(runs: list[ChunkRun], intervention: Intervention, head: Head) -> float:
+    """Pooled dev NLL with ``intervention`` in this one head."""
+    single = _single(intervention, head)
+    return _pooled(runs, "nll", [run.score(run.plan(single)) for run in runs])
+
+
+def _score_locally(heads: list[Head], value: Callable[[Head], float], baseline: float, label: str, bar: bool,
+                   progress: Progress | None) -> dict[Head, tuple[float, float]]:
+    scores = {}
+    for step, head in enumerate(tqdm(heads, desc=label, file=sys.stderr, leave=False, disable=not bar)):
+        scores[head] = (value(head), baseline)
+        if progress is not None:
+            progress(step + 1, len(heads), "head search")
+    return scores
 
 
 def _pooled(runs: list[ChunkRun], name: str, scores: list) -> float:

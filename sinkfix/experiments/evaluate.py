@@ -78,8 +78,13 @@ class Outputs:
 
 def forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, plan: Plan | None = None,
             stats: BatchStats | None = None) -> Outputs:
-    """One forward of a right-padded batch, optionally observed (``stats``) and/or intervened (``plan``)."""
-    inputs = model_inputs(loaded.model, {"input_ids": ids, "attention_mask": mask})
+    """One forward of a right-padded batch, optionally observed (``stats``) and/or intervened (``plan``).
+
+    Query blocks follow the caller's ``capture.blocking(n)`` context (the CLI's --query-block), as
+    in ``analyze()``. Inputs go to the model's (first) device; outputs come back to the CPU.
+    """
+    device = loaded.model.get_input_embeddings().weight.device
+    inputs = model_inputs(loaded.model, {"input_ids": ids.to(device), "attention_mask": mask.to(device)})
     with torch.inference_mode(), intervene(plan):
         if stats is not None:
             with observing(stats):
@@ -87,8 +92,8 @@ def forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, plan: Pl
         else:
             out = loaded.model(**inputs, output_hidden_states=loaded.lm_kind is not None)
     if loaded.lm_kind is None:
-        return Outputs(out.last_hidden_state, None)
-    return Outputs(out.hidden_states[-1], out.logits)
+        return Outputs(out.last_hidden_state.cpu(), None)
+    return Outputs(out.hidden_states[-1].cpu(), out.logits.cpu())
 
 
 # ---------------------------------------------------------------- one chunk, clean and intervened

@@ -196,19 +196,27 @@ class BatchStats:
     norm_layer: int  # the default layer for the seed rule's value norms
     received_layers: dict[int, torch.Tensor] = field(default_factory=dict)
     value_norms: dict[int, torch.Tensor] = field(default_factory=dict)
+    _sums: dict[int, torch.Tensor] = field(default_factory=dict)  # layers whose query blocks are still arriving
 
     def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
                 start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
-        if start != 0 or probs.shape[-2] != probs.shape[-1]:
-            raise NotImplementedError("BatchStats does not accumulate query blocks yet")
+        """Add one block of query rows; a layer is complete (and moved to the CPU) with its last block."""
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
         if probs.shape[0] != self.valid.shape[0] or probs.shape[-1] != self.valid.shape[1]:
             return  # a forward of another shape (e.g. PLL copies) is not the batch these stats describe
-        queries = self.valid.to(torch.float32)[:, None, :, None]  # [B, 1, T, 1]
-        summed = (probs.float() * queries).sum(dim=-2)  # [B, H, T]
-        self.received_layers[layer] = summed / queries.sum(dim=-2).clamp(min=1)
-        self.value_norms[layer] = value.float().norm(dim=-1).square().sum(dim=1).sqrt()  # [B, T]
+        rows = probs.shape[-2]
+        queries = self.valid[:, start:start + rows].to(device=probs.device, dtype=torch.float32)  # [B, q]
+        # Padding rows weigh 0; the sum over real rows runs in float32 whatever the model's dtype.
+        summed = torch.matmul(queries[:, None, None, :], probs.float()).squeeze(-2)  # [B, H, T]
+        if start == 0:
+            self._sums[layer] = summed
+            self.value_norms[layer] = value.float().norm(dim=-1).square().sum(dim=1).sqrt().cpu()  # [B, T]
+        else:
+            self._sums[layer] += summed
+        if start + rows >= probs.shape[-1]:
+            counts = self.valid.sum(dim=-1).clamp(min=1).to(torch.float32)[:, None, None]
+            self.received_layers[layer] = self._sums.pop(layer).cpu() / counts
 
     @property
     def received(self) -> torch.Tensor:

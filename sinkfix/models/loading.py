@@ -9,7 +9,7 @@ import hashlib
 import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -20,7 +20,8 @@ from torch import nn
 from sinkfix.analysis import metrics
 from sinkfix.capture import adapters
 from sinkfix.capture import attention as capture
-from sinkfix.errors import ModelNotFoundError, UnsupportedModelError
+from sinkfix.errors import ModelNotFoundError, SettingsError, UnsupportedModelError
+from sinkfix.models import devices
 from sinkfix.models.catalog import EMBEDDED, Progress, embedded_dir, embedded_names
 from sinkfix.models.probe import SUPPORTED, assign_layer_indices, first_line, is_causal, model_inputs, probe
 
@@ -41,8 +42,12 @@ class LoadedModel:
     max_tokens: int
     fingerprint: str
     output_projections: list[torch.Tensor] | None
-    output_grams: list[torch.Tensor] | None  # per layer [H, d, d], for the norm-based contribution
+    output_grams: list[torch.Tensor] | None  # per layer [H, d, d] float32, for the norm-based contribution
     load_seconds: float
+    # Where the weights live ("cpu", "cuda:0", or the devices of a device_map split: "cuda:0,cuda:1")
+    # and their dtype; both go into a run's cache key and are stored with the run.
+    device_name: str = "cpu"
+    dtype_name: str = "float32"
 
     @property
     def base(self) -> nn.Module:
@@ -95,27 +100,54 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 # ---------------------------------------------------------------- loading
 
 
-def load_model(name: str, progress: Progress | None = None) -> LoadedModel:
-    """Load ``name``: an embedded model (minilm, smollm2-135m), a hub id, or a local directory."""
+def load_model(name: str, progress: Progress | None = None, device: str = "auto", dtype: str = "auto",
+               device_map: str | dict | None = None, max_memory: dict | None = None) -> LoadedModel:
+    """Load ``name``: an embedded model (minilm, smollm2-135m), a hub id, or a local directory.
+
+    ``device``: auto (CUDA when available, else the CPU), cpu, cuda, cuda:N or mps. ``dtype``:
+    auto (bfloat16 on CUDA, float32 elsewhere), float32, bfloat16 or float16. ``device_map="auto"``
+    (with optional ``max_memory``, as accelerate takes it) spreads the layers over the devices
+    instead; ``device`` then only picks the dtype default.
+    """
     say = progress or (lambda message: None)
     if not isinstance(name, str) or not name.strip():
         raise ModelNotFoundError(f"no model name given; embedded models: {embedded_names()}")
     name = name.strip()
+    device_name = devices.resolve_device(device)
+    dtype_name = devices.resolve_dtype(dtype, device_name)
+    devices.check_device_map(device_map)
+    if max_memory is not None and device_map is None:
+        raise SettingsError("max_memory only applies with device_map='auto'")
     started = time.perf_counter()
     capture.register()
     say(f"resolving {name}")
     with _quiet_transformers():
         source = _resolve(name, say)
-        say(f"loading weights from {source.location}")
-        model, tokenizer, lm_kind = _load_weights(name, source)
+        say(f"loading weights from {source.location} ({dtype_name})")
+        placement = None if device_map is None else {"device_map": device_map, "max_memory": max_memory}
+        model, tokenizer, lm_kind = _load_weights(name, source, devices.torch_dtype(dtype_name), placement)
     say("checking attention capture")
     n_layers = int(model.config.num_hidden_layers)
     assign_layer_indices(model)
+    # The probe runs before the move: its inputs are CPU tensors, and where the weights live
+    # changes nothing about how attention is routed.
     probe(model, tokenizer, n_layers, name)
+    if device_map is None:
+        if device_name != "cpu":
+            say(f"moving weights to {device_name}")
+            model.to(device_name)
+    else:
+        device_name = devices.split_name(getattr(model, "hf_device_map", None) or {device_name: device_name})
     say("fingerprinting weights")
     config = model.config
     n_heads = int(config.num_attention_heads)
-    projections = adapters.output_projections(model.base_model, config.model_type, n_layers)
+    offloaded = _offloaded(model)
+    with _offloaded_weights_loaded(model):
+        fingerprint_ = fingerprint(model)
+        projections = adapters.output_projections(model.base_model, config.model_type, n_layers)
+        if projections is not None and offloaded:  # copies: offloaded weights go back to meta after this block
+            projections = [w.detach().clone() for w in projections]
+        grams = None if projections is None else [metrics.output_grams(w.float(), n_heads) for w in projections]
     return LoadedModel(
         name=name,
         source=source.location,
@@ -128,11 +160,34 @@ def load_model(name: str, progress: Progress | None = None) -> LoadedModel:
         n_heads=n_heads,
         n_kv_heads=int(getattr(config, "num_key_value_heads", None) or n_heads),
         max_tokens=_max_tokens(config, tokenizer),
-        fingerprint=fingerprint(model),
+        fingerprint=fingerprint_,
         output_projections=projections,
-        output_grams=None if projections is None else [metrics.output_grams(w, n_heads) for w in projections],
+        output_grams=grams,
         load_seconds=time.perf_counter() - started,
+        device_name=device_name,
+        dtype_name=dtype_name,
     )
+
+
+def _offloaded(model: nn.Module) -> bool:
+    return any(p.is_meta for p in model.parameters())
+
+
+@contextmanager
+def _offloaded_weights_loaded(model: nn.Module) -> Iterator[None]:
+    """With a device_map that offloads to disk (or CPU under accelerate's hooks), offloaded weights
+    sit on the meta device between forwards; load them to the CPU for the fingerprint and the W_O
+    adapters. Costs the model's size in RAM for a moment, once per load."""
+    if not _offloaded(model):
+        yield
+        return
+    from accelerate.utils import align_module_device, has_offloaded_params
+
+    with ExitStack() as stack:
+        for module in model.modules():
+            if has_offloaded_params(module):
+                stack.enter_context(align_module_device(module, torch.device("cpu")))
+        yield
 
 
 @contextmanager
@@ -152,7 +207,8 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _load_weights(name: str, source: _Source) -> tuple[nn.Module, object, str | None]:
+def _load_weights(name: str, source: _Source, dtype: torch.dtype = torch.float32,
+                  placement: dict | None = None) -> tuple[nn.Module, object, str | None]:
     from transformers import AutoConfig, AutoTokenizer
 
     kwargs = {"local_files_only": source.local_only, "trust_remote_code": False}
@@ -163,7 +219,8 @@ def _load_weights(name: str, source: _Source) -> tuple[nn.Module, object, str | 
     model_class, lm_kind = _model_class(config)
     try:
         model = model_class.from_pretrained(
-            source.location, config=config, attn_implementation=capture.ATTN_NAME, dtype=torch.float32, **kwargs
+            source.location, config=config, attn_implementation=capture.ATTN_NAME, dtype=dtype,
+            **(placement or {}), **kwargs,
         )
         tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
     except (OSError, KeyError) as error:

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 
+from sinkfix.analysis.result import Analysis
 from sinkfix.errors import CorpusNotFoundError, StoreError
+from sinkfix.store import codec
+from sinkfix.store.runs import _insert_blobs, _insert_heads, _insert_run, _insert_tokens, _run_row
 from sinkfix.store.database import Connection, dicts, now, to_json, write
 
 
@@ -33,6 +36,43 @@ class CorporaTable(Connection):
             with write(conn):
                 conn.execute("INSERT OR REPLACE INTO corpus_runs (corpus_id, line_no, run_id) VALUES (?, ?, ?)",
                              [corpus_id, line_no, run_id])
+
+    def add_corpus_runs(self, corpus_id: int, pairs: list[tuple[int, int]]) -> None:
+        """Many ``(line_no, run_id)`` links in one transaction (a resumed batch links every stored line)."""
+        if not pairs:
+            return
+        with self._sql_errors():
+            conn = self._db().conn
+            with write(conn):
+                conn.executemany("INSERT OR REPLACE INTO corpus_runs (corpus_id, line_no, run_id) VALUES (?, ?, ?)",
+                                 [(corpus_id, line_no, run_id) for line_no, run_id in pairs])
+
+    def save_corpus_runs(self, corpus_id: int, items: list[tuple[int, Analysis, str]]) -> list[int]:
+        """Save ``(line_no, analysis, cache_key)`` runs and link them, all in one transaction.
+
+        The Ray driver writes a batch of results this way (one writer, far fewer commits); each run
+        is still whole or absent after a crash, since the transaction holds whole runs only.
+        """
+        encoded = [_encoded_run(analysis, key) for _, analysis, key in items]
+        ids = []
+        with self._sql_errors():
+            conn = self._db().conn
+            with write(conn):
+                for (line_no, _, _), run in zip(items, encoded):
+                    run_id = _insert_encoded(conn, run)
+                    conn.execute("INSERT OR REPLACE INTO corpus_runs (corpus_id, line_no, run_id) VALUES (?, ?, ?)",
+                                 [corpus_id, line_no, run_id])
+                    ids.append(run_id)
+        return ids
+
+    def relink_corpus_run(self, old_run_id: int, new_run_id: int) -> int:
+        """Point every corpus line that holds ``old_run_id`` at ``new_run_id`` (a recomputed run of the
+        same text and settings, so corpus summaries do not change); returns how many lines moved."""
+        with self._sql_errors():
+            conn = self._db().conn
+            with write(conn):
+                return conn.execute("UPDATE corpus_runs SET run_id = ? WHERE run_id = ?",
+                                    [new_run_id, old_run_id]).rowcount
 
     def trim_corpus(self, corpus_id: int, line_nos: list[int]) -> int:
         """Drop the corpus's lines not in ``line_nos`` (the file changed); returns how many were dropped."""
@@ -82,13 +122,28 @@ class CorporaTable(Connection):
                 conn.execute("DELETE FROM corpus_runs WHERE corpus_id = ?", [corpus_id])
                 conn.execute("DELETE FROM corpora WHERE id = ?", [corpus_id])
 
-    def corpus_runs(self, corpus_id: int) -> list[dict]:
-        """The corpus's lines in file order, with light run columns (as ``list`` gives)."""
+    def corpus_runs(self, corpus_id: int, limit: int | None = None, offset: int = 0) -> list[dict]:
+        """The corpus's lines in file order, with light run columns (as ``list`` gives); one page of
+        ``limit`` lines from ``offset`` when given (the primary key (corpus_id, line_no) serves it)."""
+        page = "" if limit is None else f" LIMIT {int(limit)} OFFSET {int(offset)}"
         with self._sql_errors():
             return dicts(self._db().execute(
                 "SELECT cr.line_no, r.id AS run_id, r.created_at, r.text, r.n_tokens, r.n_beneficial, "
-                "r.n_detrimental, r.n_neutral FROM corpus_runs cr JOIN runs r ON r.id = cr.run_id "
-                "WHERE cr.corpus_id = ? ORDER BY cr.line_no", [corpus_id]))
+                "r.n_detrimental, r.n_neutral, r.has_maps FROM corpus_runs cr JOIN runs r ON r.id = cr.run_id "
+                "WHERE cr.corpus_id = ? ORDER BY cr.line_no" + page, [corpus_id]))
+
+    def corpus_size(self, corpus_id: int) -> int:
+        """How many lines the corpus links (an index-only count)."""
+        with self._sql_errors():
+            return int(self._db().execute("SELECT COUNT(*) FROM corpus_runs WHERE corpus_id = ?",
+                                          [corpus_id]).fetchone()[0])
+
+    def corpora_of_run(self, run_id: int) -> list[dict]:
+        """The corpora (name, line_no) that hold ``run_id``."""
+        with self._sql_errors():
+            return dicts(self._db().execute(
+                "SELECT c.name, cr.line_no FROM corpus_runs cr JOIN corpora c ON c.id = cr.corpus_id "
+                "WHERE cr.run_id = ? ORDER BY c.name, cr.line_no", [run_id]))
 
     def corpus_head_rows(self, corpus_id: int) -> list[dict]:
         """(line_no, layer, head, top_alpha) of every run in the corpus, for the summary."""
@@ -105,3 +160,24 @@ class CorporaTable(Connection):
                 "SELECT cr.line_no, t.idx, t.token, t.value_norm, t.sink_rate, t.label FROM corpus_runs cr "
                 "JOIN run_tokens t ON t.run_id = cr.run_id WHERE cr.corpus_id = ? "
                 "ORDER BY cr.line_no, t.idx", [corpus_id]))
+
+
+def _encoded_run(analysis: Analysis, key: str) -> tuple[dict, list, list, dict]:
+    """What ``RunsTable.save`` writes for one run, encoded before the write lock is taken."""
+    blobs, corrected_stored = codec.encode_blobs(analysis)
+    row = _run_row(analysis, key, analysis.created_at or now(), corrected_stored)
+    row["parent_run_id"] = analysis.parent_run_id
+    tokens = [(r["index"], r["token"], r["att_received"], r["value_norm"], r["sink_rate"], r["label"])
+              for r in analysis.token_table()]
+    heads = [(r["layer"], r["head"], r["top_token"], r["top_token_text"], r["top_alpha"], r["entropy"],
+              r["token0_share"], r["top_contribution_share"]) for r in analysis.head_table()]
+    return row, tokens, heads, blobs
+
+
+def _insert_encoded(conn, run: tuple[dict, list, list, dict]) -> int:
+    row, tokens, heads, blobs = run
+    run_id = _insert_run(conn, row)
+    _insert_tokens(conn, run_id, tokens)
+    _insert_heads(conn, run_id, heads)
+    _insert_blobs(conn, run_id, blobs)
+    return run_id

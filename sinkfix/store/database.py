@@ -2,11 +2,15 @@
 
 Robustness: WAL and a busy timeout; one connection per thread (Streamlit reruns on other threads);
 every write is one ``BEGIN IMMEDIATE`` transaction; a file that is not a SinkFix database, or one
-written by a newer SinkFix, is refused before anything is written to it.
+written by a newer SinkFix, is refused before anything is written to it. A file this process may not
+write is opened read-only (``mode=ro``): reads work, writes raise StoreReadOnlyError. A full disk
+(SQLITE_FULL, also what ``PRAGMA max_page_count`` gives) raises StoreFullError; the failed
+transaction is rolled back, so nothing partial is left.
 """
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -18,7 +22,7 @@ from sqlite_utils import Database as _SqliteUtilsDatabase
 from sqlite_utils.migrations import Migrations
 
 from sinkfix import paths
-from sinkfix.errors import StoreError
+from sinkfix.errors import StoreError, StoreFullError, StoreReadOnlyError
 from sinkfix.store import schema
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -28,19 +32,27 @@ BUSY_TIMEOUT_MS = 30_000
 class Connection:
     """Owns the database file. The table families (runs, corpora, ...) are mixins over it."""
 
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, read_only: bool | None = None):
+        """``read_only`` None means: read-only exactly when the file exists and this process may not write it."""
         self.path = Path(path) if path is not None else paths.db_path()
         self._local = threading.local()
         self._check_file()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StoreError(f"cannot create the folder for the database {self.path}: {error.strerror}") from None
+        self.read_only = _read_only_file(self.path) if read_only is None else read_only
+        if self.read_only and not self.path.exists():
+            raise StoreError(f"the database {self.path} does not exist, so it cannot be opened read-only")
+        if not self.read_only:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreError(f"cannot create the folder for the database {self.path}: {error.strerror}") from None
         try:
             with self._sql_errors():
                 db = self._db()
                 self._check_schema(db)
-                self._migrate(db)
+                if self.read_only:
+                    self._check_current(db)
+                else:
+                    self._migrate(db)
         except StoreError:
             self.close()  # leave a refused file exactly as it was
             raise
@@ -79,6 +91,12 @@ class Connection:
                 "upgrade SinkFix to open it. The file was left untouched"
             )
 
+    def _check_current(self, db: _SqliteUtilsDatabase) -> None:
+        """A read-only file cannot be migrated, and this SinkFix's queries need the current schema."""
+        if schema.migrations().pending(db):
+            raise StoreError(f"{self.path} is read-only and needs a schema upgrade this SinkFix cannot write; "
+                             "open it once with write access")
+
     def _migrate(self, db: _SqliteUtilsDatabase) -> None:
         if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
             db.execute("PRAGMA journal_mode=WAL")
@@ -95,7 +113,9 @@ class Connection:
         db = getattr(self._local, "db", None)
         if db is None:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _write).
-            conn = sqlite3.connect(str(self.path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+            # mode=ro: SQLite itself refuses every write on a read-only file (SQLITE_READONLY).
+            target, uri = (self.path.resolve().as_uri() + "?mode=ro", True) if self.read_only else (str(self.path), False)
+            conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, uri=uri)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # In WAL mode NORMAL is crash-safe for the application; only an OS crash may lose the last commits.
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -116,12 +136,24 @@ class Connection:
         try:
             yield
         except sqlite3.Error as error:
+            code = (getattr(error, "sqlite_errorcode", None) or 0) & 0xFF  # the primary result code
+            if code == sqlite3.SQLITE_FULL:
+                raise StoreFullError(f"database {self.path}: the disk is full, so nothing was saved; "
+                                     "free some space and try again") from None
+            if code == sqlite3.SQLITE_READONLY:
+                raise StoreReadOnlyError(f"database {self.path} is read-only here: stored runs can be read, "
+                                         "new ones cannot be saved") from None
             raise StoreError(f"database {self.path}: {error}") from None
 
     def schema_version(self) -> int:
         """How many schema steps this database has applied (1 = the first schema)."""
         with self._sql_errors():
             return len(schema.migrations().applied(self._db()))
+
+
+def _read_only_file(path: Path) -> bool:
+    """An existing file this process may not write (a lab's shared archive, a read-only mount)."""
+    return path.exists() and not os.access(path, os.W_OK)
 
 
 @contextmanager

@@ -37,9 +37,9 @@ def load_calls(minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> 
         return minilm if name == "minilm" else real(name, progress=progress)
 
     monkeypatch.setattr(models.loading, "load_model", counting)
-    api.MODELS.clear()
+    api.reset()
     yield calls
-    api.MODELS.clear()
+    api.reset()
 
 
 @pytest.fixture()
@@ -48,7 +48,8 @@ def client(db_path: Path, load_calls: list[str]) -> TestClient:
 
 
 def test_seed_request_returns_the_seed_fields_computed_like_analyze(client: TestClient, minilm, db_path) -> None:
-    response = client.post("/api/analyze", json={"model_name": "minilm", "text": SEED_TEXT})
+    # The maps are sent only when asked for (?maps=true or "include_maps": true).
+    response = client.post("/api/analyze?maps=true", json={"model_name": "minilm", "text": SEED_TEXT})
     assert response.status_code == 200
     body = response.json()
     assert list(body)[:5] == SEED_FIELDS and isinstance(body["run_id"], int) and body["cached"] is False
@@ -82,7 +83,8 @@ def test_settings_are_applied_and_stored(client: TestClient, minilm) -> None:
     text = "The cat sat on the mat."
     settings = sinkfix.AnalysisSettings(layer=4, tau_att=0.05, tau_norm=0.85, beta=0.2, epsilon=0.25)
     body = client.post("/api/analyze", json={"model": "minilm", "text": text, "layer": 4, "tau_att": 0.05,
-                                             "tau_norm": 0.85, "beta": 0.2, "epsilon": 0.25}).json()
+                                             "tau_norm": 0.85, "beta": 0.2, "epsilon": 0.25,
+                                             "include_maps": True}).json()
     expected = sinkfix.analyze(text, minilm, settings)
     assert body["classifications"] == expected.labels
     # Layer 4's value norms make two tokens detrimental; the default layer (3) makes one.
@@ -90,7 +92,7 @@ def test_settings_are_applied_and_stored(client: TestClient, minilm) -> None:
     default_layer = sinkfix.analyze(text, minilm, sinkfix.AnalysisSettings(tau_att=0.05, tau_norm=0.85))
     assert default_layer.labels != expected.labels
     np.testing.assert_array_equal(np.float32(body["corrected_att_scores"]), expected.corrected_maps)
-    run = client.get(f"/api/runs/{body['run_id']}").json()
+    run = client.get(f"/api/runs/{body['run_id']}", params={"maps": "true"}).json()
     assert run["metadata"]["settings"] == settings.to_dict()
     assert run["metadata"]["model"] == "minilm" and run["metadata"]["text"] == text
     assert run["token_list"] == expected.tokens and run["run_id"] == body["run_id"]
@@ -115,15 +117,23 @@ def test_settings_are_applied_and_stored(client: TestClient, minilm) -> None:
     ({"text": "hi", "layer": 6}, 422, "layer 6 is out of range: this model has layers 0..5"),
     ({"text": "hi", "tau": 0.2}, 422, "tau: unknown field"),
     (["hi"], 422, "valid dictionary"),
-    ({"model_name": "no-such-model-xyz", "text": "hi"}, 404, "minilm, smollm2-135m"),
-    # The seed's own example: works when bert-base-uncased is in the local HF cache; here it is not.
-    ({"model_name": "google-bert/bert-base-uncased", "text": SEED_TEXT}, 404, "models that work offline: minilm"),
+    # Not on the server's list (default: the embedded models): 403 naming the list (tests/integration/test_api_policy.py).
+    ({"model_name": "no-such-model-xyz", "text": "hi"}, 403, "minilm, smollm2-135m"),
+    ({"model_name": "google-bert/bert-base-uncased", "text": SEED_TEXT}, 403, "minilm, smollm2-135m"),
 ])
 def test_bad_bodies_are_json_4xx_without_a_traceback(client: TestClient, body, status: int, message: str) -> None:
     response = client.post("/api/analyze", json=body)
     assert response.status_code == status
     assert response.headers["content-type"] == "application/json"
     assert message in response.json()["detail"] and "Traceback" not in response.text
+
+
+def test_listed_model_that_is_not_here_is_404(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seed's own example, allowed by the administrator: works when bert-base-uncased is in the local
+    HF cache; here it is not."""
+    monkeypatch.setenv("SINKFIX_API_MODELS", "minilm,google-bert/bert-base-uncased")
+    response = client.post("/api/analyze", json={"model_name": "google-bert/bert-base-uncased", "text": SEED_TEXT})
+    assert response.status_code == 404 and "models that work offline: minilm" in response.json()["detail"]
 
 
 def test_body_that_is_not_json(client: TestClient) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import sinkfix
-from sinkfix import cache
+from sinkfix.engines import local
 from sinkfix.engines.local import CorpusLine, read_corpus
 from sinkfix.cli import main
 from sinkfix.analysis.corpus import FIRST_TOKEN, CorpusSummary, RunStats, summarize, summarize_stored
@@ -143,17 +143,17 @@ def corpus_file(tmp_path: Path) -> Path:
 
 
 def test_batch_resumes_after_an_interrupt(corpus_file: Path, db_path: Path, minilm, monkeypatch, capsys) -> None:
-    real = cache.analyze
+    real = local.analyze_many
     calls: list[str] = []
 
-    def interrupting(text, model, settings=None):
+    def interrupting(texts, model, settings=None, batch_size=None, progress=None):
         if len(calls) == 2:
             raise KeyboardInterrupt  # as if Ctrl-C arrived during the third forward pass
-        calls.append(text)
-        return real(text, model, settings)
+        calls.extend(texts)
+        return real(texts, model, settings, batch_size=batch_size)
 
-    monkeypatch.setattr(cache, "analyze", interrupting)
-    assert main(["batch", str(corpus_file), "--model", "minilm", "--quiet"]) == 130
+    monkeypatch.setattr(local, "analyze_many", interrupting)
+    assert main(["batch", str(corpus_file), "--model", "minilm", "--quiet", "--batch-size", "1"]) == 130
     err = capsys.readouterr().err
     assert "interrupted after 2 of 4 lines" in err and "rerun the same command to resume" in err
     store = Store(db_path)
@@ -162,11 +162,11 @@ def test_batch_resumes_after_an_interrupt(corpus_file: Path, db_path: Path, mini
     assert [r["line_no"] for r in store.corpus_runs(corpus["id"])] == [1, 3]
 
     calls.clear()
-    def counting(text, model, settings=None):
-        calls.append(text)
-        return real(text, model, settings)
+    def counting(texts, model, settings=None, batch_size=None, progress=None):
+        calls.extend(texts)
+        return real(texts, model, settings, batch_size=batch_size)
 
-    monkeypatch.setattr(cache, "analyze", counting)
+    monkeypatch.setattr(local, "analyze_many", counting)
     assert main(["batch", str(corpus_file), "--model", "minilm", "--json", "-"]) == 0
     captured = capsys.readouterr()
     assert calls == LINES[2:]  # only the lines the interrupted run never reached

@@ -1,0 +1,112 @@
+"""Error bodies: every error is ``{"detail": "<one line>"}`` with a status that says whose fault it is.
+
+403 for a model not on the server's list; 422 for a bad body or settings; 404 for an unknown run
+or corpus (or a listed model that cannot be found); 413 for a body over the limit (guards);
+401 without the token (guards); 503 with Retry-After when the model's queue is full, 503 when the
+database cannot be opened or is read-only; 507 when the disk is full. Never a traceback: an
+unexpected error is logged and answered with a plain 500.
+"""
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.exception_handlers import http_exception_handler
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from sinkfix.api.config import ServerConfigError
+from sinkfix.api.queue import Busy
+from sinkfix.errors import (
+    CorpusNotFoundError,
+    InputError,
+    ModelNotFoundError,
+    RunNotFoundError,
+    SettingsError,
+    SinkFixError,
+    StoreFullError,
+    StoreReadOnlyError,
+    UnsupportedModelError,
+)
+
+log = logging.getLogger("sinkfix.api")
+FIELDS = "model_name, text, layer, tau_att, tau_norm, beta, epsilon, map_token_limit, max_tokens, include_maps"
+
+
+class ModelNotAllowedError(SinkFixError):
+    """The model is not on this server's list (SINKFIX_API_MODELS)."""
+
+
+class DatabaseUnavailable(Exception):
+    """The run database cannot be opened: a server-side problem (503), not the client's."""
+
+
+# Most specific first: the first matching class decides the status.
+STATUS: list[tuple[type[SinkFixError], int]] = [
+    (ModelNotAllowedError, 403),
+    (RunNotFoundError, 404),
+    (CorpusNotFoundError, 404),
+    (ModelNotFoundError, 404),
+    (StoreFullError, 507),
+    (StoreReadOnlyError, 503),
+    (ServerConfigError, 500),
+    (InputError, 422),
+    (SettingsError, 422),
+    (UnsupportedModelError, 422),
+    (SinkFixError, 400),
+]
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(SinkFixError, _sinkfix_error)
+    app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
+    app.add_exception_handler(Busy, _busy)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _sinkfix_error(request: Request, error: SinkFixError) -> JSONResponse:
+    status = next(code for kind, code in STATUS if isinstance(error, kind))
+    return JSONResponse({"detail": str(error)}, status_code=status)
+
+
+async def _database_unavailable(request: Request, error: DatabaseUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=503)
+
+
+async def _busy(request: Request, error: Busy) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": str(error.retry_after)})
+
+
+async def _http_error(request: Request, error: HTTPException) -> JSONResponse:
+    """FastAPI answers a body it cannot decode (not UTF-8) with 400; it is a bad body like any other: 422."""
+    if error.status_code == 400 and error.detail == "There was an error parsing the body":
+        return JSONResponse({"detail": "the body is not valid JSON (it must be UTF-8 JSON)"}, status_code=422)
+    return await http_exception_handler(request, error)
+
+
+async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return JSONResponse({"detail": "internal error; the server's log has the details"}, status_code=500)
+
+
+async def _invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """One readable line in ``detail`` (FastAPI's default is a list), the structured errors beside it."""
+    problems = [_problem(e) for e in error.errors()]
+    return JSONResponse(
+        {"detail": "; ".join(problems), "errors": [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+                                                   for e in error.errors()]},
+        status_code=422,
+    )
+
+
+def _problem(error: dict) -> str:
+    if error["type"] == "json_invalid":
+        return "the body is not valid JSON"
+    where = ".".join(str(part) for part in error["loc"] if part != "body")
+    message = error["msg"]
+    if error["type"] == "extra_forbidden":
+        message = f"unknown field (the fields are {FIELDS})"
+    return f"{where}: {message}" if where else message

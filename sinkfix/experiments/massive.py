@@ -1,0 +1,268 @@
+"""Massive activations (Sun et al., COLM 2024) and their link to attention sinks.
+
+The residual stream h at each decoder layer's output: per layer, the largest |h| with its token and
+feature dim, the median |h| and their ratio. An entry is *massive* by Sun et al.'s rule when
+|h| > 100 and |h| > 1000 x the layer's median |h|. Each token's peak |h| (over layers and dims) is
+rank-correlated with its sink rate and value norm from ``sinkfix.analyze`` on the same forward.
+
+The intervention sets the massive entries to zero, or to their mean over a reference corpus, at the
+first layer where they appear, and measures the next-token NLL change (paired bootstrap CI).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from sinkfix.analysis.pipeline import analyze
+from sinkfix.analysis.tokens import bos_ids
+from sinkfix.capture import residual
+from sinkfix.errors import SettingsError
+from sinkfix.experiments.evaluate import Progress, chunk_text, forward, paired_bootstrap
+from sinkfix.models import LoadedModel, model_inputs
+from sinkfix.settings import AnalysisSettings
+
+ABS_THRESHOLD = 100.0  # Sun et al.: |h| > 100 ...
+RATIO_THRESHOLD = 1000.0  # ... and > 1000 x the median |h| of that hidden state
+DEFAULT_MAX_TOKENS = 256
+DEFAULT_MAX_CHUNKS = 8
+TOP_FEATURES = 10
+
+
+# ---------------------------------------------------------------- definitions on a hidden-state tensor
+
+
+def massive_mask(hidden: torch.Tensor, abs_threshold: float = ABS_THRESHOLD,
+                 ratio: float = RATIO_THRESHOLD) -> torch.Tensor:
+    """Sun et al.'s rule on one layer's hidden state [T, D] -> bool [T, D]."""
+    magnitude = hidden.abs().float()
+    median = float(np.median(magnitude.numpy()))
+    return (magnitude > abs_threshold) & (magnitude > ratio * median)
+
+
+def layer_stats(hidden: torch.Tensor, tokens: Sequence[str], abs_threshold: float = ABS_THRESHOLD,
+                ratio: float = RATIO_THRESHOLD) -> list[dict]:
+    """Per layer of ``hidden`` [L, T, D]: the largest |h| (token, dim, signed value), median |h|, ratio, flags."""
+    rows = []
+    for layer, h in enumerate(hidden):
+        magnitude = h.abs().float()
+        token, dim = divmod(int(magnitude.argmax()), magnitude.shape[1])
+        median = float(np.median(magnitude.numpy()))
+        peak = float(magnitude[token, dim])
+        rows.append({
+            "layer": layer, "max_abs": peak, "value": float(h[token, dim]), "token": token,
+            "token_text": tokens[token], "dim": dim, "median_abs": median,
+            "ratio": peak / median if median > 0 else float("inf"),
+            "n_massive": int(massive_mask(h, abs_threshold, ratio).sum()),
+        })
+    return rows
+
+
+def top_features(hidden: torch.Tensor, tokens: Sequence[str], k: int = TOP_FEATURES) -> list[dict]:
+    """The k largest |h| entries over all layers, one per (token, dim), at the layer where each peaks."""
+    magnitude = hidden.abs().float()  # [L, T, D]
+    best, layer_of = magnitude.max(dim=0)  # [T, D]
+    medians = magnitude.flatten(1).median(dim=1).values  # [L]
+    order = best.flatten().argsort(descending=True)[:k]
+    rows = []
+    for flat in order.tolist():
+        token, dim = divmod(flat, best.shape[1])
+        layer = int(layer_of[token, dim])
+        rows.append({"layer": layer, "token": token, "token_text": tokens[token], "dim": dim,
+                     "value": float(hidden[layer, token, dim]), "max_abs": float(best[token, dim]),
+                     "ratio": float(best[token, dim] / medians[layer]) if medians[layer] > 0 else float("inf")})
+    return rows
+
+
+def first_massive_layer(hidden: torch.Tensor, abs_threshold: float = ABS_THRESHOLD,
+                        ratio: float = RATIO_THRESHOLD) -> int | None:
+    for layer, h in enumerate(hidden):
+        if bool(massive_mask(h, abs_threshold, ratio).any()):
+            return layer
+    return None
+
+
+def _rank_correlation(x: np.ndarray, y: np.ndarray) -> float | None:
+    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None
+    return float(spearmanr(x, y).statistic)
+
+
+def top_activation(model: LoadedModel, token_ids: Sequence[int], tokens: Sequence[str]) -> dict:
+    """The cheap summary for one analysed text: one forward of the transformer body on exactly these ids.
+
+    ``top``: the largest |h| over layers (layer_stats row, plus ``massive`` by Sun et al.'s rule);
+    ``token0``: token 0's own peak (layer, dim, value, ratio to that layer's median).
+    """
+    ids = torch.tensor([list(token_ids)])
+    with torch.inference_mode(), residual.recording(model.model) as record:
+        model.base(**model_inputs(model.model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}))
+    hidden = residual.stacked(record)
+    layers = layer_stats(hidden, tokens)
+    top = max(layers, key=lambda row: row["max_abs"])
+    first = hidden[:, 0].abs()  # [L, D]
+    layer, dim = divmod(int(first.argmax()), first.shape[1])
+    median = layers[layer]["median_abs"]
+    token0 = {"layer": layer, "dim": dim, "value": float(hidden[layer, 0, dim]), "max_abs": float(first[layer, dim]),
+              "ratio": float(first[layer, dim]) / median if median > 0 else float("inf"), "token_text": tokens[0]}
+    return {"top": {**top, "massive": top["n_massive"] > 0}, "token0": token0, "n_layers": len(layers)}
+
+
+# ---------------------------------------------------------------- the intervention
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str  # "zero" or "mean"
+    baseline_nll: float
+    intervened_nll: float
+    delta_nll: float
+    ci95: tuple[float, float]
+    ci_unit: str
+    n_positions: int
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "ci95": list(self.ci95), "baseline_ppl": float(np.exp(self.baseline_nll)),
+                "intervened_ppl": float(np.exp(self.intervened_nll))}
+
+
+def _chunk_ids(loaded: LoadedModel, texts: Sequence[str], max_tokens: int, max_chunks: int, bos: str) -> list[list[int]]:
+    chunks = chunk_text(loaded, list(texts), max_tokens)[:max_chunks]
+    return [bos_ids(loaded.tokenizer, list(c.ids), bos) for c in chunks]
+
+
+def _clean(loaded: LoadedModel, ids: list[int]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Next-token NLL per position [T-1] and the recorded layer outputs of one clean forward."""
+    tensor = torch.tensor([ids])
+    with residual.recording(loaded.model) as record:
+        out = forward(loaded, tensor, torch.ones_like(tensor))
+    return _nll(out.logits, tensor), record
+
+
+def _nll(logits: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits[0, :-1].float(), dim=-1)
+    return -logp.gather(1, ids[0, 1:, None])[:, 0]
+
+
+def reference_means(loaded: LoadedModel, chunks: list[list[int]], layer: int, abs_threshold: float,
+                    ratio: float) -> dict[int, float]:
+    """Per feature dim: the mean value of its massive entries at ``layer`` over the reference chunks.
+    A dim that is never massive there gets its mean value at token 0 (where massive activations sit)."""
+    flagged: dict[int, list[float]] = {}
+    first: dict[int, list[float]] = {}
+    for ids in chunks:
+        _, record = _clean(loaded, ids)
+        h = record[layer][0]
+        for token, dim in residual.features_of(massive_mask(h, abs_threshold, ratio)):
+            flagged.setdefault(dim, []).append(float(h[token, dim]))
+        for dim, value in enumerate(h[0].tolist()):
+            first.setdefault(dim, []).append(value)
+    return {dim: float(np.mean(flagged.get(dim) or first[dim])) for dim in first}
+
+
+def intervene_massive(loaded: LoadedModel, chunks: list[list[int]], layer: int, means: dict[int, float],
+                      abs_threshold: float = ABS_THRESHOLD, ratio: float = RATIO_THRESHOLD,
+                      seed: int = 0, progress: Progress | None = None) -> dict[str, Arm]:
+    """ΔNLL of zeroing / mean-setting each chunk's massive entries at ``layer``, paired with its clean forward."""
+    diffs: dict[str, list[np.ndarray]] = {"zero": [], "mean": []}
+    bases: list[np.ndarray] = []
+    for index, ids in enumerate(chunks):
+        base, record = _clean(loaded, ids)
+        features = residual.features_of(massive_mask(record[layer][0], abs_threshold, ratio))
+        bases.append(base.numpy())
+        for name in diffs:
+            values = (0.0,) * len(features) if name == "zero" else residual.values_for(features, means)
+            edit = residual.ResidualEdit(layer, features, values)
+            tensor = torch.tensor([ids])
+            with residual.editing(loaded.model, edit):
+                nll = _nll(forward(loaded, tensor, torch.ones_like(tensor)).logits, tensor)
+            diffs[name].append((nll - base).numpy())
+        if progress is not None:
+            progress(index + 1, len(chunks), "intervention")
+    out = {}
+    for name, parts in diffs.items():
+        units = parts if len(parts) > 1 else [np.array([d]) for d in parts[0]]
+        ci = paired_bootstrap([u.sum() for u in units], [len(u) for u in units], seed=seed)
+        base = float(np.concatenate(bases).mean())
+        delta = float(np.concatenate(parts).mean())
+        out[name] = Arm(name, base, base + delta, delta, ci, "chunk" if len(parts) > 1 else "position",
+                        int(sum(len(p) for p in parts)))
+    return out
+
+
+# ---------------------------------------------------------------- the experiment
+
+
+@dataclass(frozen=True)
+class MassiveResult:
+    model: str
+    bos: str
+    tokens: list[str]
+    layers: list[dict]  # layer_stats rows
+    top: dict  # the largest |h| over all layers
+    top_features: list[dict]
+    peak: list[list[float]]  # [L][T] max over dims of |h|: the layer x token heatmap
+    first_massive_layer: int | None
+    massive_dims: list[int]
+    link: dict  # per-token peak, sink rate, value norm and their rank correlations
+    intervention: dict | None
+    notes: list[str] = field(default_factory=list)
+
+    def headline(self) -> float:
+        return float(self.top["ratio"])
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def massive_activations(model: LoadedModel, text: str, reference: Sequence[str] | None = None,
+                        intervene: bool = True, max_tokens: int = DEFAULT_MAX_TOKENS,
+                        max_chunks: int = DEFAULT_MAX_CHUNKS, bos: str = "auto",
+                        abs_threshold: float = ABS_THRESHOLD, ratio: float = RATIO_THRESHOLD,
+                        seed: int = 0, progress: Progress | None = None) -> MassiveResult:
+    """Per-layer peaks, Sun et al.'s flags and the link to sinks on ``text`` (its first ``max_tokens``);
+    with ``intervene``, the zero/mean ΔNLL on up to ``max_chunks`` chunks of it (causal LM head needed)."""
+    if intervene and model.lm_kind != "causal":
+        raise SettingsError(f"the massive-activation intervention measures next-token NLL, so it needs a causal "
+                            f"LM head; {model.name} has {'a masked-LM head' if model.lm_kind else 'none'} "
+                            f"(use smollm2-135m, or run without the intervention)")
+    settings = AnalysisSettings(max_tokens=max_tokens, bos=bos, map_token_limit=0)
+    with residual.recording(model.model) as record:
+        analysis = analyze(text, model, settings)
+    hidden = residual.stacked(record)  # [L, T, D]
+    tokens = analysis.tokens
+    layers = layer_stats(hidden, tokens, abs_threshold, ratio)
+    top = max(layers, key=lambda row: row["max_abs"])
+    first = first_massive_layer(hidden, abs_threshold, ratio)
+    dims = sorted({d for h in hidden for _, d in residual.features_of(massive_mask(h, abs_threshold, ratio))})
+    peak_token = hidden.abs().amax(dim=(0, 2)).numpy()
+    link = {
+        "peak_abs": peak_token.tolist(), "sink_rate": analysis.sink_rate.tolist(),
+        "value_norm": analysis.value_norm.tolist(), "epsilon": analysis.settings.epsilon,
+        "value_norm_layer": analysis.settings.layer,
+        "spearman_sink_rate": _rank_correlation(peak_token, analysis.sink_rate),
+        "spearman_value_norm": _rank_correlation(peak_token, analysis.value_norm),
+        # The rank correlation is diluted by the many tokens with neither; whether the one token with
+        # the largest activation is also the one with the highest sink rate says more.
+        "top_peak_token": int(peak_token.argmax()), "top_sink_token": int(analysis.sink_rate.argmax()),
+    }
+    notes = [f"{w}" for w in analysis.warnings]
+    intervention = None
+    if intervene and first is None:
+        notes.append("no entry passes Sun et al.'s rule, so there is nothing to intervene on")
+    elif intervene:
+        chunks = _chunk_ids(model, [text], max_tokens, max_chunks, bos)
+        ref_chunks = chunks if reference is None else _chunk_ids(model, reference, max_tokens, max_chunks, bos)
+        means = reference_means(model, ref_chunks, first, abs_threshold, ratio)
+        arms = intervene_massive(model, chunks, first, means, abs_threshold, ratio, seed, progress)
+        intervention = {
+            "layer": first, "n_chunks": len(chunks), "max_tokens": max_tokens,
+            "reference": "the evaluated text" if reference is None else f"{len(ref_chunks)} reference chunks",
+            "mean_values": {str(d): means[d] for d in dims if d in means},
+            "arms": {name: arm.to_json() for name, arm in arms.items()},
+        }
+    return MassiveResult(model.name, bos, tokens, layers, top, top_features(hidden, tokens), hidden.abs().amax(dim=2).tolist(),
+                         first, dims, link, intervention, notes)
