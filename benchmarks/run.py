@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks import bench_analyze, bench_load, bench_memory, bench_store  # noqa: E402
+from benchmarks import bench_throughput  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
 from sinkfix import paths  # noqa: E402
 
@@ -24,6 +25,7 @@ SUITES = {
     "memory": lambda repeats: bench_memory.run(),
     "store": lambda repeats: bench_store.run(),
     "load": lambda repeats: bench_load.run(repeats),
+    "throughput": lambda repeats: bench_throughput.run(repeats),
 }
 
 

@@ -11,10 +11,13 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
+from .tokens import SINK_COLUMN, position_labels, show_token, show_tokens
+
 LABELS = ("beneficial", "detrimental", "neutral")
 LABEL_COLORS = ("#1a9850", "#d73027", "#9e9e9e")
 LABEL_LEGEND = alt.Legend(title="label", orient="top")
 TOKEN_LABEL_CHARS = 12
+SINK_COLOR = "#6a51a3"  # the learned-sink virtual column: outlined, dashed, never a label colour
 
 
 def token_axis(n: int, title: str | None = None) -> alt.Axis:
@@ -26,20 +29,14 @@ def label_scale() -> alt.Scale:
     return alt.Scale(domain=list(LABELS), range=list(LABEL_COLORS))
 
 
-# Byte-level BPE (GPT-2, LLaMA-3, SmolLM2) marks a leading space with Ġ and a newline with Ċ;
-# SentencePiece marks a word start with ▁. Shown as visible space/newline signs on axes.
-_TOKEN_MARKS = str.maketrans({"Ġ": "␣", "Ċ": "↵", "▁": "␣"})
-
-
 def short_token(token: str, limit: int = TOKEN_LABEL_CHARS) -> str:
-    """A token as chart labels show it: tokenizer space marks made visible, long tokens cut with …"""
-    token = token.translate(_TOKEN_MARKS)
-    return token if len(token) <= limit else token[: limit - 1] + "…"
+    """A token as chart labels show it: the one display of ``dashboard.tokens``, cut with …"""
+    return show_token(token, limit)
 
 
 def token_axis_labels(tokens: Sequence[str]) -> list[str]:
-    """"3 the": the position makes repeated tokens ([MASK] [MASK]) distinct categories on an axis."""
-    return [f"{i} {short_token(t)}" for i, t in enumerate(tokens)]
+    """"3 ␣the": the position makes repeated tokens ([MASK] [MASK]) distinct categories on an axis."""
+    return position_labels(tokens, TOKEN_LABEL_CHARS)
 
 
 def _band(n: int, target: int = 780, low: int = 1, high: int = 30) -> int:
@@ -58,7 +55,7 @@ def token_frame(
     frame = pd.DataFrame(
         {
             "index": range(len(tokens)),
-            "token": list(tokens),
+            "token": show_tokens(tokens),
             "position": token_axis_labels(tokens),
             "att_received": np.asarray(att_received, dtype=float),
             "value_norm": np.asarray(value_norm, dtype=float),
@@ -78,7 +75,7 @@ def token_strip(tokens: Sequence[str], labels: Sequence[str], per_row: int = 12)
     frame = pd.DataFrame(
         {
             "index": range(len(tokens)),
-            "token": list(tokens),
+            "token": show_tokens(tokens),
             "shown": [short_token(t, 9) for t in tokens],
             "label": list(labels),
         }
@@ -106,26 +103,40 @@ def token_bars(
     title: str,
     threshold: float | None = None,
     threshold_label: str = "",
+    learned_sink: float | None = None,
 ) -> alt.Chart:
-    """One bar per token for ``field`` (att_received or value_norm), coloured by label."""
+    """One bar per token for ``field`` (att_received or value_norm), coloured by label.
+
+    ``learned_sink`` (models with learned sink logits, e.g. gpt-oss) adds a virtual ``<sink>`` bar in
+    front: the attention mass that went to no token, drawn hatched-grey so it never reads as a token."""
     order = list(frame["position"])
+    if learned_sink is not None:
+        order = [SINK_COLUMN, *order]
+    x = alt.X("position:N", sort=order, axis=token_axis(len(order)))
     bars = (
         alt.Chart(frame)
         .mark_bar()
         .encode(
-            x=alt.X("position:N", sort=order, axis=token_axis(len(order))),
+            x=x,
             y=alt.Y(f"{field}:Q", title=field),
             color=alt.Color("label:N", scale=label_scale(), legend=LABEL_LEGEND),
             tooltip=_token_tooltip(frame),
         )
     )
-    chart: alt.Chart | alt.LayerChart = bars
+    layers: list = [bars]
+    if learned_sink is not None:
+        virtual = pd.DataFrame({"position": [SINK_COLUMN], field: [float(learned_sink)],
+                                "what": ["learned sink: attention given to no token (mean over layers, heads, queries)"]})
+        layers.append(alt.Chart(virtual).mark_bar(color="#ffffff", stroke=SINK_COLOR, strokeWidth=2,
+                                                  strokeDash=[3, 2]).encode(
+            x=x, y=f"{field}:Q", tooltip=["what:N", alt.Tooltip(f"{field}:Q", format=".4f")]))
     if threshold is not None:
         rule = alt.Chart(pd.DataFrame({"y": [threshold], "what": [threshold_label]})).mark_rule(
             strokeDash=[5, 4], color="#333"
         ).encode(y="y:Q", tooltip=["what:N", "y:Q"])
-        chart = bars + rule
-    return chart.properties(width=alt.Step(_band(len(frame))), height=220, title=title)
+        layers.append(rule)
+    chart = layers[0] if len(layers) == 1 else alt.layer(*layers)
+    return chart.properties(width=alt.Step(_band(len(order))), height=220, title=title)
 
 
 def _token_tooltip(frame: pd.DataFrame) -> list:
@@ -177,13 +188,15 @@ def classification_plane(frame: pd.DataFrame, tau_att: float, tau_norm: float) -
     )
 
 
-def _labelled_points(frame: pd.DataFrame, most: int = 20, top: int = 6) -> pd.DataFrame:
-    """Every point up to ``most`` tokens; beyond that the non-neutral ones and the ``top`` largest
-    att_received, so names stay readable (the tooltip names every point)."""
-    if len(frame) <= most:
-        return frame
-    top = frame.nlargest(top, "att_received")
-    return pd.concat([top, frame[frame["label"] != "neutral"]]).drop_duplicates("index")
+def _labelled_points(frame: pd.DataFrame, top: int = 3, sink_rate: float = 0.5) -> pd.DataFrame:
+    """The points that matter get a name: beneficial and detrimental tokens, the ``top`` largest by
+    att_received, and tokens that sink in at least ``sink_rate`` of the heads. The crowd of ordinary
+    tokens is left to the tooltip, so the names that are drawn can be read."""
+    keep = frame["label"] != "neutral"
+    keep |= frame["index"].isin(frame.nlargest(top, "att_received")["index"])
+    if "sink_rate" in frame:
+        keep |= frame["sink_rate"] >= sink_rate
+    return frame[keep]
 
 
 # ---------------------------------------------------------------- layer x head grids

@@ -1,4 +1,5 @@
-"""Deep links: run ids, layer and head in the URL (``?run=ID&layer=L&head=H``, ``?runs=ID1,ID2``).
+"""Deep links: run ids, layer and head in the URL (``?run=ID&layer=L&head=H``, ``?runs=ID1,ID2``),
+stored evaluations and calibrations (``evaluate?evaluation=ID``, ``evaluate?calibration=NAME``).
 
 Pure parsing, so it is tested without Streamlit. Bad values raise LinkError, shown as st.error.
 """
@@ -13,6 +14,7 @@ HISTORY = "views/history.py"
 DRILLDOWN = "views/drilldown.py"
 COMPARE = "views/compare.py"
 HOME = "views/home.py"
+EVALUATE = "views/evaluate.py"
 MAX_COMPARE = 4
 
 
@@ -57,6 +59,16 @@ def drilldown_query(run_id: int, layer: int | None = None, head: int | None = No
 
 def compare_query(ids: list[int]) -> dict[str, str]:
     return {"runs": join_run_ids(ids)}
+
+
+def parse_evaluation_id(value: str | int | None) -> int | None:
+    """``?evaluation=ID``: None when empty, a positive int, LinkError otherwise."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise LinkError(f"'{value}' is not an evaluation id: evaluation ids are whole numbers from 1 up")
+    return int(text)
 
 
 def url(page: str, query: dict[str, str]) -> str:

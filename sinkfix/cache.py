@@ -42,7 +42,8 @@ def analyze_or_fetch(text: str, model: LoadedModel | str, settings: AnalysisSett
     if run_id is not None:
         return store.get(run_id), True
     result = analyze(text, loaded, settings, progress=progress)
-    return dataclasses.replace(result, run_id=store.save(result, key, parent_run_id=parent_run_id)), False
+    run_id = store.save(result, key, parent_run_id=parent_run_id)
+    return dataclasses.replace(result, run_id=run_id, parent_run_id=parent_run_id), False
 
 
 def analyze_cached(text: str, model: LoadedModel | str, settings: AnalysisSettings | None = None,

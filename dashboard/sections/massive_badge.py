@@ -8,6 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import services, ui
+from dashboard.tokens import show_token
 from sinkfix.analysis.result import Analysis
 from sinkfix.errors import SinkFixError
 from sinkfix.experiments.massive import top_activation
@@ -21,7 +22,19 @@ def summary(model_name: str, fingerprint: str, text: str, token_ids: tuple[int, 
 
 
 def render(analysis: Analysis) -> None:
-    """Show the largest residual-stream activation of the analysed text (layer, token, dim, ratio)."""
+    """Show the largest residual-stream activation of the analysed text (layer, token, dim, ratio).
+
+    When the run's model is not loaded in this server (a stored run opened from History), nothing loads
+    until the user asks: opening a stored run stays free of model loads.
+    """
+    key = f"massive_badge_{analysis.model_name}_{analysis.fingerprint}_{hash(analysis.text)}"
+    shown: set = st.session_state.setdefault("_massive_badge_shown", set())
+    if key not in shown and analysis.model_name not in services.model_shelf().loaded():
+        if not st.button(f"Find the largest activation (loads {analysis.model_name})", key=key,
+                         icon=":material/bolt:"):
+            st.caption("The largest residual-stream activation needs one forward pass of the model.")
+            return
+    shown.add(key)
     try:
         data = summary(analysis.model_name, analysis.fingerprint, analysis.text, tuple(analysis.token_ids),
                        tuple(analysis.tokens))
@@ -36,8 +49,8 @@ def render(analysis: Analysis) -> None:
         cols[1].metric("Where", f"L{top['layer']} · #{top['token']} · dim {top['dim']}")
         cols[2].metric("Ratio to median", f"{top['ratio']:,.0f}×")
         st.caption(
-            f"Top token: #{top['token']} {ui.escape_md(top['token_text'])} — {verdict}. "
-            f"Token 0 ({ui.escape_md(first['token_text'])}) peaks at |h| {first['max_abs']:,.0f} "
+            f"Top token: #{top['token']} {ui.escape_md(show_token(top['token_text']))} — {verdict}. "
+            f"Token 0 ({ui.escape_md(show_token(first['token_text']))}) peaks at |h| {first['max_abs']:,.0f} "
             f"(layer {first['layer']}, dim {first['dim']}, {first['ratio']:,.0f}× the median). "
             "Full study: Experiments → Mechanisms."
         )

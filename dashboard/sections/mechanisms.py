@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import mechanism_charts, services, ui
+from dashboard.tokens import show_token
 from sinkfix import models
 from sinkfix.errors import InputError, SinkFixError
 from sinkfix.experiments import massive, sinkrate
@@ -138,7 +139,7 @@ def _show_massive(result: dict, experiment_id: int) -> None:
     cols[1].metric("Layer · dim", f"{top['layer']} · {top['dim']}")
     cols[2].metric("Token", f"#{top['token']}", help="the token's text is in the table below")
     cols[3].metric("Ratio to median |h|", f"{top['ratio']:,.0f}×")
-    st.text(f"Token #{top['token']}: {top['token_text']}")
+    st.text(f"Token #{top['token']}: {show_token(top['token_text'])}")
     st.caption(f"Massive (|h| > 100 and > 1000 × median, Sun et al.) from layer {result['first_massive_layer']}, "
                f"dims {result['massive_dims']}.")
     ui.show_chart(mechanism_charts.peak_heatmap(result["peak"], result["tokens"]), f"mechanism-{experiment_id}-peak",

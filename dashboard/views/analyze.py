@@ -1,13 +1,21 @@
-"""Analyze: pick a model, paste text, run, and read the sinks. ``?run=ID`` shows a stored run."""
+"""Analyze: pick a model, paste text, run, and read the sinks.
+
+``?run=ID`` shows a stored run and loads its model, text and settings into the form, so changing
+one threshold and pressing "Re-run with these settings" analyses the same text; the new run
+records the one it re-ran (``parent_run_id``) and links back to it.
+"""
 import numpy as np
 import streamlit as st
 
 from dashboard import charts, links, services, ui
-from sinkfix import models, settings as defaults
+from dashboard.sections import massive_badge, model_picker
+from dashboard.tokens import SINK_COLUMN, show_tokens
+from sinkfix import settings as defaults
 from sinkfix.errors import SinkFixError
 from sinkfix.settings import AnalysisSettings
 
-OTHER = "Other: hub id or local path"
+OTHER = model_picker.OTHER
+LOADED = "_an_form_run"  # the run whose model, text and settings the form holds
 PRESETS = {
     "Seed example ([MASK] sentence)": services.SEED_TEXT,
     "Plain sentence": "The quick brown fox jumps over the lazy dog near the river bank.",
@@ -21,18 +29,33 @@ def _fill_preset() -> None:
     st.session_state.an_text = PRESETS[st.session_state.an_preset]
 
 
-def inputs() -> tuple[str, str, AnalysisSettings | None, bool]:
-    """The form: model, text and settings. Returns (model, text, settings or None if invalid, clicked)."""
+def load_into_form(analysis) -> None:
+    """Put a stored run's model, text and settings into the form's widgets (before they are drawn),
+    once per opened run, so later edits by the user are kept."""
+    if st.session_state.get(LOADED) == analysis.run_id:
+        return
+    s = analysis.settings
+    model_picker.set_model("an", analysis.model_name, analysis.device, analysis.dtype)
+    st.session_state.an_text = analysis.text
+    st.session_state.an_layer = s.layer
+    st.session_state.an_tau_att = s.tau_att
+    st.session_state.an_tau_norm = s.tau_norm
+    st.session_state.an_beta = s.beta
+    st.session_state.an_epsilon = s.epsilon
+    st.session_state[LOADED] = analysis.run_id
+
+
+def inputs(opened) -> tuple[model_picker.Choice, str, AnalysisSettings | None, str | None]:
+    """The form: model, text and settings. Returns (model, text, settings or None if invalid, the
+    button pressed: "new", "rerun" or None)."""
+    # Defaults go into the session state, not the widgets, so a run loaded into the form does not
+    # collide with a widget default (Streamlit warns when both are set).
+    for key, value in (("an_tau_att", defaults.DEFAULT_TAU_ATT), ("an_tau_norm", defaults.DEFAULT_TAU_NORM),
+                       ("an_beta", defaults.DEFAULT_BETA), ("an_epsilon", defaults.DEFAULT_EPSILON)):
+        st.session_state.setdefault(key, value)
     left, right = st.columns([3, 2], gap="large")
     with left:
-        choice = st.selectbox(
-            "Model", [*models.EMBEDDED, OTHER], key="an_model",
-            help="Embedded models work offline. Other: a Hugging Face hub id (needs the hub or a local cache) "
-            "or a local directory holding config.json and weights.",
-        )
-        model = choice
-        if choice == OTHER:
-            model = st.text_input("Hub id or local path", key="an_model_other", placeholder="google-bert/bert-base-uncased")
+        model = model_picker.render("an")
         st.selectbox("Preset", list(PRESETS), key="an_preset", on_change=_fill_preset,
                      help="Fills the text box with an example.")
         if "an_text" not in st.session_state:
@@ -46,23 +69,23 @@ def inputs() -> tuple[str, str, AnalysisSettings | None, bool]:
             "its max over tokens so it lies in [0, 1]. Empty: the middle layer.",
         )
         tau_att = st.slider(
-            "τ_att", 0.0, 1.0, defaults.DEFAULT_TAU_ATT, 0.01, key="an_tau_att",
+            "τ_att", 0.0, 1.0, step=0.01, key="an_tau_att",
             help="att_received[j] = (1/T)·Σ_i Ā[i,j], where Ā averages the attention maps over layers and heads; "
             "it sums to 1 over tokens. A token (other than token 0) with att_received ≥ τ_att and "
             "value_norm ≤ τ_norm is detrimental.",
         )
         tau_norm = st.slider(
-            "τ_norm", 0.0, 1.0, defaults.DEFAULT_TAU_NORM, 0.01, key="an_tau_norm",
+            "τ_norm", 0.0, 1.0, step=0.01, key="an_tau_norm",
             help="Upper bound on value_norm (÷ max over tokens) for a detrimental token: high attention, "
             "little content. Token 0 is always beneficial; everything else is neutral.",
         )
         beta = st.slider(
-            "β", 0.0, 1.0, defaults.DEFAULT_BETA, 0.05, key="an_beta",
+            "β", 0.0, 1.0, step=0.05, key="an_beta",
             help="Correction (ACT): a detrimental sink keeps β of the attention it receives; the other 1−β is "
             "spread over the remaining tokens in proportion to their attention, so rows still sum to 1.",
         )
         epsilon = st.slider(
-            "ε", 0.0, 1.0, defaults.DEFAULT_EPSILON, 0.05, key="an_epsilon",
+            "ε", 0.0, 1.0, step=0.05, key="an_epsilon",
             help="Sink rate of token j = fraction of (layer, head) pairs with α[l,h,j] > ε, where α is the "
             "attention token j receives averaged over the queries that can see it.",
         )
@@ -71,8 +94,19 @@ def inputs() -> tuple[str, str, AnalysisSettings | None, bool]:
     except SinkFixError as error:
         st.error(str(error))
         chosen = None
-    clicked = st.button("Analyze", type="primary", icon=":material/play_arrow:", key="an_run")
-    return model, text, chosen, clicked
+    row = st.container(horizontal=True, gap="small")
+    pressed = None
+    if row.button("Analyze", type="primary" if opened is None else "secondary", icon=":material/play_arrow:",
+                  key="an_run"):
+        pressed = "new"
+    if opened is not None and row.button(
+        f"Re-run with these settings", type="primary", icon=":material/replay:", key="an_rerun",
+        help=f"Analyse the form's model, text and settings as a new run that records run {opened} as its origin.",
+    ):
+        pressed = "rerun"
+    if opened is not None:
+        st.caption(f"The form holds run {opened}'s model, text and settings. Change a threshold and re-run it.")
+    return model, text, chosen, pressed
 
 
 def results(analysis) -> None:
@@ -89,19 +123,32 @@ def results(analysis) -> None:
         cols[1].page_link(links.COMPARE, label="Compare with other runs", icon=":material/compare_arrows:",
                           query_params=links.compare_query([analysis.run_id]))
     cols[2].page_link(links.HISTORY, label="All runs", icon=":material/history:")
+    if analysis.parent_run_id is not None:
+        st.page_link(links.ANALYZE, label=f"Re-run of run {analysis.parent_run_id} (open the original)",
+                     icon=":material/subdirectory_arrow_left:", query_params={"run": str(analysis.parent_run_id)})
+    if st.session_state.get("_sinkfix_cached") == analysis.run_id:
+        st.info(f"This exact request (model, text and settings) was already stored as run {analysis.run_id}, "
+                "so it was served from the database instead of analysed again.")
 
     frame = ui.token_frame(analysis)
     s = analysis.settings
     ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{analysis.run_id}-tokens",
-                  "Each tile is one token as the tokenizer produced it. Green: beneficial (token 0), "
-                  "red: detrimental (high attention, small value vector), grey: neutral.")
+                  "Each tile is one token (␣ a leading space, ↵ a newline, · a word continuation). Green: "
+                  "beneficial (token 0), red: detrimental (high attention, small value vector), grey: neutral.")
+    st.markdown("**Token 0 and the largest activation**")
+    massive_badge.render(analysis)
+    learned = analysis.mean_learned_sink_mass
 
     # Stacked with the same width per token, so a token's two bars line up.
     ui.show_chart(
-        charts.token_bars(frame, "att_received", "Attention received per token", s.tau_att, "τ_att"),
+        charts.token_bars(frame, "att_received", "Attention received per token", s.tau_att, "τ_att",
+                          learned_sink=learned),
         f"run{analysis.run_id}-att-received",
         "Share of all attention each token receives, averaged over layers, heads and queries (sums to 1). "
-        "Dashed line: τ_att.",
+        "Dashed line: τ_att."
+        + (f" The dashed outline {SINK_COLUMN} is this model's learned sink: the mean attention mass "
+           f"({learned:.4f}) that went to no token; the token bars are defined over real tokens only."
+           if learned is not None else ""),
     )
     ui.show_chart(
         charts.token_bars(frame, "value_norm", f"Value norm per token (layer {s.layer})", s.tau_norm, "τ_norm"),
@@ -141,9 +188,21 @@ def head_grid(analysis) -> None:
     default = int(np.argmax(analysis.sink_rate))
     left, right = st.columns([2, 3])
     mode = left.radio("Show", ["α of one token", "α of each head's top sink"], key="an_grid_mode")
+    learned = analysis.learned_sink_mass
+    choices = list(range(analysis.n_tokens)) + ([-1] if learned is not None else [])
     if mode == "α of one token":
-        token = right.selectbox("Token", range(analysis.n_tokens), index=default, format_func=lambda j: labels[j],
-                             key=f"an_grid_token_{analysis.run_id}")
+        token = right.selectbox("Token", choices, index=default,
+                                format_func=lambda j: f"{SINK_COLUMN} (learned sink, not a token)" if j < 0 else labels[j],
+                                key=f"an_grid_token_{analysis.run_id}")
+    if mode == "α of one token" and token < 0:
+        frame = charts.head_frame(learned, "sink_mass")
+        ui.show_chart(charts.head_grid(frame, "sink_mass", f"Learned sink {SINK_COLUMN}: mass per head",
+                                       scheme="purples", domain=(0, 1)),
+                      f"run{analysis.run_id}-head-grid-sink",
+                      "The attention each head gives to its learned sink logit (mean over queries): mass that "
+                      "goes to no token. It is shown apart from the tokens' α, which stay defined over real tokens.")
+        return
+    if mode == "α of one token":
         values = analysis.alpha[:, :, token]
         frame = charts.head_frame(values, "alpha", {"above_epsilon": values > s.epsilon})
         title = f"α of token {labels[token]} in every head"
@@ -152,10 +211,13 @@ def head_grid(analysis) -> None:
                    f"{analysis.sink_rate[token]:.2f}.")
     else:
         top = analysis.alpha.argmax(axis=2)
-        frame = charts.head_frame(analysis.alpha.max(axis=2), "alpha",
-                                  {"top_token": np.array(labels, dtype=object)[top]})
+        extra = {"top_token": np.array(labels, dtype=object)[top]}
+        if learned is not None:
+            extra[f"{SINK_COLUMN} mass"] = learned
+        frame = charts.head_frame(analysis.alpha.max(axis=2), "alpha", extra)
         title = "α of the strongest sink in every head"
-        caption = "For each head, the token with the largest α and its value; hover to see which token it is."
+        caption = "For each head, the token with the largest α and its value; hover to see which token it is." + (
+            f" The tooltip also gives the head's learned-sink mass ({SINK_COLUMN})." if learned is not None else "")
     ui.show_chart(charts.head_grid(frame, "alpha", title, domain=(0, 1)), f"run{analysis.run_id}-head-grid", caption)
 
 
@@ -184,17 +246,31 @@ def mean_maps(analysis) -> None:
         )
 
 
+def opened_run():
+    """The stored run in the URL (loaded into the form the first time), or None; errors are error boxes."""
+    try:
+        run_id = links.parse_run_id(st.query_params.get("run"))
+        if run_id is None:
+            return None
+        services.store_or_stop()
+        analysis = services.load_run(run_id)
+    except SinkFixError as error:
+        st.error(str(error))
+        return None
+    load_into_form(analysis)
+    return analysis
+
+
 st.title("Analyze")
-model_name, text, chosen, clicked = inputs()
-if clicked and chosen is not None:
-    done = services.run_analysis(text, model_name, chosen)
+shown = opened_run()
+model, text, chosen, pressed = inputs(None if shown is None else shown.run_id)
+if pressed and chosen is not None:
+    parent = shown.run_id if pressed == "rerun" and shown is not None else None
+    done = services.run_analysis(text, model.name, chosen, parent_run_id=parent, device=model.device,
+                                 dtype=model.dtype)
     if done is not None:
         st.query_params["run"] = str(done.run_id)
-
-try:
-    run_id = links.parse_run_id(st.query_params.get("run"))
-    if run_id is not None:
-        services.store_or_stop()
-        results(services.load_run(run_id))
-except SinkFixError as error:
-    st.error(str(error))
+        st.session_state[LOADED] = done.run_id  # the form already holds what this run used
+        shown = done
+if shown is not None:
+    results(shown)

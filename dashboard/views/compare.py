@@ -1,9 +1,15 @@
-"""Compare 2 to 4 runs: same text on different models, or different texts on one model. ``?runs=ID1,ID2``."""
+"""Compare 2 to 4 runs: same text on different models, or different texts on one model. ``?runs=ID1,ID2``.
+
+Runs of one text are aligned by the characters each token covers and shown per word, so two
+tokenizers line up; every set of runs gets per-layer curves on a relative depth axis.
+"""
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, links, services, ui
+from dashboard import charts, compare_charts, links, services, ui
+from dashboard.tokens import show_token
+from sinkfix.analysis.align import AlignmentError, align
 from sinkfix.errors import SinkFixError
 
 HEAD_METRICS = {"top_alpha": "α of the top sink", "entropy": "entropy", "token0_share": "token-0 share"}
@@ -47,11 +53,14 @@ def alignment_note(analyses) -> None:
         0,
     )
     at_first = ", ".join(
-        f"run {a.run_id}: {ui.escape_md(a.tokens[first]) if first < a.n_tokens else '(none)'}" for a in analyses
+        f"run {a.run_id}: {ui.escape_md(show_token(a.tokens[first])) if first < a.n_tokens else '(none)'}"
+        for a in analyses
     )
     lengths = ", ".join(f"run {a.run_id}: {a.n_tokens}" for a in analyses)
+    same_text = len({a.text for a in analyses}) == 1
     st.warning(f"The token lists differ (lengths {lengths}). They first differ at position {first} ({at_first}). "
-               "Charts align runs by position, so a position may hold different tokens in different runs.")
+               + ("The bars below are aligned by position; the same text is also aligned by words further down."
+                  if same_text else "The texts differ too, so runs are aligned by position only."))
 
 
 def sinks_table(analyses) -> pd.DataFrame:
@@ -59,7 +68,7 @@ def sinks_table(analyses) -> pd.DataFrame:
     for a in analyses:
         for row in a.token_table():
             if row["label"] != "neutral" or row["att_received"] >= a.settings.tau_att or row["sink_rate"] > 0:
-                rows.append({"run": a.run_id, "model": a.model_name, **row})
+                rows.append({"run": a.run_id, "model": a.model_name, **row, "token": show_token(row["token"])})
     return pd.DataFrame(rows, columns=["run", "model", "index", "token", "label", "att_received", "value_norm",
                                        "sink_rate"])
 
@@ -97,6 +106,44 @@ def differences(store, analyses) -> None:
                "Orange: higher in the later run; blue: lower.")
 
 
+def word_alignment(analyses) -> None:
+    """Runs of one text, aligned by the characters their tokens cover and shown per word."""
+    st.subheader("Aligned by words")
+    if len({a.text for a in analyses}) > 1:
+        st.info("Word alignment needs runs of the same text; these runs analysed different texts.")
+        return
+    spans = [services.offsets_for(a) for a in analyses]
+    missing = [a.run_id for a, s in zip(analyses, spans) if s is None]
+    if missing:
+        st.info(f"Run(s) {', '.join(map(str, missing))} carry no token spans, and tokenizing the text again with "
+                "their model's tokenizer did not give the same tokens, so they cannot be aligned by words.")
+        return
+    try:
+        alignment = align(analyses[0].text, spans, [a.tokens for a in analyses])
+    except AlignmentError as error:
+        st.info(f"These runs cannot be aligned by words: {error}")
+        return
+    field = st.radio("Per-word value", list(FIELDS), format_func=FIELDS.get, horizontal=True, key="cmp_word_field")
+    frame = compare_charts.aligned_frame(analyses, alignment)
+    ids = "-".join(str(a.run_id) for a in analyses)
+    ui.show_chart(compare_charts.aligned_bars(frame, field), f"compare-words-{field}-{ids}",
+                  "Each group is one word of the text (words a token crosses are merged) or one special token; "
+                  "each bar is one run. att_received adds up over a word's tokens; value norm and sink rate take "
+                  "the largest. The outline is the strongest label among the word's tokens.")
+    st.dataframe(compare_charts.aligned_table(frame, field), hide_index=True,
+                 column_config={c: st.column_config.NumberColumn(format="%.4f")
+                                for c in compare_charts.aligned_table(frame, field).columns if c.endswith(field)})
+
+
+def depth_section(analyses) -> None:
+    st.subheader("Layer by layer, on a relative depth axis")
+    ids = "-".join(str(a.run_id) for a in analyses)
+    ui.show_chart(compare_charts.depth_curves(compare_charts.depth_frame(analyses)), f"compare-depth-{ids}",
+                  "x: layer ÷ (L − 1), so the first and last layers of a 6-layer and a 30-layer model meet. "
+                  "Left: the share of the layer's attention (mean over heads and queries) that token 0 receives. "
+                  "Right: the share of the layer's heads in which some token receives α > ε.")
+
+
 st.title("Compare")
 st.caption("Two to four runs side by side: the same text on different models, or different texts on one model.")
 store = services.store_or_stop()
@@ -121,6 +168,8 @@ try:
                  column_config={"att_received": st.column_config.NumberColumn(format="%.4f"),
                                 "value_norm": st.column_config.NumberColumn(format="%.3f"),
                                 "sink_rate": st.column_config.NumberColumn(format="%.2f")})
+    word_alignment(analyses)
+    depth_section(analyses)
     differences(store, analyses)
 except SinkFixError as error:
     st.error(str(error))

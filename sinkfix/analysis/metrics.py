@@ -62,20 +62,29 @@ def row_entropy_from_scores(probs: torch.Tensor, scores: torch.Tensor, scratch: 
     return entropy.mean(dim=-1)
 
 
-def row_entropies(probs: torch.Tensor, scores: torch.Tensor, scratch: torch.Tensor | None = None) -> torch.Tensor:
-    """Each row's entropy in nats [..., q] (not averaged), by the same identity as
-    ``row_entropy_from_scores`` (H = lse - sum_j p_j s_j), for one block of query rows.
+# A probability above this is a safe anchor for the log-sum-exp: ln p keeps float32's relative precision.
+_ANCHOR_FLOOR = 1e-30
 
-    ``scratch`` is a reused buffer with at least ``probs.numel()`` elements. Rows whose scores hold
-    -inf fall back to the direct formula.
+
+def row_entropies(probs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Each row's entropy in nats [..., q] (not averaged), for one block of query rows.
+
+    With p = softmax(s): ln p_j = s_j - lse for every j, so H = lse - sum_j p_j s_j. The lse comes
+    from one column every row sees (key 0: every query of a causal or bidirectional model sees it)
+    as s_0 - ln p_0, which avoids a max over the row; rows where p_0 underflows (sliding windows,
+    extra masks) take it from the row's argmax instead. The dot product is an einsum (one read
+    of each operand, no T-wide temporary). Masked entries carry p = 0 and a large finite negative
+    score, so they add nothing; a block whose scores hold -inf falls back to -sum p ln p.
     """
-    buffer = torch.empty_like(probs) if scratch is None else scratch.reshape(-1)[: probs.numel()].view(probs.shape)
-    top, where = scores.max(dim=-1, keepdim=True)
-    log_top = probs.gather(-1, where).log()
-    dot = torch.mul(probs, scores, out=buffer).sum(dim=-1)
-    entropy = (top - log_top).squeeze(-1) - dot
+    anchor = probs[..., 0]
+    if bool((anchor > _ANCHOR_FLOOR).all()):
+        lse = scores[..., 0] - anchor.log()
+    else:
+        top, where = scores.max(dim=-1, keepdim=True)
+        lse = (top - probs.gather(-1, where).log()).squeeze(-1)
+    entropy = lse - torch.einsum("...k,...k->...", probs, scores)
     if not torch.isfinite(entropy).all():
-        return torch.special.xlogy(probs, probs, out=buffer).sum(dim=-1).neg()
+        return torch.special.xlogy(probs, probs).sum(dim=-1).neg()
     return entropy
 
 

@@ -22,11 +22,15 @@ def redistribute(probs: torch.Tensor, sink_mask: torch.Tensor, beta: float) -> t
     """
     sink_mask = sink_mask.to(torch.bool)
     sink_mass = (probs * sink_mask).sum(dim=-1, keepdim=True)
-    rest_mass = probs.sum(dim=-1, keepdim=True) - sink_mass
+    # Summed directly, not as total - sink_mass: when a sink holds nearly all of a row (0.999999 in
+    # float32) the subtraction cancels, and the rescaled row summed to 1.12 (found by Hypothesis).
+    rest_mass = (probs * ~sink_mask).sum(dim=-1, keepdim=True)
     movable = rest_mass > 0
-    # Where nothing can move, scale is 1 by construction; the where() guards 0/0.
-    scale = torch.where(movable, 1 + (1 - beta) * sink_mass / torch.where(movable, rest_mass, 1), 1)
-    out = torch.where(sink_mask, probs * beta, probs * scale)
+    # Each token's share of the rest (<= 1), then its part of the moved mass: sink_mass / rest_mass
+    # as one factor overflowed to inf when the rest was subnormal (found by Hypothesis). The where()
+    # guards 0/0 in rows where nothing can move.
+    share = probs / torch.where(movable, rest_mass, 1)
+    out = torch.where(sink_mask, probs * beta, probs + (1 - beta) * sink_mass * share)
     return torch.where(movable, out, probs).to(probs.dtype)
 
 

@@ -1,6 +1,9 @@
 """Where each architecture keeps its attention output projection W_O (for the norm-based contribution).
 
-Paths are relative to the base model (``model.base_model``); ``{l}`` is the layer index.
+Paths are relative to the base model (``model.base_model``); ``{l}`` is the layer index. The
+contribution ``||A v W_O||`` is only right when the module found consumes exactly ``probs @ V``;
+the conformance sweep (``tests/conformance.py``) checks that for every architecture, and the
+ones where something sits in between are listed in ``_NO_ADAPTER``.
 """
 from __future__ import annotations
 
@@ -15,16 +18,47 @@ _OUTPUT_PROJECTION = {
     "distilbert": "transformer.layer.{l}.attention.out_lin",
     "gpt2": "h.{l}.attn.c_proj",
 }
-# LLaMA-family decoders (llama, mistral, qwen2, gemma, phi3, ...) share this layout.
-_DECODER_DEFAULT = "layers.{l}.self_attn.o_proj"
+# Otherwise the first of these layouts the model has: LLaMA-family decoders (llama, mistral,
+# qwen2, gemma, phi3, ...) first, then the other common names.
+_CANDIDATES = (
+    "layers.{l}.self_attn.o_proj",
+    "layers.{l}.self_attn.out_proj",
+    "layers.{l}.self_attn.dense",
+    "layers.{l}.attention.o_proj",
+    "layers.{l}.attn.o_proj",
+    "h.{l}.attn.c_proj",
+    "h.{l}.attn.out_proj",
+    "h.{l}.self_attention.dense",
+    "layers.{l}.attention.dense",
+    "layers.{l}.attention.out_proj",
+    "encoder.layer.{l}.attention.output.dense",
+    "decoder.layers.{l}.self_attn.out_proj",
+    "transformer.layer.{l}.attention.out_lin",
+)
+# Architectures whose attention output is gated, normalised or mixed before W_O: W_O alone does
+# not give the contribution, so it is reported as unavailable (found by the conformance sweep).
+_NO_ADAPTER = frozenset({"afmoe", "beam", "bitnet"})
+
+
+def output_projection_modules(base: nn.Module, model_type: str, n_layers: int) -> list[nn.Module] | None:
+    """The module applying W_O in each layer, or None when the layout is unknown here."""
+    if model_type in _NO_ADAPTER:
+        return None
+    patterns = (_OUTPUT_PROJECTION[model_type],) if model_type in _OUTPUT_PROJECTION else _CANDIDATES
+    for pattern in patterns:
+        try:
+            modules = [base.get_submodule(pattern.format(l=layer)) for layer in range(n_layers)]
+        except AttributeError:
+            continue
+        if all(isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 2 for m in modules):
+            return modules
+    return None
 
 
 def output_projections(base: nn.Module, model_type: str, n_layers: int) -> list[torch.Tensor] | None:
     """W_O per layer in Linear layout [hidden, H * d], or None when the layout is unknown."""
-    pattern = _OUTPUT_PROJECTION.get(model_type, _DECODER_DEFAULT)
-    try:
-        modules = [base.get_submodule(pattern.format(l=layer)) for layer in range(n_layers)]
-    except AttributeError:
+    modules = output_projection_modules(base, model_type, n_layers)
+    if modules is None:
         return None
     # GPT-2's Conv1D stores its weight as [in, out]; nn.Linear as [out, in].
     return [m.weight.detach().T if type(m).__name__ == "Conv1D" else m.weight.detach() for m in modules]

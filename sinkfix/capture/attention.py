@@ -26,6 +26,8 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from sinkfix.errors import UnsupportedModelError
+
 ATTN_NAME = "sinkfix"
 
 # Automatic block size: at most this many probabilities (B x H x block x T) per block. 2^25 float32
@@ -116,10 +118,83 @@ def block_rows(batch: int, heads: int, n_queries: int, n_keys: int) -> int:
     return max(1, min(n_queries, chosen))
 
 
+# ---------------------------------------------------------------- keywords
+#
+# Keywords transformers 5.24's attention modules pass besides (query, key, value, mask, scaling,
+# dropout). Three change eager attention's arithmetic and are implemented here, op for op:
+#   softcap        Gemma 2, T5Gemma, VaultGemma: logits -> tanh(logits / c) * c, before the mask.
+#   s_aux          gpt-oss and other learned-sink models: one logit per head, a virtual key column.
+#   sinks          per-query sink logits [B, H, Tq, 1] (Inkling 2): the same virtual column.
+#   position_bias  T5-style relative bias [B|1, H, Tq, Tk], added before the mask.
+# The others are safe to accept whatever their value, because eager attention itself ignores them
+# (the output then equals eager's by construction); each is listed with the reason:
+ACCEPTED_KEYWORDS: dict[str, str] = {
+    "sliding_window": "the window is in the additive mask (eager_mask is registered with this function)",
+    "is_causal": "causality is in the additive mask; only SDPA and flash kernels read the flag",
+    "position_ids": "positions were already applied to the queries and keys (rotary embeddings)",
+    "cache_position": "cache bookkeeping; the mask already reflects it",
+    "use_cache": "cache bookkeeping, no arithmetic",
+    "past_key_values": "the keys and values passed in already include the cache",
+    "output_attentions": "an output switch; the weights are returned either way",
+    "output_hidden_states": "an output switch of the model, not of attention",
+    "output_router_logits": "a mixture-of-experts output switch",
+    "num_items_in_batch": "loss normalisation, not attention",
+    "cu_seq_lens_q": "flash-attention packing metadata; eager relies on the mask",
+    "cu_seq_lens_k": "flash-attention packing metadata; eager relies on the mask",
+    "max_length_q": "flash-attention packing metadata; eager relies on the mask",
+    "max_length_k": "flash-attention packing metadata; eager relies on the mask",
+    "seq_idx": "packed-sequence index for state-space kernels, not attention",
+    "indices": "sparse top-k indices for flash-MLA kernels; eager sees the same selection through the mask",
+    "use_top_left_mask": "a flash-attention kernel flag",
+    "softmax_scale": "the flash-attention name of the scale; eager uses `scaling`",
+    "target_dtype": "the dtype flash attention casts to; eager keeps the model dtype",
+    "deterministic": "a flash-attention kernel flag",
+}
+IMPLEMENTED_KEYWORDS = ("softcap", "s_aux", "sinks", "position_bias")
+
+
+class UnsupportedKeywordError(UnsupportedModelError):
+    """An attention module passed a keyword that changes the arithmetic and is not implemented here."""
+
+
+def _extras(module: nn.Module, kwargs: dict[str, object]) -> tuple[float | None, torch.Tensor | None,
+                                                                   torch.Tensor | None]:
+    """(softcap, sink logits [B|1, H, Tq|1, 1], position bias) from the keywords; refuse unknown ones."""
+    for name, value in kwargs.items():
+        if value is not None and name not in ACCEPTED_KEYWORDS and name not in IMPLEMENTED_KEYWORDS:
+            raise UnsupportedKeywordError(
+                f"{type(module).__name__} passes the attention keyword '{name}', which changes the arithmetic "
+                f"of its attention and which SinkFix does not implement"
+            )
+    softcap = kwargs.get("softcap")
+    sinks = kwargs.get("sinks")
+    s_aux = kwargs.get("s_aux")
+    if s_aux is not None and sinks is not None:
+        raise UnsupportedKeywordError(f"{type(module).__name__} passes both 's_aux' and 'sinks' to its attention")
+    if s_aux is not None:
+        sinks = s_aux.reshape(1, -1, 1, 1)
+    return softcap, sinks, kwargs.get("position_bias")
+
+
+def _rows(t: torch.Tensor | None, start: int, stop: int, n_queries: int) -> torch.Tensor | None:
+    """Rows start:stop of a per-query tensor [..., Tq, x]; one broadcast row stays as it is."""
+    if t is None or t.shape[-2] != n_queries or (start == 0 and stop == n_queries):
+        return t
+    return t[..., start:stop, :]
+
+
 def _logits(query: torch.Tensor, key_states: torch.Tensor, mask: torch.Tensor | None, scaling: float,
-            extra_mask: torch.Tensor | None) -> torch.Tensor:
-    """Scaled dot products plus the model's additive mask (and the context's extra mask)."""
+            extra_mask: torch.Tensor | None, softcap: float | None = None,
+            position_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Scaled dot products, soft-capped, plus any relative position bias, plus the model's additive
+    mask (and the context's extra mask): the order of Gemma 2's and T5's eager attention."""
     scores = torch.matmul(query, key_states.transpose(2, 3)) * scaling
+    if softcap is not None:
+        scores = scores / softcap
+        scores = torch.tanh(scores)
+        scores = scores * softcap
+    if position_bias is not None:
+        scores = scores + position_bias
     if mask is not None:
         scores = scores + mask
     if extra_mask is not None:
@@ -127,9 +202,23 @@ def _logits(query: torch.Tensor, key_states: torch.Tensor, mask: torch.Tensor | 
     return scores
 
 
-def _probabilities(scores: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Softmax in float32, as eager attention takes it; returns (probs over real keys, learned-sink mass)."""
-    return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(dtype), None
+def _probabilities(scores: torch.Tensor, dtype: torch.dtype,
+                   sinks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Softmax as eager attention takes it; returns (probs over the real keys, learned-sink mass [B, H, q]).
+
+    Without sinks: softmax in float32, cast to the model dtype. With sink logits (gpt-oss): the
+    logit is appended as one more key column, the row maximum is subtracted, the softmax is taken
+    in the logits' dtype, and the column is split off again, as gpt-oss's eager attention does.
+    The real probabilities then sum to 1 - sink mass.
+    """
+    if sinks is None:
+        return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(dtype), None
+    batch, heads, rows, _ = scores.shape
+    column = sinks.to(scores.dtype).expand(batch, heads, rows, 1)
+    combined = torch.cat([scores, column], dim=-1)
+    combined = combined - combined.max(dim=-1, keepdim=True).values
+    probs = nn.functional.softmax(combined, dim=-1, dtype=combined.dtype)
+    return probs[..., :-1].to(dtype), probs[..., -1]
 
 
 def sinkfix_attention(
@@ -146,7 +235,10 @@ def sinkfix_attention(
 
     Returns the attention weights like eager attention when the queries fit in one block; with
     several blocks the full T x T weights never exist, and None is returned in their place.
+    A keyword that would change the arithmetic and is not implemented raises
+    ``UnsupportedKeywordError`` (the post-load probe turns it into a refusal).
     """
+    softcap, sinks, position_bias = _extras(module, kwargs)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     layer = getattr(module, "layer_idx", None)
@@ -168,15 +260,16 @@ def sinkfix_attention(
         stop = min(n_queries, start + rows)
         mask = None if attention_mask is None else attention_mask[:, :, start:stop, :n_keys]
         extra_rows = None if extra is None else extra[start:stop, :n_keys]
-        scores = _logits(query[:, :, start:stop], key_states, mask, scaling, extra_rows)
-        weights, sink_mass = _probabilities(scores, query.dtype)
+        scores = _logits(query[:, :, start:stop], key_states, mask, scaling, extra_rows, softcap,
+                         _rows(position_bias, start, stop, n_queries))
+        weights, sink_mass = _probabilities(scores, query.dtype, _rows(sinks, start, stop, n_queries))
         if observer is not None:
             observer.observe(layer, weights, value, scores, start=start, sink_mass=sink_mass)
         del scores  # as in eager, the logits must not outlive the softmax: at long T they are the largest tensor
         if intervention is not None:
             weights = intervention.apply(layer, weights)
         weights = nn.functional.dropout(weights, p=dropout, training=module.training)
-        outputs.append(torch.matmul(weights, value_states))
+        outputs.append(torch.matmul(weights.to(value_states.dtype), value_states))
     output = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
     output = output.transpose(1, 2).contiguous()
     return output, (weights if rows >= n_queries else None)

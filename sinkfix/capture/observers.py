@@ -80,7 +80,6 @@ class SinkObserver:
         self.on_layer = on_layer
         self.layers: dict[int, _Layer] = {}  # finished layers, on the CPU
         self._open: dict[int, _Layer] = {}
-        self._scratch: torch.Tensor | None = None
 
     def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
                 start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
@@ -98,7 +97,7 @@ class SinkObserver:
             state.received += p.sum(dim=-2)
         else:
             state.received += torch.matmul(weights[:, None, None, :], p).squeeze(-2)
-        per_row = metrics.row_entropies(p, s, self._scratch_for(p))  # [B, H, q]
+        per_row = metrics.row_entropies(p, s)  # [B, H, q]
         state.entropy += _weighted_row_sum(per_row, weights)
         if sink_mass is not None:
             added = _weighted_row_sum(sink_mass.float(), weights)
@@ -137,13 +136,6 @@ class SinkObserver:
             return None
         index = torch.arange(start, start + rows)
         return (index[None, :] < self.lengths[:, None]).to(device=device, dtype=torch.float32)
-
-    def _scratch_for(self, p: torch.Tensor) -> torch.Tensor:
-        # One buffer reused by every block of every layer: a fresh block-sized temporary per call
-        # costs more in page faults than the arithmetic.
-        if self._scratch is None or self._scratch.numel() < p.numel() or self._scratch.device != p.device:
-            self._scratch = torch.empty(p.numel(), dtype=torch.float32, device=p.device)
-        return self._scratch
 
     def sequence(self, index: int) -> SequenceStats:
         """Sequence ``index``'s reductions over every observed layer, sliced to its real tokens."""

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-_record: contextvars.ContextVar[dict[int, torch.Tensor] | None] = contextvars.ContextVar("sinkfix_residual", default=None)
+_record: contextvars.ContextVar[tuple[dict[int, object], Reducer] | None] = contextvars.ContextVar(
+    "sinkfix_residual", default=None)
 _edit: contextvars.ContextVar[ResidualEdit | None] = contextvars.ContextVar("sinkfix_residual_edit", default=None)
 _installing = threading.Lock()
 _FLAG = "_sinkfix_residual_hooks"
+Reducer = Callable[[torch.Tensor], object]
+
+
+def _copy(hidden: torch.Tensor) -> torch.Tensor:
+    return hidden.detach().float().clone()
 
 
 @dataclass(frozen=True)
@@ -68,7 +74,8 @@ def _hook(index: int):
         if edit is not None and edit.layer == index:
             hidden = edit.apply(hidden)
         if record is not None:
-            record[index] = hidden.detach().float().clone()
+            store, reduce = record
+            store[index] = reduce(hidden)
         if edit is None or edit.layer != index:
             return None
         return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
@@ -77,11 +84,14 @@ def _hook(index: int):
 
 
 @contextmanager
-def recording(model: nn.Module) -> Iterator[dict[int, torch.Tensor]]:
-    """Within the block, forwards of ``model`` in this context fill {layer: output [B, T, D]}."""
+def recording(model: nn.Module, reduce: Reducer = _copy) -> Iterator[dict[int, object]]:
+    """Within the block, forwards of ``model`` in this context fill {layer: reduce(output [B, T, D])}.
+
+    The default keeps a float32 copy; a reducer that keeps only what is needed bounds memory on long inputs.
+    """
     install(model)
-    record: dict[int, torch.Tensor] = {}
-    token = _record.set(record)
+    record: dict[int, object] = {}
+    token = _record.set((record, reduce))
     try:
         yield record
     finally:

@@ -95,24 +95,23 @@ def restamp(analysis: Analysis, settings: AnalysisSettings) -> Analysis:
 
 
 class CorpusWriter:
-    """The one writer of a batch: saves each finished text's run and links it to its corpus line.
+    """The one writer of a batch: stores each batch of finished texts and links them to their lines.
 
-    Every save is its own transaction, so an interrupt keeps every text finished so far.
+    A batch is one transaction (whole runs only), so an interrupt keeps every batch finished so far.
     """
 
     def __init__(self, store: Store, corpus_id: int, keep: str, key_of: Callable[[str], str]):
         self.store, self.corpus_id, self.keep, self.key_of = store, corpus_id, keep, key_of
 
-    def link(self, line: CorpusLine, run_id: int) -> None:
-        self.store.add_corpus_run(self.corpus_id, line.line_no, run_id)
-
-    def write(self, line: CorpusLine, analysis: Analysis) -> int:
-        key = self.key_of(line.text)
-        if self.keep == "summary":
-            analysis, key = summary_only(analysis), key + SUMMARY_SUFFIX
-        run_id = self.store.save(analysis, key)
-        self.link(line, run_id)
-        return run_id
+    def write(self, items: list[tuple[CorpusLine, Analysis]]) -> list[int]:
+        """Store ``(line, analysis)`` pairs; returns their run ids, in order."""
+        rows = []
+        for line, analysis in items:
+            key = self.key_of(line.text)
+            if self.keep == "summary":
+                analysis, key = summary_only(analysis), key + SUMMARY_SUFFIX
+            rows.append((line.line_no, analysis, key))
+        return self.store.save_corpus_runs(self.corpus_id, rows)
 
 
 def split_stored(lines: list[CorpusLine], store: Store, keep: str, key_of: Callable[[str], str]

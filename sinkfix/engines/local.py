@@ -6,7 +6,7 @@ The file is plain text with one input per line, or JSONL with a ``text`` field p
 Resuming costs nothing extra: a line whose request is already stored (see ``engines.common``
 for the keys of summary-only runs) is linked to its run and never analysed again. Lines are taken
 in windows of ``WINDOW`` batches; inside a window they are sorted by length so a batch pads little,
-and each batch is written as soon as its forward pass is done, one transaction per run. So an
+and each batch is written as soon as its forward pass is done, in one transaction. So an
 interrupt loses at most the batch in progress, and nothing is stored twice.
 """
 from __future__ import annotations
@@ -86,17 +86,15 @@ def run_batch(
     try:
         for batch in batch_order(todo, size):
             results = analyze_many([line.text for line in batch], model, compute, batch_size=size)
-            written = []
-            for line, result in zip(batch, results):
-                result = restamp(result, resolved)
-                run_id = writer.write(line, result)
-                written.append((line, run_id, result))
-                analysed += 1
-                bar.update(1)
-                if on_line is not None:
+            results = [restamp(result, resolved) for result in results]
+            ids = writer.write(list(zip(batch, results)))
+            analysed += len(ids)
+            bar.update(len(ids))
+            if on_line is not None:
+                for line, run_id in zip(batch, ids):
                     on_line(line, run_id, False)
             if sink is not None:
-                sink.write(written)
+                sink.write(zip(batch, ids, results))
             bar.set_postfix(analysed=analysed, cached=len(stored), refresh=False)
     except KeyboardInterrupt:
         bar.close()

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sinkfix import paths
 from sinkfix.engines.common import (
-    SUMMARY_SUFFIX, BatchResult, CorpusLine, ModelIdentity, check_keep, finish, interrupted, progress_bar,
+    BatchResult, CorpusLine, CorpusWriter, ModelIdentity, check_keep, finish, interrupted, progress_bar,
     link_repeats, request_key_of, split_stored,
 )
 from sinkfix.engines.parquet import ParquetSink
@@ -142,8 +143,11 @@ class TextAnalyzer:
 
 def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSettings | None, store: Store,
                   name: str, options: RayOptions, source: str = "", progress: bool = True, keep: str = "summary",
-                  parquet: str | Path | None = None) -> BatchResult:
-    """``run_batch`` on Ray: the same stored runs and corpus summary as the local engine."""
+                  parquet: str | Path | None = None, on_batch: Callable[[int], None] | None = None) -> BatchResult:
+    """``run_batch`` on Ray: the same stored runs and corpus summary as the local engine.
+
+    ``on_batch(n)`` is called after each batch of ``n`` texts is stored (the benchmark times it).
+    """
     if check_keep(keep) == "maps":
         raise SettingsError("--engine ray stores summaries only (workers send reductions, not maps); "
                             "use --engine local for --keep maps")
@@ -162,6 +166,7 @@ def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSe
         store.save_corpus_summary(corpus_id, None)
         stored, todo, repeats = split_stored(lines, store, keep, key_of)
         store.add_corpus_runs(corpus_id, [(line.line_no, run_id) for line, run_id in stored])
+        writer = CorpusWriter(store, corpus_id, keep, key_of)
         sink = None if parquet is None else ParquetSink(parquet, name, identity.name, resolved, source)
         analysed = 0
         bar = progress_bar(len(lines), name, progress, initial=len(stored))
@@ -181,12 +186,13 @@ def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSe
                 for batch in results.iter_batches(batch_size=None, batch_format="pyarrow"):
                     analyses = [from_row(row) for row in batch.to_pylist()]
                     lines_done = [texts[int(n)] for n in batch.column("line_no").to_pylist()]
-                    ids = store.save_corpus_runs(corpus_id, [(line.line_no, a, key_of(line.text) + SUMMARY_SUFFIX)
-                                                             for line, a in zip(lines_done, analyses)])
+                    ids = writer.write(list(zip(lines_done, analyses)))
                     if sink is not None:
                         sink.write(zip(lines_done, ids, analyses))
                     analysed += len(ids)
                     bar.update(len(ids))
+                    if on_batch is not None:
+                        on_batch(len(ids))
         except KeyboardInterrupt:
             bar.close()
             interrupted(analysed + len(stored), len(lines))

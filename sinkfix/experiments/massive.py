@@ -91,24 +91,42 @@ def _rank_correlation(x: np.ndarray, y: np.ndarray) -> float | None:
     return float(spearmanr(x, y).statistic)
 
 
-def top_activation(model: LoadedModel, token_ids: Sequence[int], tokens: Sequence[str]) -> dict:
-    """The cheap summary for one analysed text: one forward of the transformer body on exactly these ids.
+def _summarise(hidden: torch.Tensor) -> dict:
+    """What ``top_activation`` keeps of one layer's output [1, T, D]: a few numbers, not the tensor."""
+    magnitude = hidden[0].abs().float()
+    token, dim = divmod(int(magnitude.argmax()), magnitude.shape[1])
+    first_dim = int(magnitude[0].argmax())
+    return {"max_abs": float(magnitude[token, dim]), "value": float(hidden[0, token, dim]), "token": token, "dim": dim,
+            "median_abs": float(np.median(magnitude.numpy())), "first_abs": float(magnitude[0, first_dim]),
+            "first_value": float(hidden[0, 0, first_dim]), "first_dim": first_dim}
 
-    ``top``: the largest |h| over layers (layer_stats row, plus ``massive`` by Sun et al.'s rule);
-    ``token0``: token 0's own peak (layer, dim, value, ratio to that layer's median).
+
+def top_activation(model: LoadedModel, token_ids: Sequence[int], tokens: Sequence[str]) -> dict:
+    """The cheap summary for one analysed text: one forward of the transformer body on exactly these ids,
+    each layer reduced at once to a few numbers (memory stays flat on long inputs).
+
+    ``top``: the largest |h| over layers (layer, token, dim, value, median, ratio, ``massive`` by Sun et
+    al.'s rule); ``token0``: token 0's own peak (layer, dim, value, ratio to that layer's median).
     """
     ids = torch.tensor([list(token_ids)])
-    with torch.inference_mode(), residual.recording(model.model) as record:
+    with torch.inference_mode(), residual.recording(model.model, _summarise) as record:
         model.base(**model_inputs(model.model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}))
-    hidden = residual.stacked(record)
-    layers = layer_stats(hidden, tokens)
+    layers = [{"layer": layer, **record[layer]} for layer in sorted(record)]
     top = max(layers, key=lambda row: row["max_abs"])
-    first = hidden[:, 0].abs()  # [L, D]
-    layer, dim = divmod(int(first.argmax()), first.shape[1])
-    median = layers[layer]["median_abs"]
-    token0 = {"layer": layer, "dim": dim, "value": float(hidden[layer, 0, dim]), "max_abs": float(first[layer, dim]),
-              "ratio": float(first[layer, dim]) / median if median > 0 else float("inf"), "token_text": tokens[0]}
-    return {"top": {**top, "massive": top["n_massive"] > 0}, "token0": token0, "n_layers": len(layers)}
+    first = max(layers, key=lambda row: row["first_abs"])
+
+    def ratio(value: float, median: float) -> float:
+        return value / median if median > 0 else float("inf")
+
+    return {
+        "top": {key: top[key] for key in ("layer", "max_abs", "value", "token", "dim", "median_abs")}
+        | {"token_text": tokens[top["token"]], "ratio": ratio(top["max_abs"], top["median_abs"]),
+           "massive": top["max_abs"] > ABS_THRESHOLD and top["max_abs"] > RATIO_THRESHOLD * top["median_abs"]},
+        "token0": {"layer": first["layer"], "dim": first["first_dim"], "value": first["first_value"],
+                   "max_abs": first["first_abs"], "ratio": ratio(first["first_abs"], first["median_abs"]),
+                   "token_text": tokens[0]},
+        "n_layers": len(layers),
+    }
 
 
 # ---------------------------------------------------------------- the intervention

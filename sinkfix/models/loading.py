@@ -23,7 +23,7 @@ from sinkfix.capture import attention as capture
 from sinkfix.errors import ModelNotFoundError, SettingsError, UnsupportedModelError
 from sinkfix.models import devices
 from sinkfix.models.catalog import EMBEDDED, Progress, embedded_dir, embedded_names
-from sinkfix.models.probe import SUPPORTED, assign_layer_indices, first_line, is_causal, model_inputs, probe
+from sinkfix.models.probe import SUPPORTED, assign_layer_indices, check_interface, first_line, is_causal, model_inputs, probe
 
 @dataclass
 class LoadedModel:
@@ -217,6 +217,7 @@ def _load_weights(name: str, source: _Source, dtype: torch.dtype = torch.float32
     except (OSError, ValueError) as error:
         raise _not_found(name, source, error) from None
     model_class, lm_kind = _model_class(config)
+    check_interface(model_class, config, name)  # Falcon, MPT, ...: refuse before an obscure load error
     try:
         model = model_class.from_pretrained(
             source.location, config=config, attn_implementation=capture.ATTN_NAME, dtype=dtype,

@@ -1,5 +1,7 @@
-"""The post-load probe: which modules are attention, which inputs the model takes, and a check
-that every layer's attention reaches SinkFix's function."""
+"""The post-load probe: which modules are attention, which inputs the model takes, a check that
+every layer's attention reaches SinkFix's function, and a check that it computes what the
+model's own eager attention computes (conformance by construction: a model that would be
+analysed silently wrong is refused at load time)."""
 from __future__ import annotations
 
 import functools
@@ -9,7 +11,6 @@ import torch
 from torch import nn
 
 from sinkfix.capture import attention as capture
-from sinkfix.capture.observers import CallRecorder
 from sinkfix.errors import UnsupportedModelError
 
 
@@ -33,26 +34,125 @@ def assign_layer_indices(model: nn.Module) -> None:
 
 
 SUPPORTED = (
-    "encoder-only and decoder-only transformers such as BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Qwen2 and Mistral"
+    "encoder-only and decoder-only transformers whose attention goes through transformers' attention "
+    "interface, such as BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Mistral, Qwen2/3, Gemma 1-3, Phi-3, OLMo-2 "
+    "and gpt-oss (see the conformance table in the README)"
 )
+PROBE_TEXT = "probe sentence"
+# Largest difference allowed between SinkFix's forward and eager's, relative to the output's
+# scale. In float32 SinkFix computes eager's ops, so differences are rounding at most; bfloat16
+# and float16 carry 8 and 11 mantissa bits, and some families take the softmax in that dtype.
+TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-9, torch.bfloat16: 5e-2, torch.float16: 1e-2}
+
+
+def bypass_message(name: str, model_type: str) -> str:
+    return (f"{name} ({model_type}) computes attention in its own code instead of through transformers' "
+            f"attention interface, so SinkFix cannot see its attention; SinkFix supports {SUPPORTED}")
+
+
+def check_interface(model_class: type, config: object, name: str) -> None:
+    """Before loading: refuse classes that do not route attention through the interface (Falcon,
+    Mamba, ...), which would otherwise fail with an obscure ``'sinkfix'`` lookup error."""
+    model_type = getattr(config, "model_type", "?")
+    if not isinstance(getattr(config, "num_hidden_layers", None), int):
+        raise UnsupportedModelError(
+            f"{name} ({model_type}) is a composite model (vision, audio or encoder-decoder parts around a "
+            f"text model) with no single layer count; SinkFix supports {SUPPORTED}"
+        )
+    try:
+        concrete = model_class._model_mapping[type(config)] if hasattr(model_class, "_model_mapping") else model_class
+    except KeyError:
+        return  # from_pretrained reports it
+    # transformers' own test: a module with an ``*Attention(nn.Module)`` class that never asks the
+    # attention interface for its function computes attention by itself.
+    can_set = getattr(concrete, "_can_set_attn_implementation", None)
+    if can_set is not None and not can_set():
+        raise UnsupportedModelError(bypass_message(name, model_type))
 
 
 def probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> None:
-    """One tiny forward: every layer must reach SinkFix's attention function exactly once."""
-    recorder = CallRecorder()
+    """One short forward through SinkFix's function and one through the model's own eager attention.
+
+    Every layer must reach SinkFix's function exactly once, every keyword must be one SinkFix
+    implements or one eager ignores, and the two outputs must agree within the dtype's tolerance.
+    """
+    model_type = model.config.model_type
+    inputs = model_inputs(model, tokenizer(PROBE_TEXT, return_tensors="pt"))
+    recorder = _Recorder()
     try:
         with torch.inference_mode(), capture.observing(recorder):
-            model.base_model(**model_inputs(model, tokenizer("probe sentence", return_tensors="pt")))
+            ours = _first_output(model.base_model(**inputs))
+    except capture.UnsupportedKeywordError as error:
+        raise UnsupportedModelError(f"{name} ({model_type}) cannot be analysed: {error}") from None
     except Exception as error:  # an encoder-decoder wants decoder inputs, etc.: not a model we can analyse
         raise UnsupportedModelError(
-            f"{name} ({model.config.model_type}) cannot run a plain forward pass on text: {first_line(error)}; "
+            f"{name} ({model_type}) cannot run a plain forward pass on text: {first_line(error)}; "
             f"SinkFix supports {SUPPORTED}"
         ) from None
+    if not recorder.layers:
+        raise UnsupportedModelError(bypass_message(name, model_type))
     if recorder.layers != list(range(n_layers)):
         raise UnsupportedModelError(
-            f"{name} ({model.config.model_type}): attention is not routed through the attention interface "
+            f"{name} ({model_type}): attention is not routed through the attention interface "
             f"once per layer (saw layers {recorder.layers[:8]}); SinkFix supports {SUPPORTED}"
         )
+    n_tokens = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else None
+    shapes = sorted(set(recorder.shapes))
+    if len({heads for heads, _ in shapes}) > 1 or (n_tokens is not None and any(k != n_tokens for _, k in shapes)):
+        raise UnsupportedModelError(
+            f"{name} ({model_type}): its layers attend with (heads, keys) {shapes} for {n_tokens} tokens; SinkFix's "
+            f"per-token, per-head results need the same heads in every layer and one key per token "
+            f"(no compressed or extra keys); SinkFix supports {SUPPORTED}"
+        )
+    try:
+        reference = eager_output(model, inputs)
+    except Exception as error:  # nothing to compare with: refuse rather than analyse unchecked
+        raise UnsupportedModelError(
+            f"{name} ({model_type}): the model's own eager attention fails on a plain forward pass "
+            f"({first_line(error)}), so SinkFix cannot check its capture; SinkFix supports {SUPPORTED}"
+        ) from None
+    difference = relative_difference(ours, reference)
+    tolerance = TOLERANCE.get(ours.dtype, 1e-2)
+    if not difference <= tolerance:  # also catches NaN
+        raise UnsupportedModelError(
+            f"{name} ({model_type}): SinkFix's attention does not reproduce this model's own eager attention "
+            f"(outputs differ by {difference:.2g} of their scale, tolerance {tolerance:g}), so it is refused "
+            f"rather than analysed wrongly; SinkFix supports {SUPPORTED}"
+        )
+
+
+class _Recorder:
+    """Which layers reach SinkFix's function, in call order, and with how many heads and keys."""
+
+    def __init__(self) -> None:
+        self.layers: list[int | None] = []
+        self.shapes: list[tuple[int, int]] = []
+
+    def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
+                start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
+        if start == 0:
+            self.layers.append(layer)
+            self.shapes.append((int(probs.shape[1]), int(probs.shape[-1])))
+
+
+def eager_output(model: nn.Module, inputs: dict) -> torch.Tensor:
+    """The base model's first output with transformers' own eager attention on the same weights."""
+    model.set_attn_implementation("eager")
+    try:
+        with torch.inference_mode():
+            return _first_output(model.base_model(**inputs))
+    finally:
+        model.set_attn_implementation(capture.ATTN_NAME)
+
+
+def relative_difference(ours: torch.Tensor, reference: torch.Tensor) -> float:
+    """max |ours - reference| over max(1, max |reference|), in float32."""
+    a, b = ours.float(), reference.float()
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1.0))
+
+
+def _first_output(outputs: object) -> torch.Tensor:
+    return outputs[0] if isinstance(outputs, tuple) else next(iter(outputs.values()))
 
 
 def model_inputs(model: nn.Module, encoded: dict) -> dict:

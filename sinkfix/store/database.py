@@ -114,8 +114,8 @@ class Connection:
         if db is None:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves (see _write).
             # mode=ro: SQLite itself refuses every write on a read-only file (SQLITE_READONLY).
-            target, uri = (self.path.resolve().as_uri() + "?mode=ro", True) if self.read_only else (str(self.path), False)
-            conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, uri=uri)
+            target = self.path.resolve().as_uri() + "?mode=ro" if self.read_only else str(self.path)
+            conn = sqlite3.connect(target, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, uri=self.read_only)
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             # In WAL mode NORMAL is crash-safe for the application; only an OS crash may lose the last commits.
             conn.execute("PRAGMA synchronous=NORMAL")

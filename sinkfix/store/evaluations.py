@@ -46,6 +46,15 @@ class EvaluationsTable(Connection):
             row["heads"] = None if row["heads"] is None else json.loads(row["heads"])
         return rows
 
+    def evaluation(self, evaluation_id: int) -> dict | None:
+        """One stored evaluation (``result`` and ``heads`` decoded), or None for an unknown id."""
+        with self._sql_errors():
+            rows = dicts(self._db().execute("SELECT * FROM evaluations WHERE id = ?", [int(evaluation_id)]))
+        for row in rows:
+            row["result"] = json.loads(row["result"])
+            row["heads"] = None if row["heads"] is None else json.loads(row["heads"])
+        return rows[0] if rows else None
+
     def save_calibration(self, name: str, calibration: dict) -> int:
         """Store a ``Calibration.toto_json()`` under ``name``, replacing an older one of that name."""
         target = (calibration.get("heldout") or {}).get("target") or {}

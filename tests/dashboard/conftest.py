@@ -37,13 +37,13 @@ def load_calls(minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> 
     calls: list[str] = []
     real = models.load_model
 
-    def counting(name: str, progress=None):
+    def counting(name: str, progress=None, **placement):
         calls.append(name)
         if name == "minilm":
             if progress:
                 progress("loading minilm (test double: the session's model)")
             return minilm
-        return real(name, progress=progress)
+        return real(name, progress=progress, **placement)
 
     monkeypatch.setattr(models.loading, "load_model", counting)
     services.model_shelf.clear()
@@ -79,3 +79,18 @@ def page_text(app: AppTest) -> str:
     parts = [e.value for kind in ("title", "header", "subheader", "markdown", "caption", "text", "code",
                                   "info", "warning", "success") for e in getattr(app, kind)]
     return "\n".join(str(p) for p in parts)
+
+
+def chart_specs(app: AppTest) -> list[tuple[dict, dict]]:
+    """Every Vega-Lite chart on the page: (spec, {dataset name: DataFrame}). Streamlit moves the
+    datasets out of the spec into Arrow blobs beside it."""
+    import json
+
+    import pyarrow as pa
+
+    out = []
+    for element in app.get("vega_lite_chart"):
+        proto = element.proto
+        data = {d.name: pa.ipc.open_stream(d.data.data).read_pandas() for d in proto.datasets}
+        out.append((json.loads(proto.spec), data))
+    return out

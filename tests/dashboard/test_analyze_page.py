@@ -5,6 +5,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 from streamlit.testing.v1 import AppTest
 
 import sinkfix
@@ -13,7 +14,7 @@ from dashboard import services
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 
-from .conftest import SCRIPT_TEXT, assert_clean, open_page, page_text
+from .conftest import SCRIPT_TEXT, assert_clean, chart_specs, open_page, page_text
 
 ANALYZE = "views/analyze.py"
 MARKUP_KINDS = ("title", "header", "subheader", "markdown", "caption", "info", "warning", "success", "error")
@@ -111,3 +112,72 @@ def test_no_page_enables_raw_html() -> None:
     for path in sources:
         code = path.read_text()
         assert not re.search(r"unsafe_allow_html|st\.html\(|components\.v1", code), path
+
+
+def test_opening_a_run_loads_its_model_text_and_settings_into_the_form(run_ids: dict[str, int], seed_analyses) -> None:
+    cat = seed_analyses["cat"]
+    app = open_page(ANALYZE, run=str(run_ids["cat"]))
+    assert_clean(app)
+    assert app.text_area(key="an_text").value == cat.text
+    assert app.selectbox(key="an_model").value == "minilm"
+    assert app.slider(key="an_tau_att").value == cat.settings.tau_att == 0.05
+    assert app.slider(key="an_tau_norm").value == cat.settings.tau_norm == 0.85
+    assert app.number_input(key="an_layer").value == cat.settings.layer
+    assert not app.warning  # no "default value also set via Session State" warning
+    assert any(b.key == "an_rerun" for b in app.button)
+
+
+def test_rerun_with_one_threshold_changed_links_back_to_the_original(run_ids: dict[str, int], db_path: Path,
+                                                                     minilm, load_calls) -> None:
+    original = run_ids["cat"]
+    app = open_page(ANALYZE, run=str(original))
+    app.slider(key="an_tau_att").set_value(0.2)
+    app = app.button(key="an_rerun").click().run()
+    assert_clean(app)
+    new_id = int(app.query_params["run"])
+    assert new_id not in run_ids.values()
+    store = Store(db_path)
+    rerun, before = store.get(new_id), store.get(original)
+    assert rerun.parent_run_id == original and rerun.text == before.text  # the same text, not the seed text
+    assert (rerun.settings.tau_att, rerun.settings.tau_norm) == (0.2, before.settings.tau_norm)
+    expected = sinkfix.analyze(before.text, minilm, AnalysisSettings(tau_att=0.2, tau_norm=0.85))
+    assert rerun.labels == expected.labels
+    back = [link.proto for link in app.get("page_link") if link.proto.query_string == f"run={original}"]
+    assert back and f"Re-run of run {original}" in back[0].label
+    # The form keeps the user's change after the re-run (it is what the new run used).
+    assert app.slider(key="an_tau_att").value == 0.2
+
+
+def test_rerun_of_an_identical_request_says_it_was_served_from_the_store(run_ids: dict[str, int], db_path: Path) -> None:
+    app = open_page(ANALYZE, run=str(run_ids["cat"]))
+    app = app.button(key="an_rerun").click().run()
+    assert_clean(app)
+    assert app.query_params["run"] == str(run_ids["cat"]) and Store(db_path).count() == len(run_ids)
+    assert "already stored as run" in page_text(app)
+
+
+def test_learned_sink_is_a_virtual_column_apart_from_the_tokens(db_path: Path, load_calls) -> None:
+    import dataclasses
+    import json
+
+    from ..synthetic import synthetic_analysis
+
+    base = synthetic_analysis(n_layers=3, n_heads=2, n_tokens=5, seed=3)
+    mass = np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], dtype=np.float32)
+    run_id = Store(db_path).save(dataclasses.replace(base, learned_sink_mass=mass))
+    app = open_page(ANALYZE, run=str(run_id))
+    assert not app.exception
+    bars, data = next((s, d) for s, d in chart_specs(app) if "Attention received per token" in json.dumps(s.get("title", "")))
+    sink_layer = bars["layer"][1]
+    assert sink_layer["mark"]["strokeDash"]  # styled apart from the real tokens' bars
+    assert data[sink_layer["data"]["name"]]["att_received"].tolist() == [pytest.approx(float(mass.mean()))]
+    assert bars["layer"][0]["encoding"]["x"]["sort"][0] == "<sink>"
+    # The head grid offers <sink> as its own entry and draws the per-head mass.
+    picker = next(s for s in app.selectbox if s.key and s.key.startswith("an_grid_token_"))
+    picker.select(-1)
+    app = app.run()
+    assert not app.exception
+    grid, data = next((s, d) for s, d in chart_specs(app) if "Learned sink" in json.dumps(s.get("title", "")))
+    rows = next(iter(data.values()))
+    assert sorted((int(r.layer), int(r.head), round(float(r.sink_mass), 4)) for r in rows.itertuples()) == [
+        (l, h, round(float(mass[l, h]), 4)) for l in range(3) for h in range(2)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import sinkfix
 from sinkfix.store import Store
@@ -69,3 +70,81 @@ def test_same_text_on_two_models(db_path, minilm: sinkfix.LoadedModel, smollm2: 
     text_shown = page_text(app)
     assert "The token lists differ" in text_shown  # WordPiece vs byte-level BPE
     assert "Per-head differences need runs of the same model" in text_shown
+
+
+def _aligned(app, field: str = "att_received"):
+    return next(d.value for d in app.dataframe if "word" in d.value.columns)
+
+
+def test_two_tokenizers_line_up_by_words(db_path, minilm: sinkfix.LoadedModel, smollm2: sinkfix.LoadedModel,
+                                        load_calls) -> None:
+    store = Store(db_path)
+    text = "The cat's mat."
+    bert, smol = sinkfix.analyze(text, minilm), sinkfix.analyze(text, smollm2)
+    a, b = store.save(bert), store.save(smol)
+    app = open_page(COMPARE, runs=f"{a},{b}")
+    assert_clean(app)
+    table = _aligned(app)
+    words = [w.split(" ", 1)[1] for w in table["word"]]
+    assert words == ["[CLS]", "The", "cat's", "mat.", "[SEP]"]  # specials are their own rows
+    assert list(table["kind"]) == ["special", "word", "word", "word", "special"]
+    # Each word's att_received is the sum over the tokens whose characters it holds, per run.
+    spans = {"The": (0, 3), "cat's": (4, 9), "mat.": (10, 14)}
+    for analysis, run in ((bert, a), (smol, b)):
+        column = table[f"run {run} · {analysis.model_name}: att_received"]
+        by_word: dict[str, float] = {}
+        for (start, end), value in zip(analysis.offsets, analysis.att_received):
+            if end > start:  # the word holding the token's first non-space character
+                first = start + len(text[start:end]) - len(text[start:end].lstrip())
+                word = next(w for w, (ws, we) in spans.items() if ws <= first < we)
+                by_word[word] = by_word.get(word, 0.0) + float(value)
+        assert [pytest.approx(by_word[w], abs=1e-6) for w in spans] == list(column[1:4])
+    assert np.isnan(table[f"run {b} · smollm2-135m: att_received"].iloc[0])  # SmolLM2 has no [CLS]
+    # Tokens are shown in the one display: SmolLM2's Ġcat is ␣cat.
+    assert "␣" in " ".join(table[f"run {b} · smollm2-135m: tokens"].dropna())
+
+
+def test_runs_without_stored_offsets_are_retokenized(db_path, minilm: sinkfix.LoadedModel, load_calls) -> None:
+    import dataclasses
+
+    store = Store(db_path)
+    text = "Sinks soak up attention."
+    a = store.save(dataclasses.replace(sinkfix.analyze(text, minilm), offsets=None))
+    b = store.save(dataclasses.replace(sinkfix.analyze(text, minilm, sinkfix.AnalysisSettings(tau_att=0.03)),
+                                       offsets=None))
+    assert Store(db_path).get(a).offsets is None
+    app = open_page(COMPARE, runs=f"{a},{b}")
+    assert_clean(app)
+    assert [w.split(" ", 1)[1] for w in _aligned(app)["word"]] == ["[CLS]", "Sinks", "soak", "up", "attention.", "[SEP]"]
+
+
+def test_runs_that_cannot_be_aligned_say_so(db_path, minilm: sinkfix.LoadedModel, load_calls) -> None:
+    import dataclasses
+
+    store = Store(db_path)
+    text = "Sinks soak up attention."
+    lost = dataclasses.replace(sinkfix.analyze(text, minilm), offsets=None, model_id="/nowhere/model")
+    a, b = store.save(lost), store.save(sinkfix.analyze(text, minilm))
+    app = open_page(COMPARE, runs=f"{a},{b}")
+    assert_clean(app)
+    assert f"Run(s) {a} carry no token spans" in page_text(app)
+
+
+def test_depth_curves_put_both_models_on_one_relative_axis(db_path, minilm, smollm2, load_calls) -> None:
+    from .conftest import chart_specs
+
+    store = Store(db_path)
+    text = "The cat sat on the mat."
+    bert, smol = sinkfix.analyze(text, minilm), sinkfix.analyze(text, smollm2)
+    a, b = store.save(bert), store.save(smol)
+    app = open_page(COMPARE, runs=f"{a},{b}")
+    assert_clean(app)
+    spec, data = next((s, d) for s, d in chart_specs(app) if "relative depth" in json.dumps(s, ensure_ascii=False))
+    frame = next(iter(data.values()))
+    for analysis, run in ((bert, a), (smol, b)):
+        rows = frame[frame["run"] == f"run {run} · {analysis.model_name}"].sort_values("layer")
+        L = analysis.n_layers
+        assert np.allclose(rows["depth"], np.arange(L) / (L - 1))
+        assert np.allclose(rows["token0_share"], analysis.att_received_layer[:, 0], atol=1e-6)
+        heads_sinking = [(analysis.alpha[l].max(axis=1) > analysis.settings.epsilon).mean() for l in range(L)]
+        assert np.allclose(rows["sink_rate"], heads_sinking)

@@ -198,3 +198,122 @@ def test_a_file_that_is_not_utf8_is_an_error_box(db_path: Path, shelf: list[str]
     app = run(app)
     assert not app.exception
     assert [e.value for e in app.error] == ["latin.txt is not UTF-8 text"]
+
+
+# ---------------------------------------------------------------- stored evaluations, STS-B, findings
+
+STORED = {
+    "model": "smollm2-135m", "target": "first", "beta": 0.0, "layers": None, "heads": None, "n_texts": 1,
+    "n_chunks": 1, "n_positions": 4, "baseline_nll": 3.0, "intervened_nll": 3.5, "delta_nll": 0.5,
+    "delta_nll_ci95": [0.2, 0.8], "ci_unit": "position", "kl_mean": 0.3, "top1_agreement": 0.75, "cosine_mean": 0.9,
+    "target_tokens": [[0]], "target_token_text": [["The"]], "tokens": [["The", "Ġcat", "Ġsat", "Ġon", "."]],
+    "per_position_kl": [[0.1, 0.7, 0.2, 0.2]],
+    "sweep": [{"arm": a, "target": t, "beta": b, "intervened_nll": 3.0 + d, "delta_nll": d,
+               "delta_nll_ci95": [d - 0.1, d + 0.1], "kl_mean": d, "top1_agreement": 1.0, "cosine_mean": 1.0}
+              for a, t, d0 in (("target", "first", 0.5), ("random", "random", 0.05)) for b, d in ((1.0, 0.0), (0.0, d0))],
+    "token_evidence": [{"index": 0, "token": "The", "att_received": 0.6, "value_norm": 0.1, "seed_label": "beneficial",
+                        "delta_nll": 0.5, "kl_mean": 0.3, "top1_agreement": 0.75, "cosine_mean": 0.9,
+                        "evidence_label": "beneficial"}],
+}
+
+
+def _chart(app, title_part: str):
+    from .conftest import chart_specs
+
+    import json
+    return next((s, d) for s, d in chart_specs(app) if title_part in json.dumps(s, ensure_ascii=False))
+
+
+def test_a_stored_evaluation_reopens_with_all_its_charts(db_path: Path, shelf: list[str]) -> None:
+    evaluation_id = Store(db_path).save_evaluation("evaluate", STORED)
+    app = open_page(EVALUATE, evaluation=str(evaluation_id))
+    assert_clean(app)
+    text = page_text(app)
+    assert f"Evaluation {evaluation_id} · smollm2" in text
+    for section in ("β sweep beside the controls", "KL along the text", "Per-sink evidence"):
+        assert section in text, section
+    _, data = _chart(app, "KL(p_orig")
+    bars = next(d for d in data.values() if "KL" in d.columns)
+    assert bars["KL"].tolist() == pytest.approx(STORED["per_position_kl"][0])
+    assert bars["token"].tolist()[:2] == ["The", "␣cat"]  # one token display: Ġ is ␣
+    assert "Predictions need the model's forward passes" in text
+    assert shelf == []  # reopening loads no model
+    # The stored table links to the same deep link.
+    table = next(d.value for d in app.dataframe if "open" in d.value.columns and "kind" in d.value.columns)
+    assert table["open"].tolist() == [f"evaluate?evaluation={evaluation_id}"]
+
+
+def test_unknown_evaluation_and_calibration_links_are_error_boxes(db_path: Path, shelf: list[str]) -> None:
+    app = open_page(EVALUATE, evaluation="77")
+    assert not app.exception and app.error[0].value.startswith("no evaluation with id 77")
+    app = open_page(EVALUATE, evaluation="x")
+    assert not app.exception and "is not an evaluation id" in app.error[0].value
+    app = open_page(EVALUATE, calibration="nope")
+    assert not app.exception and app.error[0].value.startswith("no calibration named 'nope'")
+
+
+def test_a_stored_calibration_reopens_with_its_head_search_and_heldout_forest(db_path: Path, shelf: list[str]) -> None:
+    trials = [calibrate.HeadTrial(0, 1, 0.4, 0.86, 0.01, True), calibrate.HeadTrial(1, 0, 0.2, 0.84, -0.01, False)]
+    found = calibrate.Calibration("minilm", "sts", "spearman", Intervention(target="first"), ((0, 1),), trials,
+                                  0.85, 100, 200, {"target": {"delta_spearman": 0.0123, "delta_ci95": [0.001, 0.02]},
+                                                   "random": {"delta_spearman": -0.002, "delta_ci95": [-0.01, 0.0]}})
+    calibrate.save(found, "mini", Store(db_path))
+    app = open_page(EVALUATE, calibration="mini")
+    assert_clean(app)
+    assert "Calibration @mini · minilm" in page_text(app)
+    _, data = _chart(app, "Dev gain")
+    grid = next(iter(data.values()))
+    assert float(grid[(grid["layer"] == 0) & (grid["head"] == 1)]["gain"].iloc[0]) == pytest.approx(0.01)
+    _, data = _chart(app, "ΔSpearman")
+    forest = next(d for d in data.values() if "delta" in d.columns)
+    assert sorted(forest["delta"].tolist()) == pytest.approx([-0.002, 0.0123])
+
+
+def test_findings_draw_every_stored_study_with_controls_beside(db_path: Path, shelf: list[str]) -> None:
+    store = Store(db_path)
+    first = store.save_evaluation("evaluate", STORED)
+    sts_id = store.save_evaluation("sts", {"model": "minilm", "target": "first", "beta": 0.0, "n_pairs": 50,
+                                           "baseline_spearman": 0.8, "intervened_spearman": 0.79,
+                                           "delta_spearman": -0.01, "delta_ci95": [-0.02, 0.0]})
+    app = open_page(EVALUATE)
+    assert_clean(app)
+    import pandas as pd
+
+    spec, data = _chart(app, "per study, controls beside")
+    frame = pd.concat([d for d in data.values() if "delta" in d.columns and "study" in d.columns])
+    nll = frame[frame["metric"].str.startswith("ΔNLL")]
+    # The evaluation at its own β (0): the target and the random control from its sweep.
+    assert sorted(zip(nll["arm"], nll["delta"])) == [("random (control)", pytest.approx(0.05)),
+                                                     ("target: first", pytest.approx(0.5))]
+    assert all(f"evaluation {first}" in s for s in nll["study"])
+    sts = frame[frame["metric"].str.startswith("ΔSpearman")]
+    assert sts["delta"].tolist() == [pytest.approx(-0.01)] and f"evaluation {sts_id}" in sts["study"].iloc[0]
+
+
+def test_sts_mode_scores_the_pairs_and_saves(db_path: Path, shelf: list[str], minilm, tmp_path: Path) -> None:
+    from sinkfix.experiments.sts import load_sts, sts
+
+    lines = [f"genre\tfile\tyear\t{i}\t{s:.1f}\t{a}\t{b}" for i, (s, a, b) in enumerate([
+        (5.0, "A man is playing a guitar.", "A man plays the guitar."),
+        (0.5, "A cat sleeps on the sofa.", "The stock market fell sharply."),
+        (3.0, "A woman is cutting onions.", "A woman slices an onion."),
+        (1.0, "Kids play football outside.", "A chef cooks pasta."),
+        (4.0, "The plane is landing.", "An airplane lands on the runway."),
+        (2.0, "A dog runs in the park.", "A man reads in the park."),
+    ])]
+    (tmp_path / "sts-test.csv").write_text("\n".join(lines) + "\n")
+    app = open_page(EVALUATE)
+    app.text_input(key="sts_data").set_value(str(tmp_path))
+    app.number_input(key="sts_limit").set_value(10)
+    app = app.button(key="sts_run").click().run()
+    assert_clean(app)
+    row = Store(db_path).evaluations()[0]
+    assert row["kind"] == "sts" and row["model"] == "minilm"
+    expected = sts(minilm, load_sts(tmp_path, "test"), Intervention(target="first", beta=0.0))
+    assert row["result"]["baseline_spearman"] == pytest.approx(expected.baseline_spearman, abs=1e-9)
+    assert row["result"]["delta_spearman"] == pytest.approx(expected.delta, abs=1e-9)
+    assert f"Evaluation {row['id']} · STS-B · minilm" in page_text(app)
+    # A wrong path is an error box, and no model is loaded for it.
+    app.text_input(key="sts_data").set_value(str(tmp_path / "missing"))
+    app = app.button(key="sts_run").click().run()
+    assert not app.exception and "STS-B file not found" in app.error[0].value

@@ -91,9 +91,13 @@ massive_badge.render(Store().get({run_id}))
 
 
 def test_massive_badge_standalone_matches_hidden_states(db_path: Path, run_ids: dict[str, int],
-                                                        minilm: sinkfix.LoadedModel) -> None:
+                                                        minilm: sinkfix.LoadedModel, load_calls: list[str]) -> None:
     app = AppTest.from_string(BADGE.format(run_id=run_ids["cat"]), default_timeout=60).run()
     assert_clean(app)
+    assert load_calls == [] and not app.metric  # a stored run's model is loaded only on request
+    app = app.button[0].click().run()
+    assert_clean(app)
+    assert load_calls == ["minilm"]
     analysis = Store(db_path).get(run_ids["cat"])
     ids = torch.tensor([analysis.token_ids])
     with torch.inference_mode():

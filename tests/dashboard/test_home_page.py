@@ -37,3 +37,15 @@ def test_corrupt_database_is_an_error_box_not_a_traceback(db_path: Path) -> None
     app = open_page()
     assert not app.exception
     assert any("not a SQLite database" in e.value for e in app.error)
+
+
+def test_smollm2_not_yet_converted_says_it_converts_on_first_use(db_path: Path, monkeypatch, tmp_path: Path) -> None:
+    from sinkfix.models import catalog
+
+    # An empty models folder: SmolLM2 is installed but not converted here.
+    monkeypatch.setattr(catalog, "smollm2_converted_dir", lambda: tmp_path / "none")
+    app = open_page()
+    assert_clean(app)
+    text = page_text(app)
+    assert "converts on first use (~20 s)" in text and "not ready" not in text
+    assert any("ready" in line and "minilm" in line for line in text.splitlines())

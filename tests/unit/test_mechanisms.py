@@ -248,3 +248,19 @@ def test_recorded_outputs_are_the_models_hidden_states(tiny_bert: sinkfix.Loaded
         assert sorted(record) == list(range(loaded.n_layers))
         for layer in range(compared):
             torch.testing.assert_close(record[layer], states[layer + 1], rtol=0, atol=0)
+
+
+def test_top_activation_summary_equals_the_full_layer_stats(tiny_llama: sinkfix.LoadedModel) -> None:
+    ids = tiny_llama.tokenizer("the cat sat on the mat and the dog")["input_ids"]
+    tokens = tiny_llama.tokenizer.convert_ids_to_tokens(ids)
+    with torch.inference_mode(), residual.recording(tiny_llama.model) as record:
+        tiny_llama.base(input_ids=torch.tensor([ids]))
+    rows = massive.layer_stats(residual.stacked(record), tokens)
+    expected = max(rows, key=lambda row: row["max_abs"])
+    summary = massive.top_activation(tiny_llama, ids, tokens)
+    for key in ("layer", "token", "dim", "max_abs", "value", "median_abs", "ratio", "token_text"):
+        assert summary["top"][key] == pytest.approx(expected[key]) if isinstance(expected[key], float) \
+            else summary["top"][key] == expected[key]
+    first = residual.stacked(record)[:, 0].abs()
+    assert summary["token0"]["max_abs"] == pytest.approx(float(first.max()))
+    assert summary["top"]["massive"] is False  # a random tiny model has none

@@ -73,3 +73,19 @@ def test_entropy_from_scores_falls_back_on_infinite_scores():
     scores = torch.tensor([[[0.0, float("-inf")], [1.0, 2.0]]])
     probs = scores.softmax(-1)
     torch.testing.assert_close(metrics.row_entropy_from_scores(probs, scores), metrics.row_entropy(probs))
+
+
+def test_row_entropies_per_row_with_every_anchor_case():
+    """Per-row entropies against -sum p ln p: key 0 visible (the anchor), key 0 masked (a sliding
+    window: the argmax anchor), and -inf scores (the direct formula)."""
+    torch.manual_seed(1)
+    n = 6
+    minimum = torch.finfo(torch.float32).min
+    raw = torch.randn(2, n, n) * 3
+    causal = torch.where(torch.ones(n, n).tril().bool(), 0.0, minimum)
+    window = torch.where(torch.ones(n, n).tril().bool() & ~torch.ones(n, n).tril(-3).bool(), 0.0, minimum)
+    for mask in (causal, window, torch.where(causal == 0, 0.0, float("-inf"))):
+        scores = raw + mask
+        probs = scores.softmax(dim=-1)
+        direct = -torch.special.xlogy(probs, probs).sum(dim=-1)
+        torch.testing.assert_close(metrics.row_entropies(probs, scores), direct, rtol=0, atol=1e-5)

@@ -87,7 +87,7 @@ def test_redistribution_invariants(case: tuple[np.ndarray, np.ndarray, float, bo
     np.testing.assert_allclose(out.sum(-1), 1.0, atol=1e-12)  # rows still sum to 1
     assert (out[probs == 0] == 0).all()  # masked (and zero) entries stay 0
     sink_mass = (probs * sinks).sum(-1)
-    rest_mass = probs.sum(-1) - sink_mass
+    rest_mass = (probs * ~sinks).sum(-1)
     for index in np.ndindex(probs.shape[:-1]):
         row, new = probs[index], out[index]
         if rest_mass[index] <= 0:  # every visible token is a sink: left unchanged
@@ -134,3 +134,16 @@ def test_blob_codec_round_trip_is_bit_exact(arrays: dict[str, np.ndarray], compr
         got = restored[name]
         assert got.dtype == array.dtype and got.shape == array.shape
         assert got.tobytes() == np.ascontiguousarray(array).tobytes()
+
+
+def test_redistribution_of_a_row_a_sink_almost_fills_keeps_the_row_stochastic_in_float32() -> None:
+    """The case Hypothesis found: with 1 - 1e-6 of the mass on the sink, computing the rest as
+    total - sink cancelled and the float32 row summed to 1.12."""
+    row = torch.full((8,), 1e-6 / 7, dtype=torch.float64)
+    row[0] = 1 - 1e-6
+    mask = torch.zeros(8, dtype=torch.bool)
+    mask[0] = True
+    out = redistribute(row.float()[None], mask, 0.4)[0].double()
+    assert abs(float(out.sum()) - 1) < 1e-6
+    expected = row[1:] + 0.6 * row[0] * row[1:] / row[1:].sum()  # by hand, in float64
+    np.testing.assert_allclose(out[1:].numpy(), expected.numpy(), rtol=1e-5)

@@ -79,3 +79,14 @@ def test_read_only_missing_file_is_a_plain_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not exist"):
         Store(tmp_path / "none.db", read_only=True)
     assert not (tmp_path / "none.db").exists()
+
+
+def test_read_only_file_that_needs_a_migration_is_refused_untouched(tmp_path: Path) -> None:
+    from tests.store_v1 import build_v1_database
+
+    path = tmp_path / "v1.db"
+    build_v1_database(path, [synthetic_analysis(seed=8)])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    with pytest.raises(StoreError, match="read-only and needs a schema upgrade"):
+        Store(path, read_only=True)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest

@@ -1,0 +1,236 @@
+"""Conformance of SinkFix's attention function, one architecture at a time.
+
+For every architecture transformers registers for causal or masked language modelling, build a
+tiny random model (2 layers, small widths, query/key weights scaled up so that soft-capping and
+learned sink logits really change the result), save it with an offline tokenizer, load it with
+``sinkfix.load_model`` and compare against the same weights under transformers' own eager
+attention. Used by ``tests/integration/test_conformance.py`` and ``benchmarks/conformance.py``.
+
+Each architecture ends in one state:
+- ``exact``: the outputs and ``att_received`` equal eager's within ``TOLERANCE`` (float32);
+- ``refused``: ``load_model`` raised a SinkFixError with a one-line message;
+- ``skipped``: no tiny model could be built or saved (the reason is kept);
+- ``different``: SinkFix loaded the model but its numbers differ from eager's. Must never occur;
+- ``error``: SinkFix loaded the model, then crashed or raised something other than a SinkFixError.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tests.tiny_models import _tokenizer
+
+TOLERANCE = 1e-5
+TEXT = "the cat sat on the mat . hello world"
+# Small enough to build ~230 models in minutes, large enough for 4 heads sharing 2 KV heads.
+TINY = dict(
+    vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+    intermediate_size=64, head_dim=8, max_position_embeddings=128, initializer_range=0.2,
+    n_embd=32, n_layer=2, n_head=4, n_positions=128, d_model=32, dim=32, n_layers=2, n_heads=4,
+    hidden_dim=64, ffn_dim=64, num_layers=2, num_heads=4, d_ff=64, d_kv=8,
+    moe_intermediate_size=32, shared_expert_intermediate_size=32, num_experts=4, num_local_experts=4,
+    n_routed_experts=4, num_experts_per_tok=2, kv_lora_rank=16, q_lora_rank=16, qk_rope_head_dim=8,
+    qk_nope_head_dim=8, v_head_dim=8, sliding_window=4, attn_logit_softcapping=2.0,
+    pad_token_id=0, bos_token_id=5, eos_token_id=6,
+)
+MAX_PARAMETERS = 2_000_000
+SCALE_QK = 3.0  # with initializer_range 0.2: logits of several units, where tanh(x / 2) is far from x
+QK_NAMES = ("q_proj", "k_proj", "query", "key", "qkv", "c_attn", "Wqkv", "query_key_value", "q_a_proj", "q_b_proj",
+            "kv_a_proj", "kv_b_proj", "q_lin", "k_lin", "in_proj")
+
+
+@dataclass(frozen=True)
+class Architecture:
+    model_type: str
+    class_name: str
+    kind: str  # "causal" or "masked"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    architecture: Architecture
+    state: str  # exact, refused, skipped, different
+    reason: str = ""
+    output_diff: float | None = None
+    received_diff: float | None = None
+    learned_sink_mass: float | None = None
+    adapter: str = ""  # W_O adapter: "checked", "none (contribution null)", "WRONG"
+
+
+def architectures() -> list[Architecture]:
+    """Masked-LM classes for encoders, causal-LM classes for the rest, one per model type."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    found = {t: Architecture(t, c, "masked") for t, c in MODEL_FOR_MASKED_LM_MAPPING_NAMES.items()}
+    for model_type, class_name in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.items():
+        found.setdefault(model_type, Architecture(model_type, class_name, "causal"))
+    return [found[t] for t in sorted(found)]
+
+
+def by_type(model_type: str) -> Architecture:
+    return next(a for a in architectures() if a.model_type == model_type)
+
+
+def tiny_config(model_type: str):
+    """The model type's default config with every size field it has shrunk, layer types mixed."""
+    from transformers import AutoConfig
+
+    default = AutoConfig.for_model(model_type)
+    text = getattr(default, "text_config", None)
+    if text is not None and hasattr(default, "sub_configs") and "text_config" in default.sub_configs:
+        overrides = _overrides(text)
+        return type(default)(text_config={**text.to_dict(), **overrides}, **_overrides(default))
+    return type(default)(**_overrides(default))
+
+
+def _overrides(config) -> dict:
+    chosen = {k: v for k, v in TINY.items() if hasattr(config, k) and not isinstance(getattr(config, k), dict)
+              and not isinstance(getattr(type(config), k, None), property)}  # derived fields have no setter
+    if getattr(config, "attn_logit_softcapping", None) is None:
+        chosen.pop("attn_logit_softcapping", None)
+    if getattr(config, "sliding_window", None) is None:
+        chosen.pop("sliding_window", None)
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, list) and layer_types:
+        distinct = list(dict.fromkeys(layer_types))  # keep one of each kind (sliding and full, say)
+        chosen["layer_types"] = (distinct * 2)[:2]
+    return chosen
+
+
+def build(arch: Architecture, target: Path) -> None:
+    """Build, scale and save the tiny model and its tokenizer; raises when the config will not build."""
+    import transformers
+
+    model_class, config = getattr(transformers, arch.class_name), tiny_config(arch.model_type)
+    with torch.device("meta"):  # count first: a sub-config left at full size would take gigabytes
+        size = sum(p.numel() for p in model_class(config).parameters())
+    if size > MAX_PARAMETERS:
+        raise ValueError(f"the smallest config built here still has {size / 1e6:.0f}M parameters")
+    torch.manual_seed(0)
+    model = model_class(config).float().eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            leaf = name.rsplit(".", 2)[-2] if name.count(".") >= 1 else name
+            if parameter.dim() >= 2 and any(leaf == n or leaf.endswith(n) for n in QK_NAMES):
+                parameter.mul_(SCALE_QK)
+            if name.endswith("sinks"):
+                parameter.normal_(0.0, 2.0)  # learned sink logits of the size a trained gpt-oss has
+    model.save_pretrained(target)
+    _tokenizer(arch.kind == "masked").save_pretrained(target)
+
+
+def check(arch: Architecture, workdir: Path | None = None) -> Outcome:
+    """Build, load through SinkFix and compare with eager; never raises."""
+    with tempfile.TemporaryDirectory(dir=workdir) as folder, warnings.catch_warnings(), _quiet():
+        warnings.simplefilter("ignore")
+        target = Path(folder) / arch.model_type
+        try:
+            build(arch, target)
+        except Exception as error:  # noqa: BLE001 - any failure to build is a reason to skip
+            return Outcome(arch, "skipped", f"tiny config does not build: {_line(error)}")
+        try:
+            return _compare(arch, target)
+        except Exception as error:  # noqa: BLE001 - a crash after loading: reported, and the test fails on it
+            return Outcome(arch, "error", f"{type(error).__name__}: {_line(error)}")
+
+
+def _compare(arch: Architecture, target: Path) -> Outcome:
+    import sinkfix
+    from sinkfix.errors import SinkFixError
+
+    try:
+        loaded = sinkfix.load_model(str(target))
+    except SinkFixError as error:
+        return Outcome(arch, "refused", _line(error).replace(str(target), arch.model_type))
+    analysis = sinkfix.analyze(TEXT, loaded)
+    ids = torch.tensor([analysis.token_ids])
+    base = loaded.model.base_model
+    with torch.inference_mode():
+        ours = _hidden(base(input_ids=ids))
+        loaded.model.set_attn_implementation("eager")
+        try:
+            eager = base(input_ids=ids, output_attentions=True)
+        finally:
+            loaded.model.set_attn_implementation("sinkfix")
+    attentions = [a for a in (eager.attentions or ()) if a is not None]
+    if len(attentions) != loaded.n_layers:
+        return Outcome(arch, "different", f"eager returned {len(attentions)} attention maps for {loaded.n_layers} layers")
+    maps = torch.stack(attentions)[:, 0].float()  # [L, H, T, T]
+    expected = maps.mean(dim=(0, 1)).mean(dim=0)
+    output_diff = float((ours.float() - _hidden(eager).float()).abs().max())
+    received_diff = float((torch.from_numpy(analysis.att_received) - expected).abs().max())
+    sink = None if analysis.learned_sink_mass is None else float(analysis.learned_sink_mass.mean())
+    expected_sink = float(1 - maps.sum(dim=-1).mean())
+    sink_diff = abs((sink or 0.0) - expected_sink)
+    adapter = _adapter_state(loaded, ids)
+    worst = max(output_diff, received_diff, sink_diff)
+    if not worst <= TOLERANCE or adapter == "WRONG":
+        reason = f"outputs {output_diff:.2g}, att_received {received_diff:.2g}, sink mass {sink_diff:.2g}, adapter {adapter}"
+        return Outcome(arch, "different", reason, output_diff, received_diff, sink, adapter)
+    return Outcome(arch, "exact", "", output_diff, received_diff, sink, adapter)
+
+
+def _adapter_state(loaded, ids: torch.Tensor) -> str:
+    """Checks the W_O adapter found the module that consumes the attention output: the input of
+    that module must equal ``probs @ V`` rebuilt from what the observer is handed."""
+    from sinkfix.capture import attention as capture
+    from sinkfix.capture.adapters import output_projection_modules
+
+    modules = output_projection_modules(loaded.base, loaded.model_type, loaded.n_layers)
+    if modules is None:
+        return "none (contribution null)"
+    seen: dict[int, torch.Tensor] = {}
+    expected: dict[int, torch.Tensor] = {}
+
+    class Rebuild:
+        def observe(self, layer, probs, value, scores, start=0, sink_mass=None):
+            values = capture._repeat_kv(value, probs.shape[1] // value.shape[1])
+            out = torch.matmul(probs, values).transpose(1, 2)
+            expected[layer] = out.reshape(*out.shape[:2], -1)
+
+    hooks = [m.register_forward_pre_hook(lambda m, a, i=i: seen.__setitem__(i, a[0])) for i, m in enumerate(modules)]
+    try:
+        with torch.inference_mode(), capture.observing(Rebuild()):
+            loaded.base(input_ids=ids)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if sorted(seen) != sorted(expected) or any(
+        seen[i].shape != expected[i].shape or not torch.allclose(seen[i], expected[i], atol=1e-5) for i in expected
+    ):
+        return "WRONG"
+    return "checked"
+
+
+def _hidden(outputs) -> torch.Tensor:
+    return outputs[0] if isinstance(outputs, tuple) else next(iter(outputs.values()))
+
+
+def _line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else type(error).__name__)[:300]
+
+
+@contextlib.contextmanager
+def _quiet():
+    with contextlib.redirect_stderr(io.StringIO()):
+        yield
+
+
+def table(outcomes: list[Outcome]) -> str:
+    """The Markdown table written into the README."""
+    rows = ["| architecture | class | state | W_O adapter | learned-sink mass | reason |", "|---|---|---|---|---|---|"]
+    for o in outcomes:
+        sink = "" if o.learned_sink_mass is None else f"{o.learned_sink_mass:.3f}"
+        reason = o.reason.replace("|", "\\|")
+        rows.append(f"| {o.architecture.model_type} | {o.architecture.class_name} | {o.state} | {o.adapter} | {sink} | {reason} |")
+    return "\n".join(rows)
