@@ -5,12 +5,15 @@ Every figure is end to end, as a user gets it: the engine analyses and writes su
 into a fresh database. The in-process sizes alternate within each round, so background load hits
 them alike; the long measurements run ``ROUNDS`` rounds (not the suite's 5 repeats), and the
 figure is the median. Ray is measured in a Ray already started (as on a cluster); its figure
-includes starting the 2 actors and loading the model in each; ``steady state`` counts the texts
-stored after the first batch over the time from the first batch to the last.
+includes starting the 2 actors and loading the model in each; ``pool compute only`` divides the
+texts by the workers' own analysis seconds (from each run's stored timings) over 2 workers, i.e.
+the pool's rate once started, without start-up, transfers or the driver's writes.
 """
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -54,18 +57,18 @@ def _local(lines: list[CorpusLine], loaded, size: int, workdir: Path, tag: str) 
 
 
 def _ray(lines: list[CorpusLine], model: str, workdir: Path, tag: str) -> tuple[float, float]:
-    """(seconds end to end, texts/s from the first stored batch to the last: actor start-up removed)."""
+    """(seconds end to end, the workers' own seconds: each run's tokenize + assemble time plus its
+    share of its batch's forward, summed; start-up, model loads and transfers excluded)."""
     from sinkfix.engines.ray_engine import RayOptions, run_batch_ray
 
-    store = Store(workdir / f"{tag}.db")
-    marks: list[tuple[float, int]] = []
+    path = workdir / f"{tag}.db"
     started = time.perf_counter()
-    run_batch_ray(lines, model, None, store, "bench", RayOptions(workers=2, batch_size=16), progress=False,
-                  on_batch=lambda n: marks.append((time.perf_counter(), n)))
+    run_batch_ray(lines, model, None, Store(path), "bench", RayOptions(workers=2, batch_size=16), progress=False)
     total = time.perf_counter() - started
-    after_first = sum(n for _, n in marks[1:])
-    steady = after_first / max(1e-9, marks[-1][0] - marks[0][0]) if len(marks) > 1 else float("nan")
-    return total, steady
+    with sqlite3.connect(path) as conn:
+        timings = [json.loads(t) for (t,) in conn.execute("SELECT timings FROM runs")]
+    busy = sum(t["tokenize_s"] + t["assemble_s"] + t["forward_s"] / t.get("batch_size", 1.0) for t in timings)
+    return total, busy
 
 
 def throughput(model: str, n_texts: int, workdir: Path) -> list[dict]:
@@ -87,15 +90,15 @@ def throughput(model: str, n_texts: int, workdir: Path) -> list[dict]:
             for size in SIZES:
                 samples[f"in process, batch {size}"].append(_local(lines, loaded, size, workdir, f"{model}-{size}-{round_}"))
                 print(f"  {model} batch {size}: {samples[f'in process, batch {size}'][-1]:.1f} s", flush=True)
-            total, rate_after_start = _ray(lines, model, workdir, f"{model}-ray-{round_}")
+            total, busy = _ray(lines, model, workdir, f"{model}-ray-{round_}")
             samples["ray, 2 workers"].append(total)
-            steady.append(rate_after_start)
-            print(f"  {model} ray: {total:.1f} s, {rate_after_start:.1f} texts/s after the first batch", flush=True)
+            steady.append(len(texts) / (busy / 2))  # two workers busy side by side
+            print(f"  {model} ray: {total:.1f} s end to end, workers busy {busy:.1f} s in all", flush=True)
     finally:
         ray.shutdown()
     seconds = {name: statistics.median(values) for name, values in samples.items()}
     rate = {name: len(texts) / s for name, s in seconds.items()}
-    rate["ray, 2 workers, steady state (after the first batch)"] = statistics.median(steady)
+    rate["ray, 2 workers, pool compute only (no start-up)"] = statistics.median(steady)
     base = rate["in process, batch 1"]
     best_local = max(rate[f"in process, batch {s}"] for s in SIZES[1:])
     rows = []
@@ -109,6 +112,7 @@ def throughput(model: str, n_texts: int, workdir: Path) -> list[dict]:
                 row["target"], row["met"] = f">= {BATCHED_TARGET}x b1", value / base >= BATCHED_TARGET
         if name.startswith("ray"):
             row["ratio_to_best_in_process"] = round(value / best_local, 2)
+        if name == "ray, 2 workers":  # the goal is end to end: what a user waits for
             row["target"], row["met"] = ">= 1x local", value >= best_local
         rows.append(row)
         print(row, flush=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sinkfix.models.probe import SUPPORTED  # noqa: E402
 from tests import conformance  # noqa: E402
 
 START, END = "<!-- conformance:start -->", "<!-- conformance:end -->"
@@ -44,7 +45,8 @@ def summary(outcomes: list[conformance.Outcome]) -> str:
     return (f"{len(outcomes)} architectures registered by transformers {transformers.__version__} for causal or "
             f"masked language modelling: {parts}. Exact means outputs and `att_received` equal the model's own "
             f"eager attention within {conformance.TOLERANCE:g} in float32 (tiny random models, 2 layers, "
-            f"query/key weights scaled up so soft-capping and learned sinks matter).")
+            f"query/key weights scaled up so soft-capping and learned sinks matter). Each refusal also tells the "
+            f"user which models work: {SUPPORTED}.")
 
 
 def write_readme(block: str, readme: Path = ROOT / "README.md") -> None:

@@ -17,6 +17,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks import bench_analyze, bench_load, bench_memory, bench_store  # noqa: E402
 from benchmarks import bench_throughput  # noqa: E402
+from benchmarks import bench_scale  # noqa: E402
 from benchmarks.common import machine  # noqa: E402
 from sinkfix import paths  # noqa: E402
 
@@ -26,6 +27,8 @@ SUITES = {
     "store": lambda repeats: bench_store.run(),
     "load": lambda repeats: bench_load.run(repeats),
     "throughput": lambda repeats: bench_throughput.run(repeats),
+    # SmolLM2 at T = 1024 / 4096 / 8192 against a bare SDPA forward, query blocks, bfloat16 (slow)
+    "scale": lambda repeats: bench_scale.run(repeats),
 }
 
 

@@ -69,7 +69,9 @@ def aligned_bars(frame: pd.DataFrame, field: str) -> alt.Chart:
     """Grouped bars: one group per word or special token, one bar per run (coloured by run, outlined
     by label), so the same word of two models sits side by side."""
     order = list(dict.fromkeys(frame["word"]))
-    step = int(min(60, max(14, 900 // max(len(order), 1))))
+    # With an x offset the step is per bar, so a group is (runs x step) wide: fit ~800 px.
+    bars_total = max(len(order) * frame["run"].nunique(), 1)
+    step = int(min(30, max(5, 800 // bars_total)))
     return (
         alt.Chart(frame)
         .mark_bar(strokeWidth=2)

@@ -36,22 +36,27 @@ def findings_frame(evaluations: Sequence[dict], calibrations: Sequence[dict]) ->
     """Rows from ``Store.evaluations()`` (kind evaluate or sts) and stored calibration JSON.
 
     An evaluation with a β sweep contributes its target and both controls at its own β (the sweep
-    ran them on the same heads); without one, the target alone. A calibration contributes its kept
+    ran them on the same heads), or at the sweep's smallest β when the sweep skipped its own;
+    without a sweep, the target alone. A calibration contributes its kept
     heads' held-out result and the controls it ran on them.
     """
     rows = []
     for row in evaluations:
         result, kind = row["result"], row["kind"]
-        beta = result.get("beta")
-        target = result.get("target")
+        beta, target = result.get("beta"), result.get("target")
+        arms = {"target": result}
+        sweep = result.get("sweep") or []
+        betas = {float(p["beta"]) for p in sweep}
+        if sweep and (beta is None or float(beta) not in betas):
+            beta = min(betas)  # the sweep did not run the evaluation's own β: its strongest point
+            arms = {}
+        for point in sweep:
+            if float(point["beta"]) == float(beta):
+                arms[point["arm"]] = point
         study = f"evaluation {row['id']} · {row['model']} · {target}, β={beta:g}" if beta is not None else \
             f"evaluation {row['id']} · {row['model']}"
         if kind == "sts":
             study += " · STS-B"
-        arms = {"target": result}
-        points = [p for p in result.get("sweep") or [] if beta is not None and abs(float(p["beta"]) - beta) < 1e-9]
-        for point in points:
-            arms[point["arm"]] = point
         for arm_key, arm in arms.items():
             rows.append(_row(study, "evaluation", row["id"], row["model"], arm_key, target, beta, arm))
     for calibration in calibrations:

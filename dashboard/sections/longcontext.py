@@ -1,8 +1,197 @@
-"""Experiments page, long-context section: StreamingLLM windows with k sinks, and sink-preserving KV quantisation."""
+"""Experiments page, long-context section: StreamingLLM windows with k sinks, and sink-preserving KV quantisation.
+
+Each experiment runs from here with progress, is saved with ``Store.save_experiment`` (kinds
+"streaming" and "kvquant"), listed below, and opened by a deep link ``?experiment=ID``.
+"""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
+
+from dashboard import longcontext_charts, services, ui
+from sinkfix import models
+from sinkfix.errors import InputError, SettingsError, SinkFixError
+from sinkfix.experiments import kvquant, streaming
+
+KINDS = ("streaming", "kvquant")
+QUERY = "experiment"
+OTHER = "Other: hub id or local path"
+DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+DEFAULT_FILE = str(DATA / "tinyshakespeare.txt")
+
+
+def _model(key: str) -> str:
+    names = list(models.EMBEDDED)
+    default = names.index("smollm2-135m") if "smollm2-135m" in names else 0
+    choice = st.selectbox("Model (causal LM)", [*names, OTHER], index=default, key=key)
+    return st.text_input("Hub id or local path", key=f"{key}_other").strip() if choice == OTHER else choice
+
+
+def _ints(raw: str, what: str) -> list[int]:
+    try:
+        values = [int(p) for p in raw.split(",") if p.strip()]
+    except ValueError:
+        raise SettingsError(f"{what} must be comma-separated whole numbers, got {raw!r}") from None
+    if not values:
+        raise SettingsError(f"give at least one value for {what}")
+    return values
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def _run(kind: str, label: str, work) -> int | None:
+    """Run ``work(get_model, progress)`` in an st.status box with an st.progress bar; save and deep-link it."""
+    try:
+        store = services.get_store()
+    except SinkFixError as error:
+        st.error(str(error))
+        return None
+    with st.status(label, expanded=True) as status:
+        bar = st.progress(0.0, text="loading the model")
+
+        def progress(done: int, total: int, what: str) -> None:
+            bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total}")
+
+        try:
+            result = work(lambda name: services.model_shelf().get(name, progress=status.write), progress)
+        except SinkFixError as error:
+            status.update(label=f"{label}: failed", state="error", expanded=False)
+            st.error(str(error))
+            return None
+        data = result.to_json()
+        tag = f"{data['mode']} W={data['window']} T={data['n_tokens']}" if kind == "streaming" else \
+            f"{data['n_chunks']}x{data['max_tokens']} tokens"
+        experiment_id = store.save_experiment(kind, data, f"{data['model']} {tag}", result.headline())
+        status.update(label=f"Saved as experiment {experiment_id}", state="complete", expanded=False)
+    st.query_params[QUERY] = str(experiment_id)
+    return experiment_id
+
+
+def _streaming_form() -> None:
+    model = _model("lc_model")  # outside the form, so choosing "Other" shows the path box at once
+    with st.form("lc_stream_form"):
+        path = st.text_input("Text file", DEFAULT_FILE, key="lc_file")
+        cols = st.columns(4)
+        mode = cols[0].selectbox("Mode", ("masked", "stream", "recompute"), key="lc_mode",
+                                 help="masked: one forward with a window mask; stream: rolling KV cache; "
+                                      "recompute: sliding window re-encoded (the quality reference)")
+        window = cols[1].number_input("Window W (recent R)", 1, 8192, 256, key="lc_window")
+        tokens = cols[2].number_input("Tokens", 4, 65536, 2048, key="lc_tokens")
+        sinks = cols[3].text_input("Sinks (k)", "0,1,2,4,8", key="lc_sinks")
+        shift = st.selectbox("pos_shift (stream mode)", ("both", "on", "off"), key="lc_shift",
+                             help="on: RoPE positions re-assigned inside the cache (token by token, slow on a CPU)")
+        submitted = st.form_submit_button("Run the window experiment", type="primary", key="lc_run")
+    if not submitted:
+        return
+
+    def work(get, progress):
+        text, ks = _read(path), _ints(sinks, "sinks")
+        loaded = get(model)
+        if mode == "masked":
+            return streaming.masked_window(loaded, text, int(window), ks, int(tokens), progress=progress)
+        if mode == "stream":
+            shifts = {"both": (True, False), "on": (True,), "off": (False,)}[shift]
+            return streaming.stream_many(loaded, text, int(window), ks, shifts, int(tokens), progress=progress)
+        return streaming.recompute(loaded, text, int(window), n_tokens=int(tokens), progress=progress)
+
+    _run("streaming", f"{mode} window {window} on {model}", work)
+
+
+def _kvquant_form() -> None:
+    model = _model("lc_q_model")
+    with st.form("lc_quant_form"):
+        path = st.text_input("Text file", DEFAULT_FILE, key="lc_q_file")
+        cols = st.columns(4)
+        bits = cols[0].text_input("Bits", "8,4,2", key="lc_q_bits")
+        keep = cols[1].text_input("Keep (N or sinks)", "0,1,4,sinks", key="lc_q_keep")
+        max_tokens = cols[2].number_input("Tokens per chunk", 8, 4096, kvquant.DEFAULT_MAX_TOKENS, key="lc_q_tokens")
+        chunks = cols[3].number_input("Chunks", 1, 1000, 8, key="lc_q_chunks")
+        submitted = st.form_submit_button("Run KV quantisation", type="primary", key="lc_q_run")
+    if not submitted:
+        return
+
+    def work(get, progress):
+        kept = [p.strip() if p.strip() == "sinks" else _ints(p, "keep")[0] for p in keep.split(",") if p.strip()]
+        return kvquant.kv_quant(get(model), _read(path), _ints(bits, "bits"), kept, max_tokens=int(max_tokens),
+                                max_chunks=int(chunks), progress=progress)
+
+    _run("kvquant", f"KV quantisation on {model}", work)
+
+
+def _show_streaming(result: dict, experiment_id: int) -> None:
+    if any(r.get("sinks") is not None for r in result["settings"]):
+        ui.show_chart(longcontext_charts.sinks_chart(result), f"longcontext-{experiment_id}-sinks",
+                      "Perplexity over query positions ≥ W; whiskers: 95% bootstrap CI over blocks of positions. "
+                      "Dashed: dense attention on the same tokens.")
+    ui.show_chart(longcontext_charts.curve_chart(result), f"longcontext-{experiment_id}-curves",
+                  "Next-token NLL along the text; dashed rule: the end of the model's trained positions.")
+    rows = [{"setting": "dense", "ppl": result["dense_ppl"], "CI low": (result.get("dense_ppl_ci95") or [None])[0],
+             "CI high": (result.get("dense_ppl_ci95") or [None, None])[1], "ΔNLL vs dense": 0.0}] if result["dense_ppl"] else []
+    rows += [{"setting": r["name"], "ppl": r["ppl"], "CI low": r["ppl_ci95"][0], "CI high": r["ppl_ci95"][1],
+              "ΔNLL vs dense": r["delta_nll"], "ppl past trained": r.get("ppl_past_trained")} for r in result["settings"]]
+    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.caption(f"{result['model']} · {result['mode']} · window {result['window']} · T = {result['n_tokens']} · "
+               f"{result['n_positions']} positions · CI unit: {result['ci_unit']}")
+    for note in result.get("notes", []):
+        st.caption(note)
+
+
+def _show_kvquant(result: dict, experiment_id: int) -> None:
+    ui.show_chart(longcontext_charts.quant_chart(result), f"longcontext-{experiment_id}-kvquant",
+                  "Whiskers: 95% paired bootstrap CI over chunks of the change in NLL against the unquantised model.")
+    st.dataframe(longcontext_charts.quant_frame(result), hide_index=True)
+    st.caption(f"{result['model']} · {result['n_chunks']} chunks of {result['max_tokens']} tokens · group "
+               f"{result['group']} · unquantised ppl {result['dense_ppl']:.3f}")
+
+
+def _open(store) -> None:
+    raw = st.query_params.get(QUERY)
+    if not raw:
+        return
+    if not str(raw).isdigit():
+        st.error(f"'{raw}' is not an experiment id: ids are whole numbers from 1 up")
+        return
+    row = store.experiment(int(raw))
+    if row is None or row["kind"] not in KINDS:
+        st.error(f"no stored long-context experiment has id {raw}")
+        return
+    st.subheader(f"Experiment {row['id']} · {row['kind']} · {row['label']}")
+    (_show_streaming if row["kind"] == "streaming" else _show_kvquant)(row["result"], row["id"])
+
+
+def _stored(store) -> None:
+    rows = [row for kind in KINDS for row in store.experiments(kind=kind)]
+    if not rows:
+        st.caption("No stored long-context experiments yet.")
+        return
+    frame = pd.DataFrame(rows).sort_values("id", ascending=False)
+    frame["link"] = [f"?{QUERY}={i}" for i in frame["id"]]
+    st.dataframe(frame, hide_index=True, key="lc_stored", column_config={
+        "link": st.column_config.LinkColumn("open", display_text="open"),
+        "headline": st.column_config.NumberColumn("headline", help="streaming: best perplexity; kvquant: largest ΔNLL"),
+    })
 
 
 def render() -> None:
-    st.info("Long-context experiments are not built yet.")
+    store = services.store_or_stop()
+    st.subheader("Sinks in long-context inference")
+    st.caption("StreamingLLM (Xiao et al., ICLR 2024): window attention breaks without the first tokens; keeping a "
+               "few sinks restores it. IntactKV / KVSink: keep sink tokens' K/V in full precision when quantising.")
+    window_col, quant_col = st.columns(2)
+    with window_col:
+        st.markdown("**Window attention with k sinks**")
+        _streaming_form()
+    with quant_col:
+        st.markdown("**KV quantisation**")
+        _kvquant_form()
+    _open(store)
+    st.markdown("**Stored long-context experiments**")
+    _stored(store)

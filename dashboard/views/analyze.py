@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import charts, links, services, ui
 from dashboard.sections import massive_badge, model_picker
-from dashboard.tokens import SINK_COLUMN, show_tokens
+from dashboard.tokens import SINK_COLUMN
 from sinkfix import settings as defaults
 from sinkfix.errors import SinkFixError
 from sinkfix.settings import AnalysisSettings
@@ -100,12 +100,10 @@ def inputs(opened) -> tuple[model_picker.Choice, str, AnalysisSettings | None, s
                   key="an_run"):
         pressed = "new"
     if opened is not None and row.button(
-        f"Re-run with these settings", type="primary", icon=":material/replay:", key="an_rerun",
+        "Re-run with these settings", type="primary", icon=":material/replay:", key="an_rerun",
         help=f"Analyse the form's model, text and settings as a new run that records run {opened} as its origin.",
     ):
         pressed = "rerun"
-    if opened is not None:
-        st.caption(f"The form holds run {opened}'s model, text and settings. Change a threshold and re-run it.")
     return model, text, chosen, pressed
 
 
@@ -273,4 +271,6 @@ if pressed and chosen is not None:
         st.session_state[LOADED] = done.run_id  # the form already holds what this run used
         shown = done
 if shown is not None:
+    st.caption(f"The form holds run {shown.run_id}'s model, text and settings: change a threshold and press "
+               "Re-run with these settings to analyse the same text again.")
     results(shown)

@@ -10,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, links, services, ui
-from dashboard.tokens import show_tokens
-from sinkfix.analysis.corpus import CorpusSummary, summarize_stored
+from dashboard.tokens import show_token
+from sinkfix.analysis.corpus import FIRST_TOKEN, CorpusSummary, summarize_stored
 from sinkfix.errors import SinkFixError
 
 PAGE_SIZE = 100  # lines per page of the inputs table
@@ -73,7 +73,7 @@ def token_types(corpus: dict, summary: CorpusSummary) -> None:
         st.info("No token has α > ε in any head of any input.")
         return
     frame = pd.DataFrame([t.to_dict() for t in summary.token_types], columns=TYPE_COLUMNS)
-    frame["token"] = show_tokens(frame["token"])
+    frame["token"] = [t if t == FIRST_TOKEN else show_token(t) for t in frame["token"]]  # a group, not a token
     frame["examples"] = frame["examples"].map(", ".join)
     st.dataframe(frame, hide_index=True, key="co_types", column_config={
         "sink_share": st.column_config.NumberColumn("sink share", format="%.2f"),

@@ -66,7 +66,7 @@ def row_entropy_from_scores(probs: torch.Tensor, scores: torch.Tensor, scratch: 
 _ANCHOR_FLOOR = 1e-30
 
 
-def row_entropies(probs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+def row_entropies(probs: torch.Tensor, scores: torch.Tensor, sink_mass: torch.Tensor | None = None) -> torch.Tensor:
     """Each row's entropy in nats [..., q] (not averaged), for one block of query rows.
 
     With p = softmax(s): ln p_j = s_j - lse for every j, so H = lse - sum_j p_j s_j. The lse comes
@@ -75,6 +75,9 @@ def row_entropies(probs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     extra masks) take it from the row's argmax instead. The dot product is an einsum (one read
     of each operand, no T-wide temporary). Masked entries carry p = 0 and a large finite negative
     score, so they add nothing; a block whose scores hold -inf falls back to -sum p ln p.
+
+    With learned sinks (``sink_mass`` [..., q], gpt-oss) the row's distribution has one more
+    column: the real keys hold 1 - m, and the entropy includes the sink's -m ln m.
     """
     anchor = probs[..., 0]
     if bool((anchor > _ANCHOR_FLOOR).all()):
@@ -82,10 +85,11 @@ def row_entropies(probs: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
     else:
         top, where = scores.max(dim=-1, keepdim=True)
         lse = (top - probs.gather(-1, where).log()).squeeze(-1)
-    entropy = lse - torch.einsum("...k,...k->...", probs, scores)
+    real = 1.0 if sink_mass is None else 1.0 - sink_mass
+    entropy = lse * real - torch.einsum("...k,...k->...", probs, scores)
     if not torch.isfinite(entropy).all():
-        return torch.special.xlogy(probs, probs).sum(dim=-1).neg()
-    return entropy
+        entropy = torch.special.xlogy(probs, probs).sum(dim=-1).neg()
+    return entropy if sink_mass is None else entropy - torch.special.xlogy(sink_mass, sink_mass)
 
 
 def value_norms(value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from sinkfix.analysis import classify, metrics
+from sinkfix.analysis.memory import FIX_FROM_TOKENS, fix_mmap_threshold
 from sinkfix.analysis.redistribute import redistribute, sink_mask
 from sinkfix.analysis.result import Analysis
 from sinkfix.analysis.tokens import pop_offsets, tokenize
@@ -154,11 +156,17 @@ def _run_batch(loaded: LoadedModel, settings: AnalysisSettings, items: list[_Enc
                on_layer: Callable[[int], None] | None) -> list[Analysis]:
     lengths = [len(item.ids) for item in items]
     keep_maps = max(lengths) <= settings.map_token_limit
+    if len(items) * max(lengths) >= FIX_FROM_TOKENS:
+        fix_mmap_threshold()  # long inputs: keep freed activations from piling up in the heap
     observer = SinkObserver(keep_maps, lengths, loaded.output_grams, on_layer)
     device = _input_device(loaded)
-    inputs = {key: value.to(device) for key, value in model_inputs(loaded.model, _collate(loaded, items)).items()}
+    fields = dict(_collate(loaded, items), use_cache=False)  # a KV cache would hold 2 x L x T x d for nothing
+    inputs = {key: value.to(device) if isinstance(value, torch.Tensor) else value
+              for key, value in model_inputs(loaded.model, fields).items()}
     tick = time.perf_counter()
-    with torch.inference_mode(), observing(observer), blocking(settings.query_block):
+    # query_block None leaves the caller's blocking(n) context (or the automatic size) in force.
+    rows = nullcontext() if settings.query_block is None else blocking(settings.query_block)
+    with torch.inference_mode(), observing(observer), rows:
         loaded.base(**inputs)
     forward_s = time.perf_counter() - tick
     results = []

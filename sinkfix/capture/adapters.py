@@ -37,7 +37,7 @@ _CANDIDATES = (
 )
 # Architectures whose attention output is gated, normalised or mixed before W_O: W_O alone does
 # not give the contribution, so it is reported as unavailable (found by the conformance sweep).
-_NO_ADAPTER = frozenset({"afmoe", "beam", "bitnet"})
+_NO_ADAPTER = frozenset({"afmoe", "beam", "bitnet", "hy_v4", "laguna"})
 
 
 def output_projection_modules(base: nn.Module, model_type: str, n_layers: int) -> list[nn.Module] | None:

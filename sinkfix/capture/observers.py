@@ -97,10 +97,11 @@ class SinkObserver:
             state.received += p.sum(dim=-2)
         else:
             state.received += torch.matmul(weights[:, None, None, :], p).squeeze(-2)
-        per_row = metrics.row_entropies(p, s)  # [B, H, q]
+        mass = None if sink_mass is None else sink_mass.float()
+        per_row = metrics.row_entropies(p, s, mass)  # [B, H, q]
         state.entropy += _weighted_row_sum(per_row, weights)
-        if sink_mass is not None:
-            added = _weighted_row_sum(sink_mass.float(), weights)
+        if mass is not None:
+            added = _weighted_row_sum(mass, weights)
             state.sink = added if state.sink is None else state.sink + added
         if state.maps is not None:
             state.maps[:, :, start:start + rows] = p.cpu()

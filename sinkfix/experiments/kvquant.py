@@ -42,6 +42,7 @@ def fake_quantize(x: torch.Tensor, bits: int, group: int = DEFAULT_GROUP) -> tor
     if bits < 2:
         raise SettingsError(f"bits must be 2 or more, got {bits}")
     dim = x.shape[-1]
+    group = min(group, dim)  # a head narrower than the group is one group
     if group < 1 or dim % group:
         raise SettingsError(f"the group size must divide the head dim ({dim}), got {group}")
     levels = 2 ** (bits - 1) - 1

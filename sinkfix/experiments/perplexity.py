@@ -99,13 +99,18 @@ def summarise(nll: np.ndarray | Sequence[np.ndarray], reference: np.ndarray | Se
     parts = units(np.asarray(nll), block) if isinstance(nll, np.ndarray) else [np.asarray(p) for p in nll]
     if not parts or sum(len(p) for p in parts) == 0:
         raise InputError("no positions are scored: the text is shorter than the window")
+    ref_parts = None
+    if reference is not None:
+        ref_parts = units(np.asarray(reference), block) if isinstance(reference, np.ndarray) else [np.asarray(r) for r in reference]
+    if len(parts) == 1:  # one unit: resample positions instead (and say so through the caller's ci_unit)
+        parts = [p[None] for p in parts[0]]
+        ref_parts = None if ref_parts is None else [r[None] for r in ref_parts[0]]
     counts = [len(p) for p in parts]
     mean = float(np.concatenate(parts).mean())
     low, high = paired_bootstrap([p.sum() for p in parts], counts, seed=seed) if len(parts) > 1 else (mean, mean)
     delta = delta_ci = None
-    if reference is not None:
-        ref = units(np.asarray(reference), block) if isinstance(reference, np.ndarray) else [np.asarray(r) for r in reference]
-        diffs = [p - r for p, r in zip(parts, ref)]
+    if ref_parts is not None:
+        diffs = [p - r for p, r in zip(parts, ref_parts)]
         delta = float(np.concatenate(diffs).mean())
         delta_ci = paired_bootstrap([d.sum() for d in diffs], counts, seed=seed) if len(diffs) > 1 else (delta, delta)
     return Summary(mean, _exp(mean), (_exp(low), _exp(high)), delta, delta_ci)

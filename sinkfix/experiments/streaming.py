@@ -72,7 +72,8 @@ class LongContextResult:
         out = {
             "kind": "streaming", "model": self.model, "mode": self.mode, "n_tokens": self.n_tokens,
             "window": self.window, "scored_from": self.scored_from, "n_positions": self.n_tokens - 1 - self.scored_from,
-            "trained_positions": self.trained_positions, "ci_unit": f"block of {self.block} positions",
+            "trained_positions": self.trained_positions, "ci_unit": (f"block of {self.block} positions" if self.n_tokens - 1 - self.window > self.block
+                        else "position"),
             "dense_ppl": None if dense is None else dense.ppl, "dense_nll": None if dense is None else dense.nll,
             "dense_ppl_ci95": None if dense is None else list(dense.ppl_ci95),
             "dense_curve": None if self.dense is None else _rounded(self.dense.nll),

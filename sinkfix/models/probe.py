@@ -38,7 +38,8 @@ SUPPORTED = (
     "interface, such as BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Mistral, Qwen2/3, Gemma 1-3, Phi-3, OLMo-2 "
     "and gpt-oss (see the conformance table in the README)"
 )
-PROBE_TEXT = "probe sentence"
+# Long enough (about 16 tokens) that compressed-KV layers show it, short enough to cost little.
+PROBE_TEXT = "the probe sentence checks that every layer of this model attends to every token of a short text"
 # Largest difference allowed between SinkFix's forward and eager's, relative to the output's
 # scale. In float32 SinkFix computes eager's ops, so differences are rounding at most; bfloat16
 # and float16 carry 8 and 11 mantissa bits, and some families take the softmax in that dtype.
@@ -46,8 +47,9 @@ TOLERANCE = {torch.float32: 1e-5, torch.float64: 1e-9, torch.bfloat16: 5e-2, tor
 
 
 def bypass_message(name: str, model_type: str) -> str:
-    return (f"{name} ({model_type}) computes attention in its own code instead of through transformers' "
-            f"attention interface, so SinkFix cannot see its attention; SinkFix supports {SUPPORTED}")
+    return (f"{name} ({model_type}) mixes tokens in its own code (its own attention, or a state-space layer) "
+            f"instead of through transformers' attention interface, so SinkFix cannot see its attention; "
+            f"SinkFix supports {SUPPORTED}")
 
 
 def check_interface(model_class: type, config: object, name: str) -> None:
@@ -98,10 +100,10 @@ def probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> None
         )
     n_tokens = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else None
     shapes = sorted(set(recorder.shapes))
-    if len({heads for heads, _ in shapes}) > 1 or (n_tokens is not None and any(k != n_tokens for _, k in shapes)):
+    if len({shape[:2] for shape in shapes}) > 1 or (n_tokens is not None and any(s[2] != n_tokens for s in shapes)):
         raise UnsupportedModelError(
-            f"{name} ({model_type}): its layers attend with (heads, keys) {shapes} for {n_tokens} tokens; SinkFix's "
-            f"per-token, per-head results need the same heads in every layer and one key per token "
+            f"{name} ({model_type}): its layers attend with (heads, key-value heads, keys) {shapes} for {n_tokens} tokens; SinkFix's "
+            f"per-token, per-head results need the same heads and key-value heads in every layer and one key per token "
             f"(no compressed or extra keys); SinkFix supports {SUPPORTED}"
         )
     try:
@@ -126,13 +128,13 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.layers: list[int | None] = []
-        self.shapes: list[tuple[int, int]] = []
+        self.shapes: list[tuple[int, int, int]] = []
 
     def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
                 start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
         if start == 0:
             self.layers.append(layer)
-            self.shapes.append((int(probs.shape[1]), int(probs.shape[-1])))
+            self.shapes.append((int(probs.shape[1]), int(value.shape[1]), int(probs.shape[-1])))
 
 
 def eager_output(model: nn.Module, inputs: dict) -> torch.Tensor:

@@ -252,3 +252,93 @@ def _plot_origin(chart, box, grid_width: int) -> tuple[float, float]:
         if len(xs) > grid_width * scale_x * 0.6:
             return box["x"] + xs[0] / scale_x, box["y"] + y / scale_y
     raise AssertionError("no heatmap found in the drill-down grid chart")
+
+
+def choose(tab, label: str, option: str) -> None:
+    """Pick ``option`` in the Streamlit selectbox labelled ``label``."""
+    box = tab.locator("[data-testid='stSelectbox']").filter(has=tab.get_by_text(label, exact=True)).first
+    box.click()
+    tab.get_by_role("option", name=option, exact=True).click()
+    tab.wait_for_timeout(500)
+
+
+def run_id_in(url: str) -> int:
+    found = re.search(r"run=(\d+)", url)
+    assert found, url
+    return int(found.group(1))
+
+
+def test_rerun_compare_models_reopen_an_evaluation(server: str, page) -> None:
+    tab = page
+    text = "The quick brown fox's den, by the river."
+    # A MiniLM run of the text, with τ_att lowered so some tokens are detrimental.
+    tab.goto(f"{server}/analyze")
+    tab.get_by_role("button", name="Analyze", exact=True).wait_for()
+    settle(tab)
+    tab.get_by_role("textbox", name="Text", exact=True).fill(text)
+    set_slider(tab, "τ_att", 0.05)
+    tab.get_by_role("button", name="Analyze", exact=True).click()
+    tab.get_by_text(re.compile(r"Run \d+ · minilm")).wait_for()
+    settle(tab)
+    original = run_id_in(tab.url)
+
+    # Opening the stored run fills the form with its text and thresholds (not the seed defaults).
+    tab.goto(f"{server}/analyze?run={original}")
+    tab.get_by_role("button", name="Re-run with these settings").wait_for()
+    settle(tab)
+    assert tab.get_by_role("textbox", name="Text", exact=True).input_value() == text
+    assert float(tab.get_by_role("slider", name="τ_att").input_value()) == pytest.approx(0.05)
+    snap(tab, "20-analyze-stored-run-in-form")
+    set_slider(tab, "τ_norm", 0.95)
+    tab.get_by_role("button", name="Re-run with these settings").click()
+    tab.get_by_text(f"Re-run of run {original}").wait_for()
+    settle(tab)
+    rerun = run_id_in(tab.url)
+    assert rerun != original and not errors_on(tab)
+    snap(tab, "21-analyze-rerun-links-back")
+
+    # The same text on SmolLM2, then both models compared word by word and by relative depth.
+    choose(tab, "Model", "smollm2-135m")
+    tab.get_by_role("button", name="Analyze", exact=True).click()
+    tab.get_by_text(re.compile(r"Run \d+ · smollm2-135m")).wait_for()
+    settle(tab)
+    smol = run_id_in(tab.url)
+    tab.goto(f"{server}/compare?runs={original},{smol}")
+    tab.get_by_text("Aligned by words", exact=True).wait_for()
+    tab.get_by_text("Layer by layer, on a relative depth axis", exact=True).wait_for()
+    settle(tab)
+    assert not errors_on(tab)
+    assert "cannot be aligned" not in tab.content()
+    snap(tab, "22-compare-minilm-smollm2-words-depth")
+
+    # An evaluation on the page, then reopened from its deep link with all its charts.
+    tab.goto(f"{server}/evaluate")
+    tab.get_by_role("button", name="Evaluate", exact=True).wait_for()
+    settle(tab)
+    tab.get_by_role("textbox", name="β sweep").fill("1.0, 0.0")
+    tab.get_by_role("button", name="Evaluate", exact=True).click()
+    tab.get_by_text(re.compile(r"Evaluation \d+ · smollm2")).wait_for()
+    settle(tab)
+    assert not errors_on(tab)
+    evaluation = int(re.search(r"Evaluation (\d+) ·", tab.content()).group(1))
+    tab.goto(f"{server}/evaluate?evaluation={evaluation}")
+    tab.get_by_text("KL along the text").first.wait_for()
+    settle(tab)
+    assert not errors_on(tab)
+    assert "β sweep beside the controls" in tab.content() and "Per-sink evidence" in tab.content()
+    snap(tab, "23-evaluate-reopened")
+    tab.get_by_role("tab", name="Findings").click()
+    tab.get_by_text("Findings: does correcting sinks help?").wait_for()
+    settle(tab)
+    snap(tab, "24-evaluate-findings")
+
+    tab.goto(f"{server}/experiments")
+    tab.get_by_role("heading", name="Experiments").wait_for()
+    settle(tab)
+    assert not errors_on(tab)
+    snap(tab, "25-experiments")
+    tab.get_by_role("tab", name="Mechanisms").click()
+    tab.wait_for_timeout(800)
+    settle(tab)
+    assert not errors_on(tab)
+    snap(tab, "26-experiments-mechanisms")

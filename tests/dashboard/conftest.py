@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 import sinkfix
@@ -47,6 +48,7 @@ def load_calls(minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(models.loading, "load_model", counting)
     services.model_shelf.clear()
+    st.cache_data.clear()  # results computed from a model in an earlier test (e.g. the massive badge)
     return calls
 
 

@@ -36,9 +36,9 @@ def test_tables_and_charts_use_the_one_display() -> None:
     tokens = ["<|endoftext|>", "Ġthe", "Ċ", "##s"]
     frame = charts.token_frame(tokens, ["beneficial", "neutral", "neutral", "neutral"], np.full(4, 0.25), np.ones(4))
     assert list(frame["token"]) == ["<|endoftext|>", "␣the", "↵", "·s"]
-    assert list(frame["position"]) == ["0 <|endoftext|>", "1 ␣the", "2 ↵", "3 ·s"]
+    assert list(frame["position"]) == ["0 <|endoftext…", "1 ␣the", "2 ↵", "3 ·s"]  # axis labels are cut
     strip = charts.token_strip(tokens, list(frame["label"]))
-    assert list(strip.layer[1].data["shown"]) == ["<|endofte…", "␣the", "↵", "·s"]
+    assert list(strip.data["shown"]) == ["<|endoft…", "␣the", "↵", "·s"]
     preds = eval_charts.predictions_frame([("Ġcat", 0.5)], [("Ċ", 0.4)])
     assert preds.loc[0, ["before", "after"]].tolist() == ["␣cat", "↵"]
 
@@ -55,9 +55,6 @@ def test_classification_plane_names_only_the_tokens_that_matter() -> None:
     names = charts.classification_plane(frame, 0.04, 0.5).layer[4].data
     # Beneficial and detrimental, the 3 largest by att_received (0, 7, 9) and the sink of half the heads (12).
     assert sorted(names["index"]) == [0, 7, 9, 12, 30]
-    small = charts.token_frame(["a", "b", "c", "d"], ["beneficial", "neutral", "neutral", "neutral"],
-                               [0.7, 0.1, 0.1, 0.1], [0.2, 1, 1, 1])
-    assert len(charts.classification_plane(small, 0.5, 0.5).layer[4].data) == 4  # few tokens: all named
 
 
 def test_token_bars_with_a_learned_sink_put_it_first_and_apart() -> None:

@@ -151,14 +151,14 @@ def test_probe_refuses_a_model_whose_capture_would_differ(tmp_path, monkeypatch)
 def test_falcon_is_refused_with_a_sentence_a_user_understands(tmp_path):
     target = tmp_path / "falcon"
     conformance.build(conformance.by_type("falcon"), target)
-    with pytest.raises(UnsupportedModelError, match="computes attention in its own code") as caught:
+    with pytest.raises(UnsupportedModelError, match="in its own code .* instead of through transformers' attention interface") as caught:
         sinkfix.load_model(str(target))
     assert "SinkFix supports" in str(caught.value) and "\n" not in str(caught.value)
     cli = subprocess.run([sys.executable, "-m", "sinkfix", "analyze", "hello world", "--model", str(target), "--no-save"],
                          capture_output=True, text=True, timeout=300)
     assert cli.returncode == 2
     errors = [line for line in cli.stderr.splitlines() if line.startswith("sinkfix: error:")]  # beside progress lines
-    assert len(errors) == 1 and "computes attention in its own code" in errors[0]
+    assert len(errors) == 1 and "instead of through transformers' attention interface" in errors[0]
     assert "Traceback" not in cli.stderr
 
 

@@ -125,3 +125,14 @@ def test_parquet_round_trip(tmp_path: Path, db_path: Path, minilm, monkeypatch, 
         assert back.tokens == first.tokens and back.labels == first.labels
     # Importing again stores nothing new.
     assert import_corpus(out, target, "imported").cached == 4 and target.count() == 3
+
+
+def test_ray_engine_option_errors_are_one_line_before_ray_starts(tmp_path: Path, db_path: Path, capsys) -> None:
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("A dog ran.\n")
+    assert main(["batch", str(corpus), "--engine", "ray", "--keep", "maps"]) == 2
+    assert capsys.readouterr().err.startswith("sinkfix: error: --engine ray stores summaries only")
+    assert main(["batch", str(corpus), "--engine", "ray", "--workers", "0"]) == 2
+    assert "--workers must be a whole number >= 1" in capsys.readouterr().err
+    assert main(["batch", str(corpus), "--batch-size", "0", "--quiet"]) == 2
+    assert "--batch-size must be a whole number >= 1" in capsys.readouterr().err

@@ -89,3 +89,15 @@ def test_row_entropies_per_row_with_every_anchor_case():
         probs = scores.softmax(dim=-1)
         direct = -torch.special.xlogy(probs, probs).sum(dim=-1)
         torch.testing.assert_close(metrics.row_entropies(probs, scores), direct, rtol=0, atol=1e-5)
+
+
+def test_row_entropies_with_a_learned_sink_column():
+    """gpt-oss style: a sink logit per head is one more column of the softmax; the entropy covers it."""
+    torch.manual_seed(2)
+    n = 5
+    scores = torch.randn(3, n, n) + torch.where(torch.ones(n, n).tril().bool(), 0.0, torch.finfo(torch.float32).min)
+    sink = torch.randn(3, 1, 1).expand(3, n, 1)
+    full = torch.cat([scores, sink], dim=-1).softmax(dim=-1)
+    probs, mass = full[..., :-1], full[..., -1]
+    direct = -torch.special.xlogy(full, full).sum(dim=-1)
+    torch.testing.assert_close(metrics.row_entropies(probs, scores, mass), direct, rtol=0, atol=1e-5)

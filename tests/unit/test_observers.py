@@ -4,8 +4,12 @@ import torch
 from sinkfix.capture.observers import SinkObserver
 
 
-def _batch(lengths, heads=2, kv_heads=1, d=3, seed=0):
-    """Right-padded causal probabilities [B, H, T, T] with the mask a model would add, plus values."""
+def _batch(lengths, heads=2, kv_heads=1, d=3, seed=0, sink=False):
+    """Right-padded causal probabilities [B, H, T, T] with the mask a model would add, plus values.
+
+    With ``sink``, a learned sink logit per head is one more softmax column (gpt-oss); its mass
+    [B, H, T] is returned as well.
+    """
     torch.manual_seed(seed)
     batch, width = len(lengths), max(lengths)
     scores = torch.randn(batch, heads, width, width)
@@ -14,9 +18,12 @@ def _batch(lengths, heads=2, kv_heads=1, d=3, seed=0):
         visible = torch.ones(width, width).tril().bool()
         visible[:, n:] = False  # padding keys are hidden from every query
         scores[b] = scores[b] + torch.where(visible, 0.0, minimum)
-    probs = scores.softmax(dim=-1)
     value = torch.randn(batch, kv_heads, width, d)
-    return probs, scores, value
+    if not sink:
+        return scores.softmax(dim=-1), scores, value
+    column = torch.randn(1, heads, 1, 1).expand(batch, heads, width, 1)
+    full = torch.cat([scores, column], dim=-1).softmax(dim=-1)
+    return full[..., :-1], scores, value, full[..., -1]
 
 
 def _feed(observer, layer, probs, scores, value, block, sink=None):
@@ -28,8 +35,7 @@ def _feed(observer, layer, probs, scores, value, block, sink=None):
 
 def test_blocks_and_padding_against_direct_formulas():
     lengths = [5, 3]
-    probs, scores, value = _batch(lengths)
-    sink = torch.rand(2, 2, 5) * 0.1
+    probs, scores, value, sink = _batch(lengths, sink=True)
     sink[1, :, 3:] = 99.0  # padding rows: must not reach the mean
     observer = SinkObserver(keep_maps=True, lengths=lengths)
     _feed(observer, 0, probs, scores, value, block=2, sink=sink)
@@ -37,7 +43,8 @@ def test_blocks_and_padding_against_direct_formulas():
         seq = observer.sequence(b)
         real = probs[b, :, :n, :n]  # the sequence alone: its rows and columns
         torch.testing.assert_close(seq.received[0], real.sum(dim=-2) / n)
-        entropy = -(real * real.clamp_min(1e-30).log()).sum(dim=-1).mean(dim=-1)
+        mass = sink[b, :, :n]  # the row's distribution: the real keys plus the sink column
+        entropy = (-torch.special.xlogy(real, real).sum(dim=-1) - torch.special.xlogy(mass, mass)).mean(dim=-1)
         torch.testing.assert_close(seq.entropy[0], entropy, atol=1e-5, rtol=0)
         torch.testing.assert_close(seq.maps[0], real)
         torch.testing.assert_close(seq.value_norm_head[0], value[b, :, :n].norm(dim=-1))

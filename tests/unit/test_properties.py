@@ -95,7 +95,7 @@ def test_redistribution_invariants(case: tuple[np.ndarray, np.ndarray, float, bo
             continue
         np.testing.assert_allclose(new[sinks], beta * row[sinks], rtol=1e-12, atol=0)  # sinks scaled by beta
         # The rest grows in proportion, by the (1 - beta) share of the sink mass (the formula, by hand).
-        expected = row[~sinks] + (1 - beta) * sink_mass[index] * row[~sinks] / rest_mass[index]
+        expected = row[~sinks] + (1 - beta) * sink_mass[index] * (row[~sinks] / rest_mass[index])
         np.testing.assert_allclose(new[~sinks], expected, rtol=1e-12, atol=1e-15)
     if causal:
         assert (np.triu(out, k=1) == 0).all()

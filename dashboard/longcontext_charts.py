@@ -1,0 +1,82 @@
+"""Charts of the long-context experiments: pure functions from a stored result (its JSON) to altair."""
+from __future__ import annotations
+
+import altair as alt
+import numpy as np
+import pandas as pd
+
+
+def sinks_frame(result: dict) -> pd.DataFrame:
+    """One row per window setting with a sink count: perplexity and its CI."""
+    rows = [{"sinks": r["sinks"], "setting": r["name"], "ppl": r["ppl"], "low": r["ppl_ci95"][0], "high": r["ppl_ci95"][1],
+             "pos_shift": "on" if r.get("pos_shift") else "off" if r.get("pos_shift") is False else "–"}
+            for r in result["settings"] if r.get("sinks") is not None]
+    return pd.DataFrame(rows, columns=["sinks", "setting", "ppl", "low", "high", "pos_shift"])
+
+
+def sinks_chart(result: dict) -> alt.Chart:
+    """Perplexity against the number of sinks (log scale), with 95% CIs and dense as a dashed rule."""
+    frame = sinks_frame(result)
+    x = alt.X("sinks:O", title="sink tokens kept (first k)")
+    y = alt.Y("ppl:Q", title="perplexity (log scale)", scale=alt.Scale(type="log"))
+    colour = alt.Color("pos_shift:N", title="pos_shift")
+    base = alt.Chart(frame)
+    layers = [base.mark_line(point=True).encode(x=x, y=y, color=colour, tooltip=["setting", "ppl", "low", "high"]),
+              base.mark_errorbar().encode(x=x, y=alt.Y("low:Q", scale=alt.Scale(type="log")), y2="high:Q", color=colour)]
+    if result.get("dense_ppl") is not None:
+        dense = pd.DataFrame({"ppl": [result["dense_ppl"]], "label": ["dense"]})
+        layers.append(alt.Chart(dense).mark_rule(strokeDash=[4, 4], color="gray").encode(y="ppl:Q", tooltip=["label", "ppl"]))
+    return alt.layer(*layers).properties(width=420, height=280,
+                                         title=f"Window {result['window']} with k sinks · {result['model']}")
+
+
+def curve_frame(result: dict, bin_size: int = 64) -> pd.DataFrame:
+    """Per-position NLL averaged over bins of ``bin_size`` positions, one series per setting."""
+    series = []
+    if result.get("dense_curve"):
+        series.append(("dense", result["dense_curve"]))
+    series += [(r["name"], r["curve"]) for r in result["settings"] if r.get("curve")]
+    rows = []
+    for name, curve in series:
+        values = np.asarray(curve, dtype=float)
+        for start in range(0, len(values), bin_size):
+            rows.append({"setting": name, "position": result["scored_from"] + start,
+                         "nll": float(np.mean(values[start : start + bin_size]))})
+    return pd.DataFrame(rows, columns=["setting", "position", "nll"])
+
+
+def curve_chart(result: dict, bin_size: int = 64) -> alt.Chart:
+    """Per-position NLL (dense vs window vs window+sinks vs recompute); a rule marks the trained context."""
+    frame = curve_frame(result, bin_size)
+    lines = alt.Chart(frame).mark_line().encode(
+        x=alt.X("position:Q", title="token position"),
+        y=alt.Y("nll:Q", title=f"NLL (nats, mean over {bin_size} positions)"),
+        color=alt.Color("setting:N", legend=alt.Legend(orient="bottom", columns=2, labelLimit=320)),
+        tooltip=["setting", "position", "nll"],
+    )
+    chart = lines
+    trained = result.get("trained_positions")
+    if trained and result["n_tokens"] > trained:
+        rule = pd.DataFrame({"position": [trained], "label": ["trained context ends"]})
+        chart = alt.layer(lines, alt.Chart(rule).mark_rule(strokeDash=[4, 4], color="gray").encode(
+            x="position:Q", tooltip=["label", "position"]))
+    return chart.properties(width=620, height=300, title=f"Per-position NLL · {result['mode']} · {result['model']}")
+
+
+def quant_frame(result: dict) -> pd.DataFrame:
+    rows = [{"setting": r["name"], "bits": f"int{r['bits']}", "keep": str(r["keep"]), "delta_nll": r["delta_nll"],
+             "low": r["delta_nll_ci95"][0], "high": r["delta_nll_ci95"][1], "ppl": r["ppl"]} for r in result["settings"]]
+    return pd.DataFrame(rows, columns=["setting", "bits", "keep", "delta_nll", "low", "high", "ppl"])
+
+
+def quant_chart(result: dict) -> alt.Chart:
+    """ΔNLL against the unquantised model per (bits, kept tokens), with paired-bootstrap 95% CIs."""
+    frame = quant_frame(result)
+    x = alt.X("keep:N", title="kept in full precision (first N, or sinks)")
+    base = alt.Chart(frame)
+    bars = base.mark_bar().encode(x=x, y=alt.Y("delta_nll:Q", title="ΔNLL vs unquantised (nats)"),
+                                  color=alt.Color("keep:N", legend=None), tooltip=["setting", "delta_nll", "low", "high", "ppl"])
+    whiskers = base.mark_errorbar(color="black").encode(x=x, y="low:Q", y2="high:Q")
+    return alt.layer(bars, whiskers, data=frame).properties(width=140, height=240).facet(
+        column=alt.Column("bits:N", title=None, sort=["int8", "int4", "int2"])).properties(
+        title=f"KV quantisation · {result['model']} · unquantised ppl {result['dense_ppl']:.2f}")
