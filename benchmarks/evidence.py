@@ -1,6 +1,11 @@
 """The README's evidence: does redistributing away from sinks help, and do the controls agree?
 
     .venv/bin/python benchmarks/evidence.py [--data ../shared/data] [--only minilm|smollm2] [--quick]
+    .venv/bin/python benchmarks/evidence.py --part longcontext|mechanisms [their own options]
+
+The long-context tables (StreamingLLM windows, KV quantisation) live in evidence_longcontext.py
+and the mechanism tables (sink-rate protocol, massive activations, BOS) in evidence_mechanisms.py;
+``--part`` hands the remaining arguments to them.
 
 Writes cache/evidence.json and cache/evidence.md (the two tables). Takes tens of minutes on
 2 CPU cores: each arm is a full pass over STS-B test (2758 sentences) or the held-out text.
@@ -165,7 +170,22 @@ def _calibration_line(calibrations: dict, unit: str, scale: float) -> str:
             f"token, so the search kept {len(default['kept_heads'])} heads.")
 
 
+PARTS = ("interventions", "longcontext", "mechanisms")
+
+
 def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--part" and sys.argv[2] != "interventions":
+        part, rest = sys.argv[2], sys.argv[3:]
+        if part not in PARTS:
+            raise SystemExit(f"evidence: --part must be one of {', '.join(PARTS)}")
+        from benchmarks import evidence_longcontext, evidence_mechanisms
+
+        if part == "longcontext":
+            return evidence_longcontext.main(rest)
+        sys.argv = [sys.argv[0], *rest]
+        return evidence_mechanisms.main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--part":
+        del sys.argv[1:3]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"), help="folder with stsbenchmark/ and tinyshakespeare.txt")
     parser.add_argument("--only", choices=("minilm", "smollm2"))

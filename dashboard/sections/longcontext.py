@@ -5,29 +5,23 @@ Each experiment runs from here with progress, is saved with ``Store.save_experim
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from dashboard.sections import model_picker
 from dashboard import longcontext_charts, services, ui
-from sinkfix import models
 from sinkfix.errors import InputError, SettingsError, SinkFixError
 from sinkfix.experiments import kvquant, streaming
 
 KINDS = ("streaming", "kvquant")
 QUERY = "experiment"
-OTHER = "Other: hub id or local path"
-DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-DEFAULT_FILE = str(DATA / "tinyshakespeare.txt")
+DEFAULT_FILE = model_picker.SHAKESPEARE
 
 
 def _model(key: str) -> str:
-    names = list(models.EMBEDDED)
-    default = names.index("smollm2-135m") if "smollm2-135m" in names else 0
-    choice = st.selectbox("Model (causal LM)", [*names, OTHER], index=default, key=key)
-    return st.text_input("Hub id or local path", key=f"{key}_other").strip() if choice == OTHER else choice
+    return model_picker.name_only(key, "smollm2-135m", "Model (causal LM)")
 
 
 def _ints(raw: str, what: str) -> list[int]:

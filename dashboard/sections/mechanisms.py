@@ -5,35 +5,28 @@ Each experiment runs from here with progress, is saved with ``Store.save_experim
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
+from dashboard.sections import model_picker
 from dashboard import mechanism_charts, services, ui
 from dashboard.tokens import show_token
-from sinkfix import models
 from sinkfix.errors import InputError, SinkFixError
 from sinkfix.experiments import massive, sinkrate
 from sinkfix.settings import BOS_MODES
 
 KINDS = ("sinkrate", "massive")
 QUERY = "mechanism"
-OTHER = "Other: hub id or local path"
-DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-DEFAULT_FILE = str(DATA / "tinyshakespeare.txt")
+DEFAULT_FILE = model_picker.SHAKESPEARE
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
                 "First Citizen:\nYou are all resolved rather to die than to famish?")
 BOS_HELP = "auto: as the tokenizer does; always: prepend the model's BOS token (SmolLM2 adds none); never: drop it"
 
 
 def _model(key: str, default: str) -> str:
-    names = list(models.EMBEDDED)
-    choice = st.selectbox("Model", [*names, OTHER], index=names.index(default), key=key)
-    if choice == OTHER:
-        return st.text_input("Hub id or local path", key=f"{key}_other").strip()
-    return choice
+    return model_picker.name_only(key, default)
 
 
 class _Progress:

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import os
+from pathlib import Path
+
 import streamlit as st
 
 from sinkfix import models
@@ -11,6 +14,9 @@ from sinkfix.models import devices
 OTHER = "Other: hub id or local path"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+# The project's shared evaluation data (tinyshakespeare, STS-B); SINKFIX_DATA points elsewhere.
+DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+SHAKESPEARE = str(DATA / "tinyshakespeare.txt")
 
 
 @dataclass(frozen=True)
@@ -56,3 +62,11 @@ def set_model(prefix: str, name: str, device: str = "auto", dtype: str = "auto")
     same = device == auto_device and dtype == devices.resolve_dtype("auto", auto_device)
     st.session_state[f"{prefix}_device"] = "auto" if same or device not in DEVICES else device
     st.session_state[f"{prefix}_dtype"] = "auto" if same or dtype not in DTYPES else dtype
+
+
+def name_only(key: str, default: str | None = None, label: str = "Model") -> str:
+    """Just a model name (no device/dtype): widgets keyed ``key`` and ``{key}_other``."""
+    names = list(models.EMBEDDED)
+    index = names.index(default) if default in names else 0
+    choice = st.selectbox(label, [*names, OTHER], index=index, key=key)
+    return st.text_input("Hub id or local path", key=f"{key}_other").strip() if choice == OTHER else choice

@@ -8,6 +8,7 @@ import pytest
 
 import sinkfix
 from dashboard import longcontext_charts
+from dashboard.sections import model_picker
 from sinkfix.experiments import kvquant, streaming
 from sinkfix.store import Store
 
@@ -72,7 +73,7 @@ def test_run_masked_window_from_the_page(db_path: Path, tmp_path: Path, tiny_mod
 
 def longcontext_other() -> str:
     from dashboard.sections import longcontext
-    return longcontext.OTHER
+    return model_picker.OTHER
 
 
 def test_chart_builders() -> None:
