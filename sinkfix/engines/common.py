@@ -159,6 +159,21 @@ def finish(store: Store, corpus_id: int, name: str, lines: list[CorpusLine], eps
     return BatchResult(corpus_id, name, len(lines), analysed, cached, dropped, summary)
 
 
+def wrap_up(store: Store, corpus_id: int, name: str, lines: list[CorpusLine], epsilon: float, *,
+            analysed: int, stored: list[tuple[CorpusLine, int]], repeats: list[CorpusLine], keep: str,
+            key_of: Callable[[str], str], bar: tqdm, sink: object | None) -> BatchResult:
+    """What every engine does once its batches are stored: link repeated lines, finish the Parquet
+    shards, drop lines no longer in the file, and store the corpus summary."""
+    linked = link_repeats(store, corpus_id, repeats, keep, key_of)
+    bar.update(len(linked))
+    bar.close()
+    stored = stored + linked
+    if sink is not None:
+        sink.write_stored(store, stored)
+        sink.close()
+    return finish(store, corpus_id, name, lines, epsilon, analysed, len(stored))
+
+
 def chunks(items: list, size: int) -> Iterable[list]:
     for start in range(0, len(items), size):
         yield items[start:start + size]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sinkfix.analysis.pipeline import analyze_many, default_batch_size
 from sinkfix.engines.common import (
-    BatchResult, CorpusLine, CorpusWriter, ModelIdentity, check_keep, chunks, finish, interrupted, progress_bar,
-    read_corpus, request_key_of, restamp, link_repeats, split_stored, without_maps,
+    BatchResult, CorpusLine, CorpusWriter, ModelIdentity, check_keep, chunks, interrupted, progress_bar,
+    read_corpus, request_key_of, restamp, split_stored, without_maps, wrap_up,
 )
 from sinkfix.engines.parquet import ParquetSink
 from sinkfix.errors import SettingsError
@@ -100,11 +100,5 @@ def run_batch(
         bar.close()
         interrupted(analysed + len(stored), len(lines))
         raise
-    linked = link_repeats(store, corpus_id, repeats, keep, key_of)
-    bar.update(len(linked))
-    bar.close()
-    stored += linked
-    if sink is not None:
-        sink.write_stored(store, stored)
-        sink.close()
-    return finish(store, corpus_id, name, lines, resolved.epsilon, analysed, len(stored))
+    return wrap_up(store, corpus_id, name, lines, resolved.epsilon, analysed=analysed, stored=stored,
+                   repeats=repeats, keep=keep, key_of=key_of, bar=bar, sink=sink)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from sinkfix import paths
 from sinkfix.engines.common import (
-    BatchResult, CorpusLine, CorpusWriter, ModelIdentity, check_keep, finish, interrupted, progress_bar,
-    link_repeats, request_key_of, split_stored,
+    BatchResult, CorpusLine, CorpusWriter, ModelIdentity, check_keep, interrupted, progress_bar,
+    request_key_of, split_stored, wrap_up,
 )
 from sinkfix.engines.parquet import ParquetSink
 from sinkfix.engines.rows import from_row
@@ -197,14 +197,8 @@ def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSe
             bar.close()
             interrupted(analysed + len(stored), len(lines))
             raise
-        linked = link_repeats(store, corpus_id, repeats, keep, key_of)
-        bar.update(len(linked))
-        bar.close()
-        stored += linked
-        if sink is not None:
-            sink.write_stored(store, stored)
-            sink.close()
-        return finish(store, corpus_id, name, lines, resolved.epsilon, analysed, len(stored))
+        return wrap_up(store, corpus_id, name, lines, resolved.epsilon, analysed=analysed, stored=stored,
+                       repeats=repeats, keep=keep, key_of=key_of, bar=bar, sink=sink)
     finally:
         if started:
             ray.shutdown()
