@@ -72,11 +72,13 @@ def quant_frame(result: dict) -> pd.DataFrame:
 def quant_chart(result: dict) -> alt.Chart:
     """ΔNLL against the unquantised model per (bits, kept tokens), with paired-bootstrap 95% CIs."""
     frame = quant_frame(result)
-    x = alt.X("keep:N", title="kept in full precision (first N, or sinks)")
+    # One axis title per facet would overlap its neighbours: the column header says what x is.
+    x = alt.X("keep:N", title=None)
     base = alt.Chart(frame)
     bars = base.mark_bar().encode(x=x, y=alt.Y("delta_nll:Q", title="ΔNLL vs unquantised (nats)"),
                                   color=alt.Color("keep:N", legend=None), tooltip=["setting", "delta_nll", "low", "high", "ppl"])
     whiskers = base.mark_errorbar(color="black").encode(x=x, y="low:Q", y2="high:Q")
     return alt.layer(bars, whiskers, data=frame).properties(width=140, height=240).facet(
-        column=alt.Column("bits:N", title=None, sort=["int8", "int4", "int2"])).properties(
+        column=alt.Column("bits:N", title="bits · tokens kept in full precision (first N, or sinks)",
+                          sort=["int8", "int4", "int2"])).properties(
         title=f"KV quantisation · {result['model']} · unquantised ppl {result['dense_ppl']:.2f}")

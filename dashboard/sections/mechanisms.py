@@ -119,7 +119,7 @@ def _show_sinkrate(result: dict, experiment_id: int) -> None:
     ui.show_chart(mechanism_charts.sinkrate_layers(result), f"mechanism-{experiment_id}-layers")
     rows = [{"kind": k, "Sink₁ %": 100 * r["rate"], "CI low %": 100 * r["ci95"][0], "CI high %": 100 * r["ci95"][1],
              "Sink at index 1 %": 100 * r["per_position"][1] if len(r["per_position"]) > 1 else None,
-             "first tokens": " ".join(r["example"][:6])} for k, r in result["kinds"].items()]
+             "first tokens": " ".join(show_token(t) for t in r["example"][:6])} for k, r in result["kinds"].items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption(f"{result['model']} · n = {result['n']} · T = {result['length']} · ε = {result['epsilon']} · "
                f"BOS {result['bos']} · seed {result['seed']}")

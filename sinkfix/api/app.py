@@ -56,6 +56,10 @@ class AnalyzeRequest(BaseModel):
     epsilon: float = DEFAULT_EPSILON
     map_token_limit: int = DEFAULT_MAP_TOKEN_LIMIT
     max_tokens: int | None = None
+    query_block: int | None = None
+    bos: str = "auto"
+    device: str = "auto"  # auto: CUDA when the server has it, else the CPU
+    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on the CPU
     include_maps: bool = False
 
     def settings(self) -> AnalysisSettings:
@@ -120,7 +124,8 @@ async def analyze_endpoint(request: AnalyzeRequest, maps: bool = Query(False, de
                             f"got {settings.map_token_limit}")
     _check_text(request.text)
     runs = await run_in_threadpool(store)
-    loaded = await run_in_threadpool(MODELS.get, request.model_name, config.max_models)
+    loaded = await run_in_threadpool(MODELS.get, request.model_name, config.max_models, request.device,
+                                     request.dtype)
     text, dropped = _cut(request.text, loaded, settings)
     key = cache_key(text, loaded, settings)  # also checks the layer against the model
     run_id = await run_in_threadpool(runs.find, key)

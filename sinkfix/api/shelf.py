@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from sinkfix.models import loading
+from sinkfix.models import devices, loading
 from sinkfix.models.loading import LoadedModel
 
 
@@ -20,7 +20,18 @@ class BoundedShelf:
         self._loading: dict[str, threading.Lock] = {}  # one per name, so a load blocks only its own name
         self.evicted: list[str] = []  # names evicted, oldest first (the health endpoint and tests read it)
 
-    def get(self, name: str, max_models: int) -> LoadedModel:
+    def get(self, name: str, max_models: int, device: str = "auto", dtype: str = "auto") -> LoadedModel:
+        """The model ``name`` on ``device`` in ``dtype``; "auto" resolves first, so it shares the entry
+        of what it resolves to. An unavailable device is a SinkFixError before anything loads."""
+        device = devices.resolve_device(device)
+        dtype = devices.resolve_dtype(dtype, device)
+        return self._get(name, max_models, device, dtype)
+
+    def _get(self, name: str, max_models: int, device: str, dtype: str) -> LoadedModel:
+        entry = name if (device, dtype) == ("cpu", "float32") else f"{name} ({device}, {dtype})"
+        return self._held(entry, max_models, lambda: loading.load_model(name, device=device, dtype=dtype))
+
+    def _held(self, name: str, max_models: int, load) -> LoadedModel:
         with self._lock:
             if name in self._models:
                 return self._use(name, max_models)
@@ -29,8 +40,8 @@ class BoundedShelf:
             with self._lock:
                 if name in self._models:  # another request loaded it while this one waited
                     return self._use(name, max_models)
-            # Looked up at call time, so tests can patch sinkfix.models.loading.load_model.
-            model = loading.load_model(name)
+            # load_model is looked up at call time, so tests can patch sinkfix.models.loading.load_model.
+            model = load()
             with self._lock:
                 self._models[name] = model
                 self._loading.pop(name, None)

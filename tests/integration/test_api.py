@@ -32,9 +32,11 @@ def load_calls(minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> 
     calls: list[str] = []
     real = models.load_model
 
-    def counting(name: str, progress=None):
+    def counting(name: str, progress=None, **kwargs):
         calls.append(name)
-        return minilm if name == "minilm" else real(name, progress=progress)
+        if name == "minilm" and kwargs.get("dtype", "float32") == "float32":
+            return minilm
+        return real(name, progress=progress, **kwargs)
 
     monkeypatch.setattr(models.loading, "load_model", counting)
     api.reset()
@@ -233,3 +235,18 @@ def test_real_uvicorn_process(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             server.kill()
             server.wait()
+
+
+def test_device_and_dtype_in_the_body_load_that_variant_and_are_stored(db_path: Path) -> None:
+    """Issue 11: the API body takes device and dtype like the CLI; bfloat16 stays within 2e-2 of float32."""
+    client = TestClient(api.app)
+    text = "The quick brown fox jumps over the lazy dog."
+    plain = client.post("/api/analyze", json={"model_name": "minilm", "text": text})
+    half = client.post("/api/analyze", json={"model_name": "minilm", "text": text, "dtype": "bfloat16",
+                                             "device": "cpu"})
+    assert plain.status_code == 200 and half.status_code == 200, half.text
+    a, b = np.array(plain.json()["att_received_scores"]), np.array(half.json()["att_received_scores"])
+    assert np.abs(a - b).max() < 2e-2 and half.json()["run_id"] != plain.json()["run_id"]
+    assert Store(db_path).get(half.json()["run_id"]).dtype == "bfloat16"
+    missing = client.post("/api/analyze", json={"model_name": "minilm", "text": text, "device": "cuda:7"})
+    assert missing.status_code in (400, 422) and "cuda" in missing.json()["detail"].lower()

@@ -26,7 +26,7 @@ LONG = "The quick brown fox jumps over the lazy dog while the cat sleeps on the 
 
 @pytest.fixture()
 def client(db_path: Path, minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setattr(models.loading, "load_model", lambda name, progress=None: minilm)
+    monkeypatch.setattr(models.loading, "load_model", lambda name, progress=None, **_: minilm)
     api.reset()
     yield TestClient(api.app)
     api.reset()

@@ -24,7 +24,7 @@ def client(db_path: Path, minilm: sinkfix.LoadedModel, monkeypatch: pytest.Monke
     """The API with 'minilm' served by the session's model; any other load is recorded and refused."""
     loads: list[str] = []
 
-    def loading(name: str, progress=None):
+    def loading(name: str, progress=None, **kwargs):
         loads.append(name)
         if name != "minilm":
             raise AssertionError(f"the server tried to load {name!r}")
@@ -62,7 +62,7 @@ def test_allowlist_from_the_environment(client: TestClient, monkeypatch: pytest.
 
 def test_shelf_holds_at_most_max_models_evicting_the_least_recently_used(monkeypatch: pytest.MonkeyPatch) -> None:
     loads: list[str] = []
-    monkeypatch.setattr(models.loading, "load_model", lambda name, progress=None: loads.append(name) or name.upper())
+    monkeypatch.setattr(models.loading, "load_model", lambda name, progress=None, **_: loads.append(name) or name.upper())
     shelf = BoundedShelf()
     assert shelf.get("a", 2) == "A" and shelf.get("b", 2) == "B"
     assert shelf.get("a", 2) == "A"  # a is now the most recently used

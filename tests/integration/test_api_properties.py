@@ -44,7 +44,7 @@ PROPERTY = settings(max_examples=150, deadline=None, database=None,
 
 @pytest.fixture()
 def client(db_path: Path, minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> TestClient:
-    monkeypatch.setattr(models.loading, "load_model", lambda name, progress=None: minilm)
+    monkeypatch.setattr(models.loading, "load_model", lambda name, progress=None, **_: minilm)
     api.reset()
     yield TestClient(api.app, raise_server_exceptions=False)
     api.reset()
