@@ -90,13 +90,14 @@ class SinkObserver:
         state = self._open.get(layer)
         if state is None or start != state.rows:
             raise RuntimeError(f"query blocks of layer {layer} arrived out of order (block at row {start})")
-        rows, keys = probs.shape[-2], probs.shape[-1]
+        rows, seen, keys = probs.shape[-2], probs.shape[-1], value.shape[-2]
         weights = self._row_weights(start, rows, keys, probs.device)  # [B, q] or None: every row is real
         p, s = probs.float(), scores.float()  # no copy for float32 models
+        # Keys seen.. are hidden from the whole block (the attention function skipped them): they receive 0.
         if weights is None:
-            state.received += p.sum(dim=-2)
+            state.received[..., :seen] += p.sum(dim=-2)
         else:
-            state.received += torch.matmul(weights[:, None, None, :], p).squeeze(-2)
+            state.received[..., :seen] += torch.matmul(weights[:, None, None, :], p).squeeze(-2)
         mass = None if sink_mass is None else sink_mass.float()
         per_row = metrics.row_entropies(p, s, mass)  # [B, H, q]
         state.entropy += _weighted_row_sum(per_row, weights)
@@ -104,7 +105,7 @@ class SinkObserver:
             added = _weighted_row_sum(mass, weights)
             state.sink = added if state.sink is None else state.sink + added
         if state.maps is not None:
-            state.maps[:, :, start:start + rows] = p.cpu()
+            state.maps[:, :, start:start + rows, :seen] = p.cpu()
         state.rows += rows
         if state.rows >= keys:  # the layer's last block: move it to the CPU and free the device copy
             self.layers[layer] = self._open.pop(layer).to_cpu()
@@ -112,7 +113,7 @@ class SinkObserver:
                 self.on_layer(len(self.layers))
 
     def _start_layer(self, layer: int, probs: torch.Tensor, value: torch.Tensor) -> _Layer:
-        batch, heads, _, keys = probs.shape
+        batch, heads, keys = probs.shape[0], probs.shape[1], value.shape[-2]
         if self.lengths is None:
             self.lengths = torch.full((batch,), keys, dtype=torch.long)
         if len(self.lengths) != batch or int(self.lengths.max()) > keys:
@@ -129,7 +130,7 @@ class SinkObserver:
             entropy=torch.zeros(batch, heads, **zeros),
             value_norm_head=v.norm(dim=-1),
             projected=projected,
-            maps=torch.empty(batch, heads, keys, keys, dtype=torch.float32) if self.keep_maps else None,
+            maps=torch.zeros(batch, heads, keys, keys, dtype=torch.float32) if self.keep_maps else None,
         )
 
     def _row_weights(self, start: int, rows: int, keys: int, device: torch.device) -> torch.Tensor | None:

@@ -203,18 +203,21 @@ class BatchStats:
         """Add one block of query rows; a layer is complete (and moved to the CPU) with its last block."""
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
-        if probs.shape[0] != self.valid.shape[0] or probs.shape[-1] != self.valid.shape[1]:
+        keys = value.shape[-2]
+        if probs.shape[0] != self.valid.shape[0] or keys != self.valid.shape[1]:
             return  # a forward of another shape (e.g. PLL copies) is not the batch these stats describe
-        rows = probs.shape[-2]
+        rows, seen = probs.shape[-2], probs.shape[-1]
         queries = self.valid[:, start:start + rows].to(device=probs.device, dtype=torch.float32)  # [B, q]
         # Padding rows weigh 0; the sum over real rows runs in float32 whatever the model's dtype.
-        summed = torch.matmul(queries[:, None, None, :], probs.float()).squeeze(-2)  # [B, H, T]
+        # Keys seen.. are hidden from the whole block (skipped by the attention function): they receive 0.
+        summed = torch.zeros(*probs.shape[:2], keys, dtype=torch.float32, device=probs.device)
+        summed[..., :seen] = torch.matmul(queries[:, None, None, :], probs.float()).squeeze(-2)  # [B, H, T]
         if start == 0:
             self._sums[layer] = summed
             self.value_norms[layer] = value.float().norm(dim=-1).square().sum(dim=1).sqrt().cpu()  # [B, T]
         else:
             self._sums[layer] += summed
-        if start + rows >= probs.shape[-1]:
+        if start + rows >= keys:
             counts = self.valid.sum(dim=-1).clamp(min=1).to(torch.float32)[:, None, None]
             self.received_layers[layer] = self._sums.pop(layer).cpu() / counts
 
@@ -265,11 +268,12 @@ class Plan:
     def apply(self, layer: int | None, probs: torch.Tensor) -> torch.Tensor:
         if layer not in self.heads:
             return probs
-        if probs.shape[-1] != self.sinks.shape[-1]:
+        if probs.shape[-1] > self.sinks.shape[-1]:
             raise RuntimeError(f"plan covers {self.sinks.shape[-1]} tokens but attention sees {probs.shape[-1]}")
         if self.sinks.shape[0] not in (1, probs.shape[0]):
             raise RuntimeError(f"plan covers {self.sinks.shape[0]} sequences but the batch has {probs.shape[0]}")
-        mask = self.sinks[:, None, None, :]
+        # A block may see only the first k keys (causal blocks skip the rest): the plan's first k columns.
+        mask = self.sinks[:, None, None, :probs.shape[-1]]
         heads = self.heads[layer]
         if heads is None:
             return redistribute(probs, mask, self.beta)

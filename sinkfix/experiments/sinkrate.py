@@ -55,6 +55,8 @@ class ReceivedObserver:
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
         block = probs.float().sum(dim=-2)
+        if block.shape[-1] < value.shape[-2]:  # keys no row of the block sees were skipped: they receive 0
+            block = torch.nn.functional.pad(block, (0, value.shape[-2] - block.shape[-1]))
         if start == 0:
             self.sums[layer], self.rows[layer] = block, 0
         else:

@@ -134,7 +134,7 @@ class _Recorder:
                 start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
         if start == 0:
             self.layers.append(layer)
-            self.shapes.append((int(probs.shape[1]), int(value.shape[1]), int(probs.shape[-1])))
+            self.shapes.append((int(probs.shape[1]), int(value.shape[1]), int(value.shape[-2])))
 
 
 def eager_output(model: nn.Module, inputs: dict) -> torch.Tensor:
