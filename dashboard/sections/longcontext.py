@@ -10,9 +10,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard.sections import model_picker
+from dashboard.sections import experiment_store, model_picker
 from dashboard import longcontext_charts, services, ui
-from sinkfix.errors import InputError, SettingsError, SinkFixError
+from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments import kvquant, streaming
 
 KINDS = ("streaming", "kvquant")
@@ -41,32 +41,14 @@ def _read(path: str) -> str:
         raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
 
 
+def _describe(kind: str, data: dict) -> str:
+    if kind == "streaming":
+        return f"{data['model']} {data['mode']} W={data['window']} T={data['n_tokens']}"
+    return f"{data['model']} {data['n_chunks']}x{data['max_tokens']} tokens"
+
+
 def _run(kind: str, label: str, work) -> int | None:
-    """Run ``work(get_model, progress)`` in an st.status box with an st.progress bar; save and deep-link it."""
-    try:
-        store = services.get_store()
-    except SinkFixError as error:
-        st.error(str(error))
-        return None
-    with st.status(label, expanded=True) as status:
-        bar = st.progress(0.0, text="loading the model")
-
-        def progress(done: int, total: int, what: str) -> None:
-            bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total}")
-
-        try:
-            result = work(lambda name: services.model_shelf().get(name, progress=status.write), progress)
-        except SinkFixError as error:
-            status.update(label=f"{label}: failed", state="error", expanded=False)
-            st.error(str(error))
-            return None
-        data = result.to_json()
-        tag = f"{data['mode']} W={data['window']} T={data['n_tokens']}" if kind == "streaming" else \
-            f"{data['n_chunks']}x{data['max_tokens']} tokens"
-        experiment_id = store.save_experiment(kind, data, f"{data['model']} {tag}", result.headline())
-        status.update(label=f"Saved as experiment {experiment_id}", state="complete", expanded=False)
-    st.query_params[QUERY] = str(experiment_id)
-    return experiment_id
+    return experiment_store.run_and_store(kind, label, work, lambda data: _describe(kind, data), QUERY)
 
 
 def _streaming_form() -> None:
@@ -146,34 +128,6 @@ def _show_kvquant(result: dict, experiment_id: int) -> None:
                f"{result['group']} · unquantised ppl {result['dense_ppl']:.3f}")
 
 
-def _open(store) -> None:
-    raw = st.query_params.get(QUERY)
-    if not raw:
-        return
-    if not str(raw).isdigit():
-        st.error(f"'{raw}' is not an experiment id: ids are whole numbers from 1 up")
-        return
-    row = store.experiment(int(raw))
-    if row is None or row["kind"] not in KINDS:
-        st.error(f"no stored long-context experiment has id {raw}")
-        return
-    st.subheader(f"Experiment {row['id']} · {row['kind']} · {row['label']}")
-    (_show_streaming if row["kind"] == "streaming" else _show_kvquant)(row["result"], row["id"])
-
-
-def _stored(store) -> None:
-    rows = [row for kind in KINDS for row in store.experiments(kind=kind)]
-    if not rows:
-        st.caption("No stored long-context experiments yet.")
-        return
-    frame = pd.DataFrame(rows).sort_values("id", ascending=False)
-    frame["link"] = [f"?{QUERY}={i}" for i in frame["id"]]
-    st.dataframe(frame, hide_index=True, key="lc_stored", column_config={
-        "link": st.column_config.LinkColumn("open", display_text="open"),
-        "headline": st.column_config.NumberColumn("headline", help="streaming: best perplexity; kvquant: largest ΔNLL"),
-    })
-
-
 def render() -> None:
     store = services.store_or_stop()
     st.subheader("Sinks in long-context inference")
@@ -186,6 +140,8 @@ def render() -> None:
     with quant_col:
         st.markdown("**KV quantisation**")
         _kvquant_form()
-    _open(store)
+    experiment_store.open_from_query(store, QUERY, {"streaming": _show_streaming, "kvquant": _show_kvquant},
+                                     "long-context")
     st.markdown("**Stored long-context experiments**")
-    _stored(store)
+    experiment_store.stored_table(store, QUERY, KINDS, "long-context",
+                                  "streaming: best perplexity; kvquant: largest ΔNLL", "lc_stored")

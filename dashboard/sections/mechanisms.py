@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from dashboard.sections import model_picker
+from dashboard.sections import experiment_store, model_picker
 from dashboard import mechanism_charts, services, ui
 from dashboard.tokens import show_token
-from sinkfix.errors import InputError, SinkFixError
+from sinkfix.errors import InputError
 from sinkfix.experiments import massive, sinkrate
 from sinkfix.settings import BOS_MODES
 
@@ -29,36 +29,8 @@ def _model(key: str, default: str) -> str:
     return model_picker.name_only(key, default)
 
 
-class _Progress:
-    """The experiments' (done, total, what) callback drawn as an st.progress bar."""
-
-    def __init__(self) -> None:
-        self.bar = st.progress(0.0, text="loading the model")
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        self.bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total}")
-
-
 def _run(kind: str, label: str, work) -> int | None:
-    """Run ``work(loaded_model_getter, progress)`` in an st.status box, save the result, return its id."""
-    try:
-        store = services.get_store()
-    except SinkFixError as error:
-        st.error(str(error))
-        return None
-    with st.status(label, expanded=True) as status:
-        progress = _Progress()
-        try:
-            result = work(lambda name: services.model_shelf().get(name, progress=status.write), progress)
-        except SinkFixError as error:
-            status.update(label=f"{label}: failed", state="error", expanded=False)
-            st.error(str(error))
-            return None
-        data = result.to_json()
-        experiment_id = store.save_experiment(kind, data, _label(kind, data), result.headline())
-        status.update(label=f"Saved as experiment {experiment_id}", state="complete", expanded=False)
-    st.query_params[QUERY] = str(experiment_id)
-    return experiment_id
+    return experiment_store.run_and_store(kind, label, work, lambda data: _label(kind, data), QUERY)
 
 
 def _label(kind: str, data: dict) -> str:
@@ -159,34 +131,6 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
 
-def _stored(store) -> None:
-    rows = [row for kind in KINDS for row in store.experiments(kind=kind)]
-    if not rows:
-        st.caption("No stored mechanism experiments yet.")
-        return
-    frame = pd.DataFrame(rows).sort_values("id", ascending=False)
-    frame["link"] = [f"?{QUERY}={i}" for i in frame["id"]]
-    st.dataframe(frame, hide_index=True, column_config={
-        "link": st.column_config.LinkColumn("open", display_text="open"),
-        "headline": st.column_config.NumberColumn("headline", help="sinkrate: Sink₁ of the first kind; massive: top ratio"),
-    })
-
-
-def _open(store) -> None:
-    raw = st.query_params.get(QUERY)
-    if not raw:
-        return
-    if not str(raw).isdigit():
-        st.error(f"'{raw}' is not an experiment id: ids are whole numbers from 1 up")
-        return
-    row = store.experiment(int(raw))
-    if row is None or row["kind"] not in KINDS:
-        st.error(f"no stored mechanism experiment has id {raw}")
-        return
-    st.subheader(f"Experiment {row['id']} · {row['kind']} · {row['label']}")
-    (_show_sinkrate if row["kind"] == "sinkrate" else _show_massive)(row["result"], row["id"])
-
-
 def render() -> None:
     store = services.store_or_stop()
     st.subheader("Why sinks form")
@@ -199,6 +143,8 @@ def render() -> None:
     with activations:
         st.markdown("**Massive activations**")
         _massive_form()
-    _open(store)
+    experiment_store.open_from_query(store, QUERY, {"sinkrate": _show_sinkrate, "massive": _show_massive},
+                                     "mechanism")
     st.markdown("**Stored mechanism experiments**")
-    _stored(store)
+    experiment_store.stored_table(store, QUERY, KINDS, "mechanism",
+                                  "sinkrate: Sink₁ of the first kind; massive: top ratio", "mech_stored")
