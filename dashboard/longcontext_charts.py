@@ -63,6 +63,18 @@ def curve_chart(result: dict, bin_size: int = 64) -> alt.Chart:
     return chart.properties(width=620, height=300, title=f"Per-position NLL · {result['mode']} · {result['model']}")
 
 
+def stream_frame(result: dict) -> pd.DataFrame:
+    """One row per setting, dense first: perplexity, its CI, ΔNLL against dense, and past the trained length."""
+    rows = []
+    if result.get("dense_ppl"):
+        low, high = result.get("dense_ppl_ci95") or (None, None)
+        rows.append({"setting": "dense", "ppl": result["dense_ppl"], "CI low": low, "CI high": high,
+                     "ΔNLL vs dense": 0.0, "ppl past trained": result.get("dense_ppl_past_trained")})
+    rows += [{"setting": r["name"], "ppl": r["ppl"], "CI low": r["ppl_ci95"][0], "CI high": r["ppl_ci95"][1],
+              "ΔNLL vs dense": r["delta_nll"], "ppl past trained": r.get("ppl_past_trained")} for r in result["settings"]]
+    return pd.DataFrame(rows, columns=["setting", "ppl", "CI low", "CI high", "ΔNLL vs dense", "ppl past trained"])
+
+
 def quant_frame(result: dict) -> pd.DataFrame:
     rows = [{"setting": r["name"], "bits": f"int{r['bits']}", "keep": str(r["keep"]), "delta_nll": r["delta_nll"],
              "low": r["delta_nll_ci95"][0], "high": r["delta_nll_ci95"][1], "ppl": r["ppl"]} for r in result["settings"]]

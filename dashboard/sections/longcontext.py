@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from dashboard.sections import experiment_store, model_picker
@@ -109,11 +108,7 @@ def _show_streaming(result: dict, experiment_id: int) -> None:
                       "Dashed: dense attention on the same tokens.")
     ui.show_chart(longcontext_charts.curve_chart(result), f"longcontext-{experiment_id}-curves",
                   "Next-token NLL along the text; dashed rule: the end of the model's trained positions.")
-    rows = [{"setting": "dense", "ppl": result["dense_ppl"], "CI low": (result.get("dense_ppl_ci95") or [None])[0],
-             "CI high": (result.get("dense_ppl_ci95") or [None, None])[1], "ΔNLL vs dense": 0.0}] if result["dense_ppl"] else []
-    rows += [{"setting": r["name"], "ppl": r["ppl"], "CI low": r["ppl_ci95"][0], "CI high": r["ppl_ci95"][1],
-              "ΔNLL vs dense": r["delta_nll"], "ppl past trained": r.get("ppl_past_trained")} for r in result["settings"]]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.dataframe(longcontext_charts.stream_frame(result), hide_index=True)
     st.caption(f"{result['model']} · {result['mode']} · window {result['window']} · T = {result['n_tokens']} · "
                f"{result['n_positions']} positions · CI unit: {result['ci_unit']}")
     for note in result.get("notes", []):

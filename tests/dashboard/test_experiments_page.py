@@ -88,6 +88,12 @@ def test_chart_builders() -> None:
     assert curves[curves.setting == "s0"]["position"].tolist() == [4, 6]
     for chart in (longcontext_charts.sinks_chart(result), longcontext_charts.curve_chart(result)):
         assert chart.to_dict()
+    result["dense_ppl_past_trained"], result["settings"][0]["ppl_past_trained"] = 7.0, 11.0
+    result["settings"][0]["delta_nll"], result["settings"][1]["delta_nll"] = 0.6, -0.2
+    table = longcontext_charts.stream_frame(result)
+    assert table["setting"].tolist() == ["dense", "s0", "recompute"]
+    assert table["ppl past trained"].tolist()[:2] == [7.0, 11.0]  # dense's own, not blank
+    assert table["ΔNLL vs dense"].tolist() == [0.0, 0.6, -0.2]
     quant = {"model": "m", "dense_ppl": 3.0, "settings": [
         {"name": "int4, first 0 kept", "bits": 4, "keep": 0, "delta_nll": 0.2, "delta_nll_ci95": [0.1, 0.3], "ppl": 3.5}]}
     assert longcontext_charts.quant_frame(quant)["low"].tolist() == [0.1]
