@@ -169,3 +169,19 @@ def test_every_registered_architecture_is_exact_or_refused(tmp_path):
     assert not bad
     assert sum(o.state == "exact" for o in outcomes) >= 40
     assert all(o.reason for o in outcomes if o.state in ("refused", "skipped"))
+
+
+@pytest.mark.parametrize("model_type", ("gemma2", "gpt_oss", "mistral"))
+def test_query_blocks_equal_one_block_with_softcap_sinks_and_sliding_windows(model_type, tmp_path):
+    """Several blocks (causal key skipping; fused logits where there is no soft-capping) against one block,
+    on the architectures whose attention has soft-capping, learned sinks or sliding-window layers."""
+    loaded = _built(model_type, tmp_path)
+    whole = sinkfix.analyze(conformance.TEXT, loaded)
+    blocked = sinkfix.analyze(conformance.TEXT, loaded, sinkfix.AnalysisSettings(query_block=3))
+    assert whole.n_tokens > 6  # several blocks, the last one partial
+    for name in ("att_received_head", "entropy", "value_norm_head", "maps"):
+        torch.testing.assert_close(torch.from_numpy(getattr(blocked, name)), torch.from_numpy(getattr(whole, name)),
+                                   atol=1e-5, rtol=0, msg=name)
+    if whole.learned_sink_mass is not None:
+        torch.testing.assert_close(torch.from_numpy(blocked.learned_sink_mass),
+                                   torch.from_numpy(whole.learned_sink_mass), atol=1e-5, rtol=0)
