@@ -18,6 +18,16 @@ import torch
 from sinkfix.analysis import metrics
 
 
+def add_columns(total: torch.Tensor, block: torch.Tensor) -> torch.Tensor:
+    """Add a block's per-key sums [..., k] into a layer's running sums [..., T], k <= T, in place.
+
+    A causal block's probabilities cover only the keys its rows can see (the attention function
+    skips the rest), so keys k.. receive nothing from it.
+    """
+    total[..., :block.shape[-1]] += block
+    return total
+
+
 class CallRecorder:
     """Records which layer indices were observed, in call order (used to probe a freshly loaded model)."""
 
@@ -90,14 +100,13 @@ class SinkObserver:
         state = self._open.get(layer)
         if state is None or start != state.rows:
             raise RuntimeError(f"query blocks of layer {layer} arrived out of order (block at row {start})")
-        rows, seen, keys = probs.shape[-2], probs.shape[-1], value.shape[-2]
+        rows, seen, keys = probs.shape[-2], probs.shape[-1], value.shape[-2]  # seen <= keys: see add_columns
         weights = self._row_weights(start, rows, keys, probs.device)  # [B, q] or None: every row is real
         p, s = probs.float(), scores.float()  # no copy for float32 models
-        # Keys seen.. are hidden from the whole block (the attention function skipped them): they receive 0.
         if weights is None:
-            state.received[..., :seen] += p.sum(dim=-2)
+            add_columns(state.received, p.sum(dim=-2))
         else:
-            state.received[..., :seen] += torch.matmul(weights[:, None, None, :], p).squeeze(-2)
+            add_columns(state.received, torch.matmul(weights[:, None, None, :], p).squeeze(-2))
         mass = None if sink_mass is None else sink_mass.float()
         per_row = metrics.row_entropies(p, s, mass)  # [B, H, q]
         state.entropy += _weighted_row_sum(per_row, weights)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from sinkfix.capture import attention as capture
+from sinkfix.capture.observers import add_columns
 from sinkfix.analysis import classify
 from sinkfix.errors import SettingsError
 from sinkfix.analysis.redistribute import redistribute
@@ -206,17 +207,13 @@ class BatchStats:
         keys = value.shape[-2]
         if probs.shape[0] != self.valid.shape[0] or keys != self.valid.shape[1]:
             return  # a forward of another shape (e.g. PLL copies) is not the batch these stats describe
-        rows, seen = probs.shape[-2], probs.shape[-1]
+        rows = probs.shape[-2]
         queries = self.valid[:, start:start + rows].to(device=probs.device, dtype=torch.float32)  # [B, q]
-        # Padding rows weigh 0; the sum over real rows runs in float32 whatever the model's dtype.
-        # Keys seen.. are hidden from the whole block (skipped by the attention function): they receive 0.
-        summed = torch.zeros(*probs.shape[:2], keys, dtype=torch.float32, device=probs.device)
-        summed[..., :seen] = torch.matmul(queries[:, None, None, :], probs.float()).squeeze(-2)  # [B, H, T]
         if start == 0:
-            self._sums[layer] = summed
+            self._sums[layer] = torch.zeros(*probs.shape[:2], keys, dtype=torch.float32, device=probs.device)
             self.value_norms[layer] = value.float().norm(dim=-1).square().sum(dim=1).sqrt().cpu()  # [B, T]
-        else:
-            self._sums[layer] += summed
+        # Padding rows weigh 0; the sum over real rows runs in float32 whatever the model's dtype.
+        add_columns(self._sums[layer], torch.matmul(queries[:, None, None, :], probs.float()).squeeze(-2))
         if start + rows >= keys:
             counts = self.valid.sum(dim=-1).clamp(min=1).to(torch.float32)[:, None, None]
             self.received_layers[layer] = self._sums.pop(layer).cpu() / counts

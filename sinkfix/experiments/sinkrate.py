@@ -24,6 +24,7 @@ import torch
 from sinkfix.analysis import metrics
 from sinkfix.analysis.tokens import bos_ids
 from sinkfix.capture.attention import observing
+from sinkfix.capture.observers import add_columns
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments.evaluate import BOOTSTRAP_SAMPLES, special_affixes
 from sinkfix.models import LoadedModel, model_inputs
@@ -54,13 +55,10 @@ class ReceivedObserver:
                 start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
-        block = probs.float().sum(dim=-2)
-        if block.shape[-1] < value.shape[-2]:  # keys no row of the block sees were skipped: they receive 0
-            block = torch.nn.functional.pad(block, (0, value.shape[-2] - block.shape[-1]))
         if start == 0:
-            self.sums[layer], self.rows[layer] = block, 0
-        else:
-            self.sums[layer] = self.sums[layer] + block
+            self.sums[layer] = torch.zeros(*probs.shape[:2], value.shape[-2], dtype=torch.float32, device=probs.device)
+            self.rows[layer] = 0
+        add_columns(self.sums[layer], probs.float().sum(dim=-2))
         self.rows[layer] += probs.shape[-2]
 
     def received(self) -> torch.Tensor:
