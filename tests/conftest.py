@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import pytest
 # The hub is unreachable here; make transformers fail fast instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A shell's server policy or database (SINKFIX_API_TOKEN, SINKFIX_DB, ...) must not change what the
+# tests see; where the data and the converted models live may stay.
+for _name in [n for n in os.environ if n.startswith("SINKFIX_") and n not in ("SINKFIX_DATA", "SINKFIX_CACHE")]:
+    del os.environ[_name]
 
 import sinkfix  # noqa: E402
 
@@ -34,9 +39,18 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     return {arch: build_tiny_model(arch, root / arch) for arch in ARCHITECTURES}
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session", autouse=True)
+def _session_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Module- and session-scoped fixtures write to a database of this run, never to cache/sinkfix.db."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SINKFIX_DB", str(tmp_path_factory.mktemp("session-db") / "sinkfix.db"))
+        yield
+
+
+@pytest.fixture(autouse=True)
 def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh database file per test, also exported as SINKFIX_DB for code that reads the env."""
+    """A fresh database file for every test (autouse: no test sees runs another test left), exported
+    as SINKFIX_DB for code that reads the env; tests that read it ask for it by name."""
     path = tmp_path / "sinkfix.db"
     monkeypatch.setenv("SINKFIX_DB", str(path))
     return path

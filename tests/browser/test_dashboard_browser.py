@@ -165,7 +165,8 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:
     snap(tab, "04-drilldown-layer4-head7")
 
     tab.get_by_role("link", name="History").first.click()
-    tab.get_by_text("matching runs").wait_for()
+    # The count line ("**2** matching runs; showing 1–2."), not the "Export all 2 matching runs" button.
+    tab.get_by_text(re.compile(r"matching runs; showing")).wait_for()
     settle(tab)
     assert not errors_on(tab)
     # Select both rows (the grid is a canvas: click the row checkboxes by position), then compare them.

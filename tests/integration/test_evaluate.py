@@ -1,8 +1,6 @@
 """Evaluation on the embedded models: NLL against an independent reimplementation, the controls,
 the seed rule on a batch, chunking with a bootstrap CI, calibration and the CLI."""
 import json
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,11 +13,12 @@ from sinkfix.experiments.evaluate import ChunkRun, chunk_text, evaluate, forward
 from sinkfix.experiments.intervene import Intervention, make_plan
 from sinkfix.store import Store
 
+from ..shared_data import data_dir
 from ..unit.test_intervene import reference_nll
 
 pytestmark = pytest.mark.slow
 
-DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
+DATA = data_dir()
 HAMLET = "To be, or not to be, that is the question: whether 'tis nobler in the mind to suffer the slings and arrows"
 
 

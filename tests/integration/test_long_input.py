@@ -1,17 +1,17 @@
 """The long-input tier: T = 2048 on SmolLM2 runs in the normal suite with reductions only."""
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 import sinkfix
 
+from ..shared_data import data_path, needs_data
+
 pytestmark = pytest.mark.slow
 
-SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
+SHAKESPEARE = data_path("tinyshakespeare.txt")
 
 
-@pytest.mark.skipif(not SHAKESPEARE.exists(), reason="needs ../shared/data/tinyshakespeare.txt")
+@needs_data("tinyshakespeare.txt")
 def test_smollm2_at_2048_tokens_keeps_only_reductions(smollm2):
     text = SHAKESPEARE.read_text()[:20000]
     result = sinkfix.analyze(text, smollm2, sinkfix.AnalysisSettings(max_tokens=2048))

@@ -10,7 +10,9 @@ import sinkfix
 from sinkfix.cli import main
 from sinkfix.store import Store
 
-SHAKESPEARE = Path(__file__).resolve().parents[3] / "shared" / "data" / "tinyshakespeare.txt"
+from ..shared_data import data_path
+
+SHAKESPEARE = data_path("tinyshakespeare.txt")
 TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
         "First Citizen:\nYou are all resolved rather to die than to famish?\n")
 
@@ -47,10 +49,12 @@ def test_sinkrate_without_a_text_file_is_a_one_line_error(capsys: pytest.Capture
     assert capsys.readouterr().err.startswith("sinkfix: error: natural sequences need a text")
 
 
-def test_massive_names_smollm2s_largest_activation(smollm2: sinkfix.LoadedModel, db_path: Path,
+def test_massive_names_smollm2s_largest_activation(smollm2: sinkfix.LoadedModel, db_path: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
+    reference = tmp_path / "reference.txt"
+    reference.write_text("Now is the winter of our discontent made glorious summer by this sun of York.\n" * 4)
     code = main(["massive", "--model", "smollm2-135m", "--text", TEXT, "--max-tokens", "48", "--max-chunks", "1",
-                 "--json", "-"])
+                 "--reference-file", str(reference), "--json", "-"])
     assert code == 0
     captured = capsys.readouterr()
     data = json.loads(captured.out)
@@ -63,6 +67,28 @@ def test_massive_names_smollm2s_largest_activation(smollm2: sinkfix.LoadedModel,
     for arm in arms.values():
         assert arm["ci95"][0] <= arm["delta_nll"] <= arm["ci95"][1]
     assert Store(db_path).experiment(data["id"])["kind"] == "massive"
+
+
+def test_massive_mean_without_a_reference_on_one_chunk_is_refused(smollm2: sinkfix.LoadedModel,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """One chunk and no reference: the mean is the value itself, so the CLI says what is missing."""
+    assert main(["massive", "--model", "smollm2-135m", "--text", TEXT, "--max-tokens", "48", "--max-chunks", "1",
+                 "--no-save"]) == 2
+    err = capsys.readouterr().err
+    assert "needs a reference text" in err and "--reference-file" in err
+    # The zero arm alone is still a valid request; its printed token reads ␣-style, never Ġ.
+    assert main(["massive", "--model", "smollm2-135m", "--text", TEXT, "--max-tokens", "48", "--max-chunks", "1",
+                 "--arms", "zero", "--no-save", "--json", "-"]) == 0
+    captured = capsys.readouterr()
+    assert set(json.loads(captured.out)["intervention"]["arms"]) == {"zero"}
+    assert "Ġ" not in captured.err
+
+
+def test_cli_prints_tokens_as_the_dashboard_shows_them(smollm2: sinkfix.LoadedModel, db_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    assert main(["analyze", "The quick brown fox", "--model", "smollm2-135m"]) == 0
+    err = capsys.readouterr().err
+    assert "␣quick" in err and "Ġquick" not in err
 
 
 def test_massive_intervention_on_minilm_is_a_clear_error(minilm: sinkfix.LoadedModel, capsys: pytest.CaptureFixture) -> None:

@@ -14,6 +14,7 @@ from sinkfix.engines.local import run_batch
 from sinkfix.engines.ray_engine import RayOptions, connect, run_batch_ray
 from sinkfix.store import Store
 
+from ..shared_data import data_path, needs_data
 from .test_batch import stats_of
 from .test_corpus_storage import assert_same_summary
 
@@ -64,10 +65,12 @@ def test_ray_resumes_and_gives_the_local_summary_storing_each_input_once(ray_nod
     assert_same_summary(remote.summary, summarize([stats_of(alone[t]) for t in TEXTS], epsilon=0.3))
 
 
-STS = Path(__file__).resolve().parents[3] / "shared" / "data" / "stsbenchmark"
+STS = data_path("stsbenchmark")
 
 
 @pytest.mark.slow
+@needs_data("stsbenchmark/sts-dev.csv")
+@needs_data("stsbenchmark/sts-test.csv")
 def test_calibrate_on_ray_selects_the_local_heads(ray_node, minilm) -> None:
     """One head per Ray task; the trials, and so the kept heads, are those of the local search."""
     from sinkfix.engines.ray_calibrate import ray_scorer

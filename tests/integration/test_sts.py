@@ -1,7 +1,5 @@
 """STS Benchmark: the published MiniLM score, the file format, padded-batch interventions, the CLI."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +10,10 @@ from sinkfix.errors import InputError
 from sinkfix.experiments.intervene import Intervention
 from sinkfix.experiments.sts import PairSet, SentenceSet, bootstrap_difference, load_sts, spearman, sts
 
-DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-STS = DATA / "stsbenchmark"
-needs_data = pytest.mark.skipif(not (STS / "sts-test.csv").exists(), reason=f"STS-B data not found at {STS}")
+from ..shared_data import data_path, needs_data
+
+STS = data_path("stsbenchmark")
+needs_sts = needs_data("stsbenchmark/sts-test.csv")
 
 
 def test_reads_tabs_only_with_quotes_and_extra_columns(tmp_path):
@@ -44,7 +43,7 @@ def test_bootstrap_difference_is_zero_for_identical_and_brackets_a_real_change()
 
 
 @pytest.mark.slow
-@needs_data
+@needs_sts
 def test_minilm_reproduces_its_published_sts_b_test_score(minilm):
     result = sts(minilm, load_sts(STS, "test"))
     assert result.n_pairs == 1379
@@ -64,7 +63,8 @@ def test_padded_batch_intervention_equals_one_sentence_at_a_time(minilm):
 
 
 @pytest.mark.slow
-@needs_data
+@needs_sts
+@needs_data("stsbenchmark/sts-dev.csv")
 def test_intervention_scores_with_ci_and_calibration(minilm, db_path):
     test = load_sts(STS, "test", limit=40)
     pairs = PairSet(minilm, test)
@@ -85,7 +85,7 @@ def test_intervention_scores_with_ci_and_calibration(minilm, db_path):
 
 
 @pytest.mark.slow
-@needs_data
+@needs_sts
 def test_cli_sts_json(capsys, db_path):
     code = cli.main(["sts", "--model", "minilm", "--data", str(STS), "--limit", "30", "--target", "first",
                      "--beta", "0.4", "--heads", "0:1,5:3", "--json", "-"])
