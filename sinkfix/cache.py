@@ -22,7 +22,7 @@ __all__ = ["analyze_cached", "analyze_or_fetch", "cache_key", "key_of_analysis"]
 def cache_key(text: str, model: LoadedModel, settings: AnalysisSettings | None = None,
               version: str = __version__) -> str:
     """The key of analysing ``text`` on ``model`` with ``settings`` (resolved against the model)."""
-    resolved = (settings or AnalysisSettings()).resolved(model.n_layers)
+    resolved = (settings or AnalysisSettings()).resolved(model.n_layers, getattr(model, "attention_layers", None))
     return request_key(model.name, model.source, model.fingerprint, text, resolved.key_dict(), version,
                        getattr(model, "device_name", None), getattr(model, "dtype_name", None))
 

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sinkfix import layers
 from sinkfix.errors import SettingsError
 
 # Defaults, documented in the README.
@@ -20,7 +22,10 @@ DEFAULT_EPSILON = 0.3
 DEFAULT_MAP_TOKEN_LIMIT = 256
 BOS_MODES = ("auto", "always", "never")
 # Settings that change no result (beyond float32 rounding): left out of cache keys.
-NOT_IN_KEY = ("query_block",)
+NOT_IN_KEY = ("query_block", "kernel")
+# Which attention computation runs (sinkfix.capture.fast_path): auto = the fused Triton kernels on
+# CUDA where they cover the case, the query-blocked path otherwise.
+KERNELS = ("auto", "blocked", "triton")
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class AnalysisSettings:
     # "auto" follows the tokenizer; "always" prepends the model's BOS token when the tokenizer has
     # one and did not add it; "never" removes a BOS the tokenizer added.
     bos: str = "auto"
+    # "auto", "blocked" or "triton". Like query_block it changes no number beyond rounding, so it is
+    # not part of a run's cache key; the run records which kernel actually ran (Analysis.kernel).
+    kernel: str = "auto"
 
     def __post_init__(self) -> None:
         for name in ("tau_att", "tau_norm", "beta", "epsilon"):
@@ -58,12 +66,17 @@ class AnalysisSettings:
             raise SettingsError(f"query_block must be a whole number >= 1, got {self.query_block!r}")
         if self.bos not in BOS_MODES:
             raise SettingsError(f"bos must be one of {', '.join(BOS_MODES)}, got {self.bos!r}")
+        if not isinstance(self.kernel, str) or self.kernel not in KERNELS:
+            raise SettingsError(f"kernel must be one of {', '.join(KERNELS)}, got {self.kernel!r}")
 
-    def resolved(self, n_layers: int) -> AnalysisSettings:
-        """The same settings with the layer filled in and checked against the model's depth."""
-        layer = n_layers // 2 if self.layer is None else self.layer
-        if layer >= n_layers:
-            raise SettingsError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
+    def resolved(self, n_layers: int, attention_layers: Sequence[int] | None = None) -> AnalysisSettings:
+        """The same settings with the layer filled in and checked against the model's depth.
+
+        ``attention_layers``: a hybrid model's attention layers (None: every layer attends). The
+        default is the middle attention layer, and an explicit layer must be one of them.
+        """
+        layer = layers.default_layer(n_layers, attention_layers) if self.layer is None else self.layer
+        layers.row_of(layer, n_layers, attention_layers)  # raises SettingsError when it is not an attention layer
         return dataclasses.replace(self, layer=layer)
 
     def to_dict(self) -> dict:

@@ -40,6 +40,19 @@ TINY = dict(
     pad_token_id=0, bos_token_id=5, eos_token_id=6,
 )
 MAX_PARAMETERS = 20_000_000
+# Layer kinds that are softmax attention (transformers' ``layer_types`` names); any other kind
+# (linear_attention, conv, mamba, ...) makes a hybrid.
+ATTENTION_KINDS = {"full_attention", "sliding_attention", "chunked_attention", "attention", "hybrid"}
+# Per-family fixes on top of TINY, each because the family's own code needs it (see the reason).
+FAMILIES: dict[str, dict] = {
+    # Jamba places attention by period/offset (layer_types is derived from them): attention in
+    # layers 1 and 3 of 4, Mamba in 0 and 2 (the default period 8 leaves 2 layers with no attention).
+    "jamba": dict(num_hidden_layers=4, attn_layer_period=2, attn_layer_offset=1, expert_layer_period=2,
+                  expert_layer_offset=1, mamba_d_state=4, mamba_expand=2, mamba_dt_rank=4),
+    # LFM2's default puts attention in every layer; the released models alternate short
+    # convolutions with attention, so the tiny one does too.
+    "lfm2": dict(num_hidden_layers=4, layer_types=["conv", "full_attention"] * 2, full_attn_idxs=[1, 3]),
+}
 SCALE_QK = 3.0  # with initializer_range 0.2: logits of several units, where tanh(x / 2) is far from x
 QK_NAMES = ("q_proj", "k_proj", "query", "key", "qkv", "c_attn", "Wqkv", "query_key_value", "q_a_proj", "q_b_proj",
             "kv_a_proj", "kv_b_proj", "q_lin", "k_lin", "in_proj")
@@ -102,7 +115,13 @@ def _overrides(config) -> dict:
     layer_types = getattr(config, "layer_types", None)
     if isinstance(layer_types, list) and layer_types and not isinstance(getattr(type(config), "layer_types", None), property):
         distinct = list(dict.fromkeys(layer_types))  # keep one of each kind (sliding and full, say)
-        chosen["layer_types"] = (distinct * 2)[:2]
+        # A hybrid gets two layers of each kind, so its attention layers (two of them) are not every layer.
+        layers = 2 * len(distinct) if set(distinct) - ATTENTION_KINDS and len(distinct) > 1 else 2
+        chosen["layer_types"] = (distinct * layers)[:layers]
+        for name in ("num_hidden_layers", "n_layer", "num_layers", "n_layers"):
+            if name in chosen:
+                chosen[name] = layers
+    chosen.update(FAMILIES.get(config.model_type, {}))
     return chosen
 
 
@@ -165,8 +184,9 @@ def _compare(arch: Architecture, target: Path) -> Outcome:
         finally:
             loaded.model.set_attn_implementation("sinkfix")
     attentions = [a for a in (eager.attentions or ()) if a is not None]
-    if len(attentions) != loaded.n_layers:
-        return Outcome(arch, "different", f"eager returned {len(attentions)} attention maps for {loaded.n_layers} layers")
+    if len(attentions) != len(loaded.layer_numbers):  # a hybrid returns maps of its attention layers only
+        return Outcome(arch, "different", f"eager returned {len(attentions)} attention maps for "
+                                          f"{len(loaded.layer_numbers)} attention layers")
     maps = torch.stack(attentions)[:, 0].float()  # [L, H, T, T]
     note = ""
     if analysis.learned_sink_mass is not None and torch.allclose(maps.sum(dim=-1), torch.ones(()), atol=1e-5):
@@ -215,9 +235,10 @@ def _adapter_state(loaded, ids: torch.Tensor) -> str:
     from sinkfix.capture import attention as capture
     from sinkfix.capture.adapters import output_projection_modules
 
-    modules = output_projection_modules(loaded.base, loaded.model_type, loaded.n_layers)
+    modules = output_projection_modules(loaded.base, loaded.model_type, loaded.layer_numbers)
     if modules is None:
         return "none (contribution null)"
+    modules = dict(zip(loaded.layer_numbers, modules))
     seen: dict[int, torch.Tensor] = {}
     expected: dict[int, torch.Tensor] = {}
 
@@ -227,7 +248,7 @@ def _adapter_state(loaded, ids: torch.Tensor) -> str:
             out = torch.matmul(probs, values).transpose(1, 2)
             expected[layer] = out.reshape(*out.shape[:2], -1)
 
-    hooks = [m.register_forward_pre_hook(lambda m, a, i=i: seen.__setitem__(i, a[0])) for i, m in enumerate(modules)]
+    hooks = [m.register_forward_pre_hook(lambda m, a, i=i: seen.__setitem__(i, a[0])) for i, m in modules.items()]
     try:
         with torch.inference_mode(), capture.observing(Rebuild()):
             loaded.base(input_ids=ids)

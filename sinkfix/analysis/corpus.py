@@ -86,8 +86,8 @@ class CorpusSummary:
         return {
             "n_inputs": self.n_inputs,
             "epsilon": self.epsilon,
-            "head_sink_rate": self.head_sink_rate.tolist(),
-            "head_mean_top_alpha": self.head_mean_top_alpha.tolist(),
+            "head_sink_rate": _nullable(self.head_sink_rate),
+            "head_mean_top_alpha": _nullable(self.head_mean_top_alpha),
             "token_types": [t.to_dict() for t in self.token_types],
             "n_detrimental_inputs": self.n_detrimental_inputs,
             "detrimental_fraction": self.detrimental_fraction,
@@ -118,10 +118,12 @@ def summarize(runs: Sequence[RunStats], epsilon: float, top: int = TOP_TOKEN_TYP
     if not runs:
         return CorpusSummary(0, epsilon, np.zeros((0, 0)), np.zeros((0, 0)), [], 0)
     top_alpha = np.stack([np.asarray(r.top_alpha, dtype=float) for r in runs])  # [N, L, H]
+    # A hybrid's non-attention layers are NaN rows: no sink rate there, rather than a rate of 0.
+    rate = np.where(np.isnan(top_alpha).all(axis=0), np.nan, (top_alpha > epsilon).mean(axis=0))
     return CorpusSummary(
         n_inputs=len(runs),
         epsilon=epsilon,
-        head_sink_rate=(top_alpha > epsilon).mean(axis=0),
+        head_sink_rate=rate,
         head_mean_top_alpha=top_alpha.mean(axis=0),
         token_types=token_types(runs)[:top],
         n_detrimental_inputs=sum(DETRIMENTAL in r.labels for r in runs),
@@ -161,6 +163,11 @@ def token_types(runs: Sequence[RunStats]) -> list[TokenType]:
     ]
 
 
+def _nullable(values: np.ndarray) -> list:
+    """NaN (a hybrid's non-attention layer) as None, so the JSON stays standard."""
+    return np.where(np.isnan(values), None, values).tolist() if values.size else values.tolist()
+
+
 def run_stats_from_rows(head_rows: Sequence[dict], token_rows: Sequence[dict]) -> list[RunStats]:
     """RunStats per input from the store's corpus rows (see Store.corpus_head_rows / corpus_token_rows),
     both ordered by line_no; keyed by line_no so a run listed on two lines counts twice."""
@@ -173,7 +180,8 @@ def run_stats_from_rows(head_rows: Sequence[dict], token_rows: Sequence[dict]) -
     stats = []
     for line_no in sorted(heads):
         rows = heads[line_no]
-        grid = np.zeros((max(r["layer"] for r in rows) + 1, max(r["head"] for r in rows) + 1))
+        # Rows are model layer numbers; a hybrid's non-attention layers have no head rows and stay NaN.
+        grid = np.full((max(r["layer"] for r in rows) + 1, max(r["head"] for r in rows) + 1), np.nan)
         for r in rows:
             grid[r["layer"], r["head"]] = r["top_alpha"]
         toks = tokens[line_no]
@@ -198,9 +206,9 @@ def format_summary(summary: CorpusSummary, name: str = "", heads: int = 8, token
         f"({summary.detrimental_fraction:.1%})",
     ]
     rate = summary.head_sink_rate
-    if rate.size:
-        lines.append(f"mean per-head sink rate: {rate.mean():.3f}; heads that sink on every input: "
-                     f"{int((rate == 1).sum())} of {rate.size}")
+    if np.isfinite(rate).any():
+        lines.append(f"mean per-head sink rate: {np.nanmean(rate):.3f}; heads that sink on every input: "
+                     f"{int((rate == 1).sum())} of {int(np.isfinite(rate).sum())}")
         order = np.argsort(-rate, axis=None, kind="stable")[:heads]
         lines.append("heads with the highest sink rate (fraction of inputs with a token alpha > ε):")
         for flat in order:
@@ -209,7 +217,9 @@ def format_summary(summary: CorpusSummary, name: str = "", heads: int = 8, token
                          f"mean top alpha {summary.head_mean_top_alpha[layer, head]:.3f}")
         lines.append("sink rate per head (rows = layers, columns = heads, in tenths; 9 = 0.9 or more):")
         for layer, row in enumerate(rate):
-            lines.append(f"  L{layer:<3}" + "".join(f"{min(int(v * 10), 9):>2}" for v in row))
+            cells = "  (not an attention layer)" if np.isnan(row).all() else "".join(
+                f"{min(int(v * 10), 9):>2}" for v in row)
+            lines.append(f"  L{layer:<3}" + cells)
     lines.append("token types that sink most often:")
     lines.append(f"  {'token':<16} {'sinks':>6} {'of':>6} {'inputs':>6} {'mean Sink_j':>11} "
                  f"{'mean v_norm':>11}  examples")

@@ -22,6 +22,9 @@ from sinkfix.analysis.memory import FIX_FROM_TOKENS, fix_mmap_threshold
 from sinkfix.analysis.redistribute import redistribute, sink_mask
 from sinkfix.analysis.result import Analysis
 from sinkfix.analysis.tokens import pop_offsets, tokenize
+from sinkfix import layers
+from sinkfix.capture import gates
+from sinkfix.capture import fast_path
 from sinkfix.capture.attention import blocking, observing
 from sinkfix.capture.observers import SequenceStats, SinkObserver
 from sinkfix.errors import InputError, SettingsError
@@ -62,17 +65,18 @@ def analyze_many(texts: Sequence[str], model: LoadedModel | str, settings: Analy
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise SettingsError(f"batch_size must be a whole number >= 1, got {batch_size!r}")
     loaded = get_model(model) if isinstance(model, str) else model
-    settings = (settings or AnalysisSettings()).resolved(loaded.n_layers)
+    settings = (settings or AnalysisSettings()).resolved(loaded.n_layers, getattr(loaded, "attention_layers", None))
     encoded = [_encode(loaded, text, settings) for text in texts]
     size = batch_size or default_batch_size(loaded)
     batches = plan_batches([len(e.ids) for e in encoded], size, settings.map_token_limit)
-    total = loaded.n_layers * len(batches)
+    per_batch = len(_layer_numbers(loaded))  # a hybrid's attention layers are the ones observed
+    total = per_batch * len(batches)
     results: list[Analysis | None] = [None] * len(texts)
     for number, members in enumerate(batches):
         on_layer = None
         if progress is not None:
-            progress(number * loaded.n_layers, total)
-            on_layer = _offset_progress(progress, number * loaded.n_layers, total)
+            progress(number * per_batch, total)
+            on_layer = _offset_progress(progress, number * per_batch, total)
         for index, result in zip(members, _run_batch(loaded, settings, [encoded[i] for i in members], on_layer)):
             results[index] = result
     return results  # type: ignore[return-value]
@@ -158,38 +162,53 @@ def _run_batch(loaded: LoadedModel, settings: AnalysisSettings, items: list[_Enc
     keep_maps = max(lengths) <= settings.map_token_limit
     if len(items) * max(lengths) >= FIX_FROM_TOKENS:
         fix_mmap_threshold()  # long inputs: keep freed activations from piling up in the heap
-    observer = SinkObserver(keep_maps, lengths, loaded.output_grams, on_layer)
     device = _input_device(loaded)
+    choice = fast_path.choose(settings.kernel, device, keep_maps)  # triton or blocked, before the forward
     fields = dict(_collate(loaded, items), use_cache=False)  # a KV cache would hold 2 x L x T x d for nothing
     inputs = {key: value.to(device) if isinstance(value, torch.Tensor) else value
               for key, value in model_inputs(loaded.model, fields).items()}
+
+    def forward(observer: SinkObserver) -> object:  # fresh contexts each call: a fused run may fall back and rerun
+        # query_block None leaves the caller's blocking(n) context (or the automatic size) in force.
+        rows = nullcontext() if settings.query_block is None else blocking(settings.query_block)
+        gated = gates.recording(getattr(loaded, "gates", None), lengths)  # attention output gates (Qwen3-Next)
+        with torch.inference_mode(), observing(observer), rows, gated as gate:
+            loaded.base(**inputs)
+        return gate
+
     tick = time.perf_counter()
-    # query_block None leaves the caller's blocking(n) context (or the automatic size) in force.
-    rows = nullcontext() if settings.query_block is None else blocking(settings.query_block)
-    with torch.inference_mode(), observing(observer), rows:
-        loaded.base(**inputs)
+    gate, observer, choice = fast_path.observed_forward(
+        choice, fast_path.requested(settings.kernel) == "triton", lengths,
+        lambda: SinkObserver(keep_maps, lengths, loaded.output_grams, on_layer), forward)
     forward_s = time.perf_counter() - tick
     results = []
     for row, item in enumerate(items):
         tick = time.perf_counter()
-        result = _assemble(item, loaded, settings, observer.sequence(row))
+        result = _assemble(item, loaded, settings, observer.sequence(row), None if gate is None else gate.sequence(row))
         assemble_s = time.perf_counter() - tick
         timings = {
             "tokenize_s": item.tokenize_s, "forward_s": forward_s, "assemble_s": assemble_s,
             "total_s": item.tokenize_s + forward_s + assemble_s, "batch_size": float(len(items)),
         }
-        results.append(dataclasses.replace(result, timings=timings, offsets=item.offsets))
+        results.append(dataclasses.replace(result, timings=timings, offsets=item.offsets, kernel=choice.kernel,
+                                           kernel_reason=choice.reason))
     return results
 
 
-def _assemble(item: _Encoded, loaded: LoadedModel, settings: AnalysisSettings, seq: SequenceStats) -> Analysis:
+def _layer_numbers(loaded: LoadedModel) -> list[int]:
+    return layers.layer_numbers(loaded.n_layers, getattr(loaded, "attention_layers", None))
+
+
+def _assemble(item: _Encoded, loaded: LoadedModel, settings: AnalysisSettings, seq: SequenceStats,
+              gate: torch.Tensor | None = None) -> Analysis:
     ids = item.ids
     warnings = list(item.warnings)
     received_head = seq.received  # [L, H, T]
     alpha = metrics.visible_query_mean(received_head, loaded.is_causal)
     norm_head = seq.value_norm_head  # [L, H_kv, T]
     norm_layer = norm_head.square().sum(dim=-2).sqrt()  # the full (concatenated) value vector
-    selected = norm_layer[settings.layer]
+    # Rows are attention layers; settings.layer is a model layer number (an attention layer, checked in resolved()).
+    selected = norm_layer[layers.row_of(settings.layer, loaded.n_layers, getattr(loaded, "attention_layers", None))]
     value_norm = selected / selected.max()
     att_received = received_head.mean(dim=(0, 1))
     rule = classify.SeedRule(settings.tau_att, settings.tau_norm)
@@ -245,6 +264,8 @@ def _assemble(item: _Encoded, loaded: LoadedModel, settings: AnalysisSettings, s
         learned_sink_mass=None if seq.learned_sink_mass is None else _np(seq.learned_sink_mass),
         device=str(getattr(loaded, "device_name", "cpu")),
         dtype=str(getattr(loaded, "dtype_name", "float32")),
+        attention_layers=getattr(loaded, "attention_layers", None),
+        attention_gate=None if gate is None else _np(gate),
     )
 
 

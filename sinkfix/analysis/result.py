@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sinkfix import layers
 from sinkfix.version import __version__
 from sinkfix.analysis import classify
 from sinkfix.settings import AnalysisSettings
@@ -15,6 +16,9 @@ class Analysis:
     """Everything one analysis found. Arrays are numpy float32; L layers, H heads, T tokens.
 
     ``maps`` (and the corrected and mean maps) are kept only when T <= settings.map_token_limit.
+    For a hybrid model (attention in some layers only), every per-layer array has one row per
+    attention layer (L = len(attention_layers)), ``attention_layers`` gives the model's layer number
+    of each row, and ``n_layers`` stays the model's depth; ``layer_numbers`` is right for both kinds.
     """
 
     text: str
@@ -60,6 +64,31 @@ class Analysis:
     # True when corrected_maps is exactly ACT of maps over sink_indices (what analyze() makes), so
     # the store can recompute it from the maps instead of storing it.
     corrected_from_rule: bool = False
+    # A hybrid model's attention layers: the model layer number of each per-layer row. None means
+    # every layer attends (row l is layer l). The other layers are listed by ``non_attention_layers``.
+    attention_layers: list[int] | None = None
+    # Attention output gates (Qwen3-Next): each head's mean sigmoid gate over the real tokens [L, H].
+    # None for models without a gate.
+    attention_gate: np.ndarray | None = None
+    # Which attention computation produced the statistics: "triton" (the fused kernels of
+    # sinkfix.capture.kernels) or "blocked" (query blocks); the reason when triton was wanted and
+    # the run fell back to blocked. Runs stored before the kernels existed read as "blocked".
+    kernel: str = "blocked"
+    kernel_reason: str | None = None
+
+    @property
+    def layer_numbers(self) -> list[int]:
+        """The model layer number of each per-layer row."""
+        return layers.layer_numbers(self.n_layers, self.attention_layers)
+
+    @property
+    def non_attention_layers(self) -> list[int]:
+        """Layers that mix tokens without softmax attention (linear attention, state space, convolution)."""
+        return layers.non_attention_layers(self.n_layers, self.attention_layers)
+
+    def row_of(self, layer: int) -> int:
+        """The per-layer row of model layer ``layer`` (a SettingsError when it does not attend)."""
+        return layers.row_of(layer, self.n_layers, self.attention_layers)
 
     @property
     def n_tokens(self) -> int:
@@ -90,18 +119,20 @@ class Analysis:
         shares = _top_shares(self.contribution, top)
         top_ids, alphas, entropies = top.tolist(), top_alpha.tolist(), self.entropy.tolist()
         token0 = self.att_received_head[..., 0].tolist()
+        gate = None if self.attention_gate is None else self.attention_gate.tolist()
         return [
             {
-                "layer": layer,
+                "layer": number,  # the model's layer number; row is the array index
                 "head": head,
-                "top_token": top_ids[layer][head],
-                "top_token_text": self.tokens[top_ids[layer][head]],
-                "top_alpha": alphas[layer][head],
-                "entropy": entropies[layer][head],
-                "token0_share": token0[layer][head],
-                "top_contribution_share": None if shares is None else shares[layer][head],
+                "top_token": top_ids[row][head],
+                "top_token_text": self.tokens[top_ids[row][head]],
+                "top_alpha": alphas[row][head],
+                "entropy": entropies[row][head],
+                "token0_share": token0[row][head],
+                "top_contribution_share": None if shares is None else shares[row][head],
+                "gate": None if gate is None else gate[row][head],
             }
-            for layer in range(self.n_layers)
+            for row, number in enumerate(self.layer_numbers)
             for head in range(self.n_heads)
         ]
 
@@ -130,7 +161,21 @@ class Analysis:
             )
         if self.run_id is not None:
             out["run_id"] = self.run_id
+        if self.attention_layers is not None:  # a hybrid: which layers the per-layer maps are
+            out["attention_layers"] = list(self.attention_layers)
+            out["non_attention_layers"] = self.non_attention_layers
+        if self.attention_gate is not None:
+            out["attention_gates"] = self.gate_table()
         return out
+
+    def gate_table(self) -> list[dict] | None:
+        """Gated attention (Qwen3-Next): per (layer, head) the mean output gate beside the head's
+        first-token mass, so "the gate does the sink's job" can be checked head by head."""
+        if self.attention_gate is None:
+            return None
+        gate, first = self.attention_gate.tolist(), self.att_received_head[..., 0].tolist()
+        return [{"layer": number, "head": head, "gate": gate[row][head], "first_token_mass": first[row][head]}
+                for row, number in enumerate(self.layer_numbers) for head in range(self.n_heads)]
 
 
 def _top_shares(contribution: np.ndarray | None, top: np.ndarray) -> list[list[float]] | None:

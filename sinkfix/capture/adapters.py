@@ -7,6 +7,8 @@ ones where something sits in between are listed in ``_NO_ADAPTER``.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
@@ -37,17 +39,22 @@ _CANDIDATES = (
 )
 # Architectures whose attention output is gated, normalised or mixed before W_O: W_O alone does
 # not give the contribution, so it is reported as unavailable (found by the conformance sweep).
-_NO_ADAPTER = frozenset({"afmoe", "beam", "bitnet", "hy_v4", "laguna"})
+# Gated attention (Qwen3-Next and its successors) multiplies each head's output by its gate first:
+# the gate values are reported instead (sinkfix.capture.gates).
+_NO_ADAPTER = frozenset({"afmoe", "beam", "bitnet", "hy_v4", "laguna",
+                         "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "qwen4_exp_text"})
 
 
-def output_projection_modules(base: nn.Module, model_type: str, n_layers: int) -> list[nn.Module] | None:
-    """The module applying W_O in each layer, or None when the layout is unknown here."""
+def output_projection_modules(base: nn.Module, model_type: str, layers: int | Sequence[int]) -> list[nn.Module] | None:
+    """The module applying W_O in each of ``layers`` (a count: layers 0..n-1; or a hybrid's attention
+    layers), in that order, or None when the layout is unknown here."""
     if model_type in _NO_ADAPTER:
         return None
+    numbers = range(layers) if isinstance(layers, int) else list(layers)
     patterns = (_OUTPUT_PROJECTION[model_type],) if model_type in _OUTPUT_PROJECTION else _CANDIDATES
     for pattern in patterns:
         try:
-            modules = [base.get_submodule(pattern.format(l=layer)) for layer in range(n_layers)]
+            modules = [base.get_submodule(pattern.format(l=layer)) for layer in numbers]
         except AttributeError:
             continue
         if all(isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.dim() == 2 for m in modules):
@@ -55,10 +62,13 @@ def output_projection_modules(base: nn.Module, model_type: str, n_layers: int) -
     return None
 
 
-def output_projections(base: nn.Module, model_type: str, n_layers: int) -> list[torch.Tensor] | None:
-    """W_O per layer in Linear layout [hidden, H * d], or None when the layout is unknown."""
-    modules = output_projection_modules(base, model_type, n_layers)
+def output_projections(base: nn.Module, model_type: str, layers: int | Sequence[int]) -> dict[int, torch.Tensor] | None:
+    """W_O in Linear layout [hidden, H * d] keyed by model layer number (attention layers only), or
+    None when the layout is unknown."""
+    numbers = range(layers) if isinstance(layers, int) else list(layers)
+    modules = output_projection_modules(base, model_type, numbers)
     if modules is None:
         return None
     # GPT-2's Conv1D stores its weight as [in, out]; nn.Linear as [out, in].
-    return [m.weight.detach().T if type(m).__name__ == "Conv1D" else m.weight.detach() for m in modules]
+    return {layer: m.weight.detach().T if type(m).__name__ == "Conv1D" else m.weight.detach()
+            for layer, m in zip(numbers, modules)}

@@ -56,11 +56,14 @@ class ModelIdentity:
     n_layers: int
     device: str | None = None
     dtype: str | None = None
+    attention_layers: tuple[int, ...] | None = None  # a hybrid's attention layers (settings resolve against them)
 
     @classmethod
     def of(cls, loaded) -> ModelIdentity:
+        attending = getattr(loaded, "attention_layers", None)
         return cls(loaded.name, loaded.source, loaded.fingerprint, loaded.n_layers,
-                   getattr(loaded, "device_name", None), getattr(loaded, "dtype_name", None))
+                   getattr(loaded, "device_name", None), getattr(loaded, "dtype_name", None),
+                   None if attending is None else tuple(attending))
 
 
 def check_keep(keep: str) -> str:

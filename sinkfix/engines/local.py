@@ -65,7 +65,7 @@ def run_batch(
     size = default_batch_size(model) if batch_size is None else batch_size
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise SettingsError(f"--batch-size must be a whole number >= 1, got {size!r}")
-    resolved = (settings or AnalysisSettings()).resolved(model.n_layers)
+    resolved = (settings or AnalysisSettings()).resolved(model.n_layers, getattr(model, "attention_layers", None))
     identity = ModelIdentity.of(model)
 
     def key_of(text: str) -> str:

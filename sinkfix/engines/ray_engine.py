@@ -157,7 +157,7 @@ def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSe
     started = connect(options)
     try:
         identity = model_identity(model_name, options)
-        resolved = (settings or AnalysisSettings()).resolved(identity.n_layers)
+        resolved = (settings or AnalysisSettings()).resolved(identity.n_layers, identity.attention_layers)
 
         def key_of(text: str) -> str:
             return request_key_of(identity, text, resolved)

@@ -3,7 +3,8 @@
 Ray workers send these rows to the driver (reductions, never maps), and ``--parquet`` writes the
 same rows as its per-text table, so ``corpora import`` rebuilds the very runs the batch stored.
 Arrays are flattened into ``list<float>`` columns; their shapes follow from ``n_layers``,
-``n_heads``, ``n_kv_heads`` and the number of tokens, so no shape needs storing.
+``n_heads``, ``n_kv_heads`` and the number of tokens (a hybrid's per-layer arrays have one row per
+entry of ``attention_layers``), so no shape needs storing.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ ARRAYS = {
     "value_norm_head": lambda L, H, K, T: (L, K, T),
     "contribution": lambda L, H, K, T: (L, H, T),
     "learned_sink_mass": lambda L, H, K, T: (L, H),
+    "attention_gate": lambda L, H, K, T: (L, H),
 }
 SCALARS = ("text", "model_name", "model_id", "model_type", "fingerprint", "is_causal", "n_layers", "n_heads",
            "n_kv_heads", "rule", "version", "truncated", "created_at", "device", "dtype")
@@ -48,6 +50,7 @@ def to_row(analysis: Analysis) -> dict:
         offsets=None if analysis.offsets is None else [[int(a), int(b)] for a, b in analysis.offsets],
         settings=json.dumps(analysis.settings.to_dict()), warnings=json.dumps(analysis.warnings),
         timings=json.dumps(analysis.timings),
+        attention_layers=None if analysis.attention_layers is None else [int(i) for i in analysis.attention_layers],
     )
     for name in ARRAYS:
         value = getattr(analysis, name)
@@ -57,7 +60,9 @@ def to_row(analysis: Analysis) -> dict:
 
 def from_row(row: dict) -> Analysis:
     """The summary-only Analysis of ``to_row``; float32 arrays bit-exact."""
-    shape_args = (row["n_layers"], row["n_heads"], row["n_kv_heads"], len(row["tokens"]))
+    attending = row.get("attention_layers")  # a hybrid's rows are its attention layers
+    rows = row["n_layers"] if attending is None else len(attending)
+    shape_args = (rows, row["n_heads"], row["n_kv_heads"], len(row["tokens"]))
     arrays = {name: None if row.get(name) is None
               else np.asarray(row[name], dtype=np.float32).reshape(shape(*shape_args))
               for name, shape in ARRAYS.items()}
@@ -70,6 +75,7 @@ def from_row(row: dict) -> Analysis:
         settings=AnalysisSettings.from_dict(json.loads(row["settings"])),
         warnings=json.loads(row["warnings"]), timings=json.loads(row["timings"]),
         maps=None, corrected_maps=None, **arrays,
+        attention_layers=None if attending is None else [int(i) for i in attending],
     )
 
 
@@ -83,6 +89,7 @@ def schema(sample: dict) -> pa.Schema:
     types = {name: pa.list_(pa.float32()) for name in ARRAYS}  # the values are float32: exact, half the bytes
     types.update(tokens=pa.list_(pa.string()), token_ids=pa.list_(pa.int64()), labels=pa.list_(pa.string()),
                  sink_indices=pa.list_(pa.int64()), offsets=pa.list_(pa.list_(pa.int64())),
+                 attention_layers=pa.list_(pa.int64()),
                  is_causal=pa.bool_(), truncated=pa.bool_(), n_layers=pa.int64(), n_heads=pa.int64(),
                  n_kv_heads=pa.int64())
     fields = []

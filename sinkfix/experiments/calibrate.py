@@ -81,7 +81,7 @@ class Calibration:
 
 def candidate_heads(loaded: LoadedModel, intervention: Intervention) -> list[Head]:
     """Every (layer, head) the template allows: its layers and heads, else the whole model."""
-    chosen = head_map(intervention, loaded.n_layers, loaded.n_heads)
+    chosen = head_map(intervention, loaded.layer_numbers, loaded.n_heads)
     return [(layer, head) for layer, heads in sorted(chosen.items())
             for head in (range(loaded.n_heads) if heads is None else heads)]
 

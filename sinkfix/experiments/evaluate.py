@@ -122,7 +122,7 @@ class ChunkRun:
         self.chunk = chunk
         self.ids = torch.tensor([chunk.ids])
         self.mask = torch.ones_like(self.ids)
-        self.stats = stats_for(self.mask, loaded.n_layers, norm_layer)
+        self.stats = stats_for(self.mask, loaded.layer_numbers, norm_layer)
         clean = forward(loaded, self.ids, self.mask, stats=self.stats)
         self.hidden = clean.hidden[0]
         self.positions = self._positions()
@@ -160,7 +160,7 @@ class ChunkRun:
         return torch.cat(rows)
 
     def plan(self, intervention: Intervention) -> Plan:
-        return make_plan(intervention, self.stats, self.mask.bool(), self.loaded.n_layers, self.loaded.n_heads, self.ids)
+        return make_plan(intervention, self.stats, self.mask.bool(), self.loaded.layer_numbers, self.loaded.n_heads, self.ids)
 
     def score(self, plan: Plan) -> ChunkScores:
         # An empty sink set moves nothing, so the outputs are the clean ones: skip the forward.

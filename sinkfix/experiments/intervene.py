@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -162,19 +162,35 @@ def needs_stats(intervention: Intervention | None) -> bool:
     return intervention is not None and intervention.parsed_target.kind in ("detrimental", "random")
 
 
-def head_map(intervention: Intervention, n_layers: int, n_heads: int) -> dict[int, tuple[int, ...] | None]:
-    """Layer -> heads to edit (None: all heads of that layer), checked against the model's shape."""
+def attention_layer_list(layers: int | Sequence[int]) -> list[int]:
+    """A model's depth (every layer attends) or a hybrid's attention layers, as layer numbers."""
+    return list(range(layers)) if isinstance(layers, int) else [int(layer) for layer in layers]
+
+
+def _where(attending: list[int]) -> str:
+    if attending == list(range(len(attending))):
+        return f"layers 0..{len(attending) - 1}"
+    return f"attention in layers {', '.join(str(layer) for layer in attending)} only"
+
+
+def head_map(intervention: Intervention, n_layers: int | Sequence[int], n_heads: int) -> dict[int, tuple[int, ...] | None]:
+    """Layer -> heads to edit (None: all heads of that layer), checked against the model's shape.
+
+    ``n_layers``: the model's depth, or a hybrid's attention layers (``LoadedModel.layer_numbers``):
+    attention can only be edited where there is attention, and "every layer" means every attention layer.
+    """
+    attending = attention_layer_list(n_layers)
     layers = intervention.layers
     for layer in layers or ():
-        if layer >= n_layers:
-            raise SettingsError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
+        if layer not in attending:
+            raise SettingsError(f"layer {layer} is out of range: this model has {_where(attending)}")
     if intervention.heads is None:
-        return {layer: None for layer in (layers if layers is not None else range(n_layers))}
+        return {layer: None for layer in (layers if layers is not None else attending)}
     out: dict[int, list[int]] = {}
     for layer, head in intervention.heads:
-        if layer >= n_layers or head >= n_heads:
+        if layer not in attending or head >= n_heads:
             raise SettingsError(
-                f"head {layer}:{head} is out of range: this model has layers 0..{n_layers - 1}, heads 0..{n_heads - 1}"
+                f"head {layer}:{head} is out of range: this model has {_where(attending)}, heads 0..{n_heads - 1}"
             )
         if layers is None or layer in layers:
             out.setdefault(layer, []).append(head)
@@ -230,7 +246,7 @@ class BatchStats:
         """value_norm per sequence divided by its max over the sequence's real tokens -> [B, T]."""
         layer = self.norm_layer if layer is None else layer
         if layer not in self.value_norms:
-            raise SettingsError(f"layer {layer} is out of range: this model has layers 0..{len(self.value_norms) - 1}")
+            raise SettingsError(f"layer {layer} is out of range: this model has {_where(sorted(self.value_norms))}")
         norms = torch.where(self.valid, self.value_norms[layer], 0.0)
         return norms / norms.max(dim=-1, keepdim=True).values.clamp(min=1e-12)
 
@@ -242,10 +258,12 @@ class BatchStats:
         return [rule.labels(att[b, :n], norm[b, :n]) for b, n in enumerate(lengths)]
 
 
-def stats_for(valid: torch.Tensor, n_layers: int, norm_layer: int | None) -> BatchStats:
-    layer = n_layers // 2 if norm_layer is None else norm_layer
-    if not 0 <= layer < n_layers:
-        raise SettingsError(f"layer {layer} is out of range: this model has layers 0..{n_layers - 1}")
+def stats_for(valid: torch.Tensor, n_layers: int | Sequence[int], norm_layer: int | None) -> BatchStats:
+    """``n_layers``: the depth or a hybrid's attention layers; the default norm layer is the middle one."""
+    attending = attention_layer_list(n_layers)
+    layer = attending[len(attending) // 2] if norm_layer is None else norm_layer
+    if layer not in attending:
+        raise SettingsError(f"layer {layer} is out of range: this model has {_where(attending)}")
     return BatchStats(valid=valid.to(torch.bool), norm_layer=layer)
 
 
@@ -290,7 +308,7 @@ def make_plan(
     intervention: Intervention,
     stats: BatchStats | None,
     valid: torch.Tensor,
-    n_layers: int,
+    n_layers: int | Sequence[int],
     n_heads: int,
     token_ids: torch.Tensor | None = None,
 ) -> Plan:

@@ -177,6 +177,8 @@ class SinkRateResult:
     seed: int
     text_file: str | None
     kinds: dict[str, KindRate]
+    # A hybrid's attention layers: the model layer number of each ``per_layer`` entry (None: every layer).
+    attention_layers: list[int] | None = None
 
     def headline(self) -> float | None:
         first = next(iter(self.kinds.values()), None)
@@ -219,7 +221,8 @@ def sink_rate_protocol(model: LoadedModel, kinds: Sequence[str] = KINDS, n: int 
             per_position.mean(axis=0).tolist(), model.tokenizer.convert_ids_to_tokens(sequences[0]),
         )
     return SinkRateResult(model.name, n, length, float(epsilon), bos, seed,
-                          None if text_file is None else str(text_file), results)
+                          None if text_file is None else str(text_file), results,
+                          getattr(model, "attention_layers", None))
 
 
 def _check(kinds: Sequence[str], n: int, length: int, epsilon: float, bos: str, batch_size: int) -> None:

@@ -98,7 +98,7 @@ class SentenceSet:
             chosen = order[start : start + batch_size]
             encoded = loaded.tokenizer([sentences[i] for i in chosen], padding=True, truncation=True,
                                        max_length=MAX_LENGTH, padding_side="right", return_tensors="pt")
-            stats = stats_for(encoded["attention_mask"], loaded.n_layers, norm_layer) if observe else None
+            stats = stats_for(encoded["attention_mask"], loaded.layer_numbers, norm_layer) if observe else None
             batch = _Batch(chosen, encoded["input_ids"], encoded["attention_mask"], stats)
             pieces.append(self._pool(forward(loaded, batch.ids, batch.mask, stats=stats).hidden, batch.mask))
             self.batches.append(batch)
@@ -118,7 +118,7 @@ class SentenceSet:
         return out
 
     def plan(self, batch: _Batch, intervention: Intervention) -> Plan:
-        return make_plan(intervention, batch.stats, batch.mask.bool(), self.loaded.n_layers, self.loaded.n_heads, batch.ids)
+        return make_plan(intervention, batch.stats, batch.mask.bool(), self.loaded.layer_numbers, self.loaded.n_heads, batch.ids)
 
     def embed(self, intervention: Intervention, bar: bool = False, progress: Progress | None = None) -> tuple[np.ndarray, int]:
         """Intervened embeddings [N, D] and the number of sentences that had any target token."""

@@ -18,7 +18,9 @@ import torch
 from torch import nn
 
 from sinkfix.analysis import metrics
+from sinkfix import layers
 from sinkfix.capture import adapters
+from sinkfix.capture.gates import Gates, find_gates
 from sinkfix.capture import attention as capture
 from sinkfix.errors import ModelNotFoundError, SettingsError, UnsupportedModelError
 from sinkfix.models import devices
@@ -41,13 +43,24 @@ class LoadedModel:
     n_kv_heads: int
     max_tokens: int
     fingerprint: str
-    output_projections: list[torch.Tensor] | None
-    output_grams: list[torch.Tensor] | None  # per layer [H, d, d] float32, for the norm-based contribution
+    # Keyed by model layer number (a hybrid's attention layers only), so ``[layer]`` reads them as a list would.
+    output_projections: dict[int, torch.Tensor] | None
+    output_grams: dict[int, torch.Tensor] | None  # per layer [H, d, d] float32, for the norm-based contribution
     load_seconds: float
     # Where the weights live ("cpu", "cuda:0", or the devices of a device_map split: "cuda:0,cuda:1")
     # and their dtype; both go into a run's cache key and are stored with the run.
     device_name: str = "cpu"
     dtype_name: str = "float32"
+    # A hybrid model's attention layers (the model's own layer numbers, ascending); None when every
+    # layer attends. Per-layer results hold one row per attention layer (see sinkfix.layers).
+    attention_layers: list[int] | None = None
+    # Models with an attention output gate (Qwen3-Next): where to read it (see capture.gates).
+    gates: Gates | None = None
+
+    @property
+    def layer_numbers(self) -> list[int]:
+        """The model layer number of each per-layer row: the attention layers."""
+        return layers.layer_numbers(self.n_layers, self.attention_layers)
 
     @property
     def base(self) -> nn.Module:
@@ -131,7 +144,7 @@ def load_model(name: str, progress: Progress | None = None, device: str = "auto"
     assign_layer_indices(model)
     # The probe runs before the move: its inputs are CPU tensors, and where the weights live
     # changes nothing about how attention is routed.
-    probe(model, tokenizer, n_layers, name)
+    attending = probe(model, tokenizer, n_layers, name)
     if device_map is None:
         if device_name != "cpu":
             say(f"moving weights to {device_name}")
@@ -144,10 +157,12 @@ def load_model(name: str, progress: Progress | None = None, device: str = "auto"
     offloaded = _offloaded(model)
     with _offloaded_weights_loaded(model):
         fingerprint_ = fingerprint(model)
-        projections = adapters.output_projections(model.base_model, config.model_type, n_layers)
+        numbers = layers.layer_numbers(n_layers, attending)
+        projections = adapters.output_projections(model.base_model, config.model_type, numbers)
         if projections is not None and offloaded:  # copies: offloaded weights go back to meta after this block
-            projections = [w.detach().clone() for w in projections]
-        grams = None if projections is None else [metrics.output_grams(w.float(), n_heads) for w in projections]
+            projections = {layer: w.detach().clone() for layer, w in projections.items()}
+        grams = None if projections is None else {layer: metrics.output_grams(w.float(), n_heads)
+                                                  for layer, w in projections.items()}
     return LoadedModel(
         name=name,
         source=source.location,
@@ -166,6 +181,8 @@ def load_model(name: str, progress: Progress | None = None, device: str = "auto"
         load_seconds=time.perf_counter() - started,
         device_name=device_name,
         dtype_name=dtype_name,
+        attention_layers=attending,
+        gates=find_gates(model.base_model, config.model_type, numbers),
     )
 
 

@@ -36,7 +36,8 @@ def assign_layer_indices(model: nn.Module) -> None:
 SUPPORTED = (
     "encoder-only and decoder-only transformers whose attention goes through transformers' attention "
     "interface, such as BERT, RoBERTa, DistilBERT, GPT-2, LLaMA, Mistral, Qwen2/3, Gemma 1-3, Phi-3, OLMo-2 "
-    "and gpt-oss (see the conformance table in the README)"
+    "and gpt-oss, and hybrids such as Qwen3-Next, Jamba and LFM2 on their attention layers "
+    "(see docs/architectures.md)"
 )
 # Long enough (about 16 tokens) that compressed-KV layers show it, short enough to cost little.
 PROBE_TEXT = "the probe sentence checks that every layer of this model attends to every token of a short text"
@@ -72,11 +73,13 @@ def check_interface(model_class: type, config: object, name: str) -> None:
         raise UnsupportedModelError(bypass_message(name, model_type))
 
 
-def probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> None:
+def probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> list[int] | None:
     """One short forward through SinkFix's function and one through the model's own eager attention.
 
-    Every layer must reach SinkFix's function exactly once, every keyword must be one SinkFix
-    implements or one eager ignores, and the two outputs must agree within the dtype's tolerance.
+    Every attention layer must reach SinkFix's function exactly once, every keyword must be one
+    SinkFix implements or one eager ignores, and the two outputs must agree within the dtype's
+    tolerance. Returns the attention layers of a hybrid model (see ``attention_layers``), None
+    when every layer attends.
     """
     model_type = model.config.model_type
     inputs = model_inputs(model, tokenizer(PROBE_TEXT, return_tensors="pt"))
@@ -93,11 +96,7 @@ def probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> None
         ) from None
     if not recorder.layers:
         raise UnsupportedModelError(bypass_message(name, model_type))
-    if recorder.layers != list(range(n_layers)):
-        raise UnsupportedModelError(
-            f"{name} ({model_type}): attention is not routed through the attention interface "
-            f"once per layer (saw layers {recorder.layers[:8]}); SinkFix supports {SUPPORTED}"
-        )
+    attending = attention_layers(model.config, recorder.layers, n_layers, name)
     n_tokens = int(inputs["input_ids"].shape[-1]) if "input_ids" in inputs else None
     shapes = sorted(set(recorder.shapes))
     if len({shape[:2] for shape in shapes}) > 1 or (n_tokens is not None and any(s[2] != n_tokens for s in shapes)):
@@ -121,6 +120,36 @@ def probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> None
             f"(outputs differ by {difference:.2g} of their scale, tolerance {tolerance:g}), so it is refused "
             f"rather than analysed wrongly; SinkFix supports {SUPPORTED}"
         )
+    return attending
+
+
+def attention_layers(config: object, seen: list[int | None], n_layers: int, name: str) -> list[int] | None:
+    """Which layers attend, from the layers that reached SinkFix's function (in call order).
+
+    None when every layer did, once and in order. A hybrid model (attention in some layers, linear
+    attention, a state-space layer or a convolution in the others) is accepted when its config
+    declares each layer's kind (``layer_types``) and the layers that arrived are exactly those of
+    the kinds that arrived: a layer of an attending kind that did not arrive computes attention
+    in its own code, and that model is refused.
+    """
+    model_type = getattr(config, "model_type", "?")
+    if seen == list(range(n_layers)):
+        return None
+    kinds = getattr(config, "layer_types", None)
+    once = all(isinstance(layer, int) for layer in seen) and seen == sorted(set(seen))
+    if not once or not isinstance(kinds, (list, tuple)) or len(kinds) != n_layers or seen[-1] >= n_layers:
+        raise UnsupportedModelError(
+            f"{name} ({model_type}): attention is not routed through the attention interface "
+            f"once per layer (saw layers {seen[:8]}); SinkFix supports {SUPPORTED}"
+        )
+    attending_kinds = {kinds[layer] for layer in seen}
+    bypassing = [layer for layer in range(n_layers) if layer not in seen and kinds[layer] in attending_kinds]
+    if bypassing:
+        raise UnsupportedModelError(
+            f"{name} ({model_type}): the attention of layers {bypassing[:8]} does not go through the attention "
+            f"interface (layers {seen[:8]} of the same kind do), so SinkFix cannot see it; SinkFix supports {SUPPORTED}"
+        )
+    return list(seen)
 
 
 class _Recorder:

@@ -10,6 +10,7 @@ import json
 import numpy as np
 import torch
 
+from sinkfix import layers
 from sinkfix.analysis.result import Analysis
 from sinkfix.analysis.redistribute import redistribute, sink_mask
 from sinkfix.settings import AnalysisSettings
@@ -20,7 +21,7 @@ MAPS_DTYPE = np.float16
 # The per-token and per-head arrays of an Analysis, stored float32 in the "arrays" blob.
 ARRAY_FIELDS = (
     "att_received", "att_received_layer", "att_received_head", "alpha", "sink_rate", "entropy",
-    "value_norm", "value_norm_layer", "value_norm_head", "contribution", "learned_sink_mass",
+    "value_norm", "value_norm_layer", "value_norm_head", "contribution", "learned_sink_mass", "attention_gate",
 )
 
 
@@ -31,14 +32,15 @@ def encode_blobs(analysis: Analysis) -> tuple[dict[str, bytes], bool]:
     blobs = {"arrays": tensorio.dumps(arrays, compress=True)}
     if analysis.maps is None:
         return blobs, False
+    # Blobs are named by model layer number: a hybrid's rows are its attention layers.
     maps16 = analysis.maps.astype(MAPS_DTYPE)
-    for layer in range(analysis.n_layers):
-        blobs[f"maps/{layer}"] = tensorio.dumps({"maps": maps16[layer]}, compress=True)
+    for row, layer in enumerate(analysis.layer_numbers):
+        blobs[f"maps/{layer}"] = tensorio.dumps({"maps": maps16[row]}, compress=True)
     corrected_stored = not _recomputable(analysis)
     if corrected_stored and analysis.corrected_maps is not None:
         corrected16 = analysis.corrected_maps.astype(MAPS_DTYPE)
-        for layer in range(analysis.n_layers):
-            blobs[f"corrected/{layer}"] = tensorio.dumps({"maps": corrected16[layer]}, compress=True)
+        for row, layer in enumerate(analysis.layer_numbers):
+            blobs[f"corrected/{layer}"] = tensorio.dumps({"maps": corrected16[row]}, compress=True)
     return blobs, corrected_stored
 
 
@@ -64,14 +66,16 @@ def rebuild(row: dict, labels: list[str], blobs: dict[str, bytes]) -> Analysis:
     arrays = tensorio.loads(blobs["arrays"])
     settings = settings_of(row)
     sink_indices = json.loads(row["sink_indices"])
+    attending = attention_layers_of(row)
+    numbers = layers.layer_numbers(row["n_layers"], attending)
     maps = corrected = None
     if row["has_maps"]:
-        maps = np.stack([tensorio.loads(blobs[f"maps/{layer}"])["maps"] for layer in range(row["n_layers"])])
+        maps = np.stack([tensorio.loads(blobs[f"maps/{layer}"])["maps"] for layer in numbers])
         maps = maps.astype(np.float32)
         if row["corrected_stored"]:
-            if "corrected/0" in blobs:
+            if f"corrected/{numbers[0]}" in blobs:
                 corrected = np.stack([tensorio.loads(blobs[f"corrected/{layer}"])["maps"]
-                                      for layer in range(row["n_layers"])]).astype(np.float32)
+                                      for layer in numbers]).astype(np.float32)
         else:
             corrected = corrected_maps_of(maps, sink_indices, settings.beta)
     return Analysis(
@@ -101,10 +105,19 @@ def rebuild(row: dict, labels: list[str], blobs: dict[str, bytes]) -> Analysis:
         run_id=row["id"],
         device=row.get("device") or "cpu",
         dtype=row.get("dtype") or "float32",
+        kernel=row.get("kernel") or "blocked",  # runs stored before migration 6 were all blocked
+        kernel_reason=row.get("kernel_reason"),
         parent_run_id=row.get("parent_run_id"),
         offsets=None if row.get("offsets") is None else [tuple(pair) for pair in json.loads(row["offsets"])],
         corrected_from_rule=corrected is not None and not row["corrected_stored"],
+        attention_layers=attending,
     )
+
+
+def attention_layers_of(row: dict) -> list[int] | None:
+    """A run row's attention layers (None: every layer; also for runs stored before migration 7)."""
+    value = row.get("attention_layers")
+    return None if value is None else [int(layer) for layer in json.loads(value)]
 
 
 def settings_of(row: dict) -> AnalysisSettings:

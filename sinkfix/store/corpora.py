@@ -6,7 +6,7 @@ import json
 from sinkfix.analysis.result import Analysis
 from sinkfix.errors import CorpusNotFoundError, StoreError
 from sinkfix.store import codec
-from sinkfix.store.runs import _insert_blobs, _insert_heads, _insert_run, _insert_tokens, _run_row
+from sinkfix.store.runs import _insert_blobs, _insert_heads, _insert_run, _insert_tokens, _run_row, head_rows_of
 from sinkfix.store.database import Connection, dicts, now, to_json, write
 
 
@@ -184,9 +184,7 @@ def encode_run(analysis: Analysis, key: str) -> EncodedRun:
     row["parent_run_id"] = analysis.parent_run_id
     tokens = [(r["index"], r["token"], r["att_received"], r["value_norm"], r["sink_rate"], r["label"])
               for r in analysis.token_table()]
-    heads = [(r["layer"], r["head"], r["top_token"], r["top_token_text"], r["top_alpha"], r["entropy"],
-              r["token0_share"], r["top_contribution_share"]) for r in analysis.head_table()]
-    return row, tokens, heads, blobs
+    return row, tokens, head_rows_of(analysis), blobs
 
 
 def _insert_encoded(conn, run: EncodedRun) -> int:

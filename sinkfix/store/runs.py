@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
+from sinkfix import layers
 from sinkfix.analysis import classify
 from sinkfix.analysis.result import Analysis
 from sinkfix.errors import RunNotFoundError, StoreError
@@ -53,8 +54,7 @@ class RunsTable(Connection):
         row["parent_run_id"] = parent_run_id if parent_run_id is not None else analysis.parent_run_id
         tokens = [(r["index"], r["token"], r["att_received"], r["value_norm"], r["sink_rate"], r["label"])
                   for r in analysis.token_table()]
-        heads = [(r["layer"], r["head"], r["top_token"], r["top_token_text"], r["top_alpha"], r["entropy"],
-                  r["token0_share"], r["top_contribution_share"]) for r in analysis.head_table()]
+        heads = head_rows_of(analysis)
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
@@ -103,9 +103,10 @@ class RunsTable(Connection):
             row = self._run_row(db, run_id)
             if not row["has_maps"]:
                 return None
-            if not (0 <= layer < row["n_layers"] and 0 <= head < row["n_heads"]):
+            attending = codec.attention_layers_of(row)
+            if layer not in layers.layer_numbers(row["n_layers"], attending) or not 0 <= head < row["n_heads"]:
                 raise StoreError(
-                    f"run {run_id} has layers 0..{row['n_layers'] - 1} and heads 0..{row['n_heads'] - 1}; "
+                    f"run {run_id} has {layers.describe(row['n_layers'], attending)} and heads 0..{row['n_heads'] - 1}; "
                     f"got layer {layer}, head {head}"
                 )
             names = [f"maps/{layer}"] + ([f"corrected/{layer}"] if row["corrected_stored"] else [])
@@ -164,7 +165,18 @@ class RunsTable(Connection):
             self._run_row(db, run_id)
             return dicts(db.execute(
                 "SELECT layer, head, top_token, top_token_text, top_alpha, entropy, token0_share, "
-                "top_contribution_share FROM run_heads WHERE run_id = ? ORDER BY layer, head", [run_id]))
+                "top_contribution_share, gate FROM run_heads WHERE run_id = ? ORDER BY layer, head", [run_id]))
+
+    def info(self, run_id: int) -> dict:
+        """A run's own row, no blob and no per-token row read: model, sizes, text, tokens, settings (an
+        AnalysisSettings), provenance. Pages that must open fast on a 32k-token run (the dashboard's
+        long-run view) describe it from this. Raises RunNotFoundError for an unknown id."""
+        with self._sql_errors():
+            row = self._run_row(self._db(), run_id)
+        row["settings"] = codec.settings_of(row)
+        for name in ("tokens", "token_ids", "sink_indices", "warnings", "timings"):
+            row[name] = json.loads(row[name]) if row.get(name) else []
+        return row
 
     def _run_row(self, db, run_id: int) -> dict:
         cursor = db.execute("SELECT * FROM runs WHERE id = ?", [run_id])
@@ -211,6 +223,9 @@ def _run_row(analysis: Analysis, key: str, created_at: str, corrected_stored: bo
         "device": analysis.device,
         "offsets": None if analysis.offsets is None else to_json([list(pair) for pair in analysis.offsets]),
         "dtype": analysis.dtype,
+        "kernel": analysis.kernel,
+        "kernel_reason": analysis.kernel_reason,
+        "attention_layers": None if analysis.attention_layers is None else to_json([int(i) for i in analysis.attention_layers]),
         **{f"n_{label}": counts.get(label, 0) for label in classify.LABELS},
     }
 
@@ -227,10 +242,16 @@ def _insert_tokens(conn: sqlite3.Connection, run_id: int, rows: list[tuple]) -> 
         "VALUES (?, ?, ?, ?, ?, ?, ?)", [(run_id, *r) for r in rows])
 
 
+def head_rows_of(analysis: Analysis) -> list[tuple]:
+    """The run_heads rows of ``analysis`` (model layer numbers), in ``_insert_heads``'s column order."""
+    return [(r["layer"], r["head"], r["top_token"], r["top_token_text"], r["top_alpha"], r["entropy"],
+             r["token0_share"], r["top_contribution_share"], r["gate"]) for r in analysis.head_table()]
+
+
 def _insert_heads(conn: sqlite3.Connection, run_id: int, rows: list[tuple]) -> None:
     conn.executemany(
         "INSERT INTO run_heads (run_id, layer, head, top_token, top_token_text, top_alpha, entropy, "
-        "token0_share, top_contribution_share) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "token0_share, top_contribution_share, gate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [(run_id, *r) for r in rows])
 
 

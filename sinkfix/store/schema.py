@@ -182,8 +182,30 @@ def m005_provenance_and_experiments(db: Database) -> None:
     ])
 
 
+def m006_kernel(db: Database) -> None:
+    """Which attention computation produced a run's statistics: ``runs.kernel`` ("triton" or
+    "blocked"; NULL for runs stored before the fused kernels, which were all blocked) and
+    ``runs.kernel_reason`` (why a wanted triton run fell back to blocked; NULL otherwise)."""
+    _execute_all(db, [
+        "ALTER TABLE runs ADD COLUMN kernel TEXT",
+        "ALTER TABLE runs ADD COLUMN kernel_reason TEXT",
+    ])
+
+
+def m007_attention_layers(db: Database) -> None:
+    """Hybrid models (attention in some layers only): which layers a run's per-layer rows are
+    (``runs.attention_layers``, a JSON list of model layer numbers; NULL means every layer), and each
+    head's mean attention output gate (``run_heads.gate``; NULL for models without a gate).
+    ``run_heads.layer`` and the ``maps/{layer}`` blobs already use model layer numbers."""
+    _execute_all(db, [
+        "ALTER TABLE runs ADD COLUMN attention_layers TEXT",
+        "ALTER TABLE run_heads ADD COLUMN gate REAL",
+    ])
+
+
 STEPS: list[Callable[[Database], None]] = [
-    m001_runs, m002_label_counts, m003_corpora, m004_evaluations, m005_provenance_and_experiments,
+    m001_runs, m002_label_counts, m003_corpora, m004_evaluations, m005_provenance_and_experiments, m006_kernel,
+    m007_attention_layers,
 ]
 
 
