@@ -10,6 +10,9 @@ import pytest
 # The hub is unreachable here; make transformers fail fast instead of retrying.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The fused Triton kernels run on CPU tensors through Triton's interpreter; it must be on before
+# triton compiles the kernel modules (they are imported lazily, by the fused path only).
+os.environ.setdefault("TRITON_INTERPRET", "1")
 # A shell's server policy or database (SINKFIX_API_TOKEN, SINKFIX_DB, ...) must not change what the
 # tests see; where the data and the converted models live may stay.
 for _name in [n for n in os.environ if n.startswith("SINKFIX_") and n not in ("SINKFIX_DATA", "SINKFIX_CACHE")]:

@@ -163,6 +163,7 @@ def _cut(text: str, loaded: LoadedModel, settings: AnalysisSettings) -> tuple[st
     limit = min(loaded.max_tokens, settings.max_tokens or loaded.max_tokens)
     budget = char_budget(limit)
     return (text, 0) if len(text) <= budget else (text[:budget], len(text) - budget)
+    body["kernel"], body["kernel_reason"] = analysis.kernel, analysis.kernel_reason  # which attention computation ran
 
 
 def _compute(text: str, loaded: LoadedModel, settings: AnalysisSettings, runs: Store, key: str, gate: Gate,

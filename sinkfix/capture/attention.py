@@ -26,6 +26,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from sinkfix.capture import masks
 from sinkfix.errors import UnsupportedModelError
 
 ATTN_NAME = "sinkfix"
@@ -74,6 +75,8 @@ _intervention: contextvars.ContextVar[ProbsIntervention | None] = contextvars.Co
 _query_block: contextvars.ContextVar[int | None] = contextvars.ContextVar("sinkfix_query_block", default=None)
 _extra_mask: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar("sinkfix_extra_mask", default=None)
 _kv_transform: contextvars.ContextVar[KVTransform | None] = contextvars.ContextVar("sinkfix_kv", default=None)
+# The fused path's per-layer handler (sinkfix.capture.fast_path), in place of the blocked computation.
+_fused: contextvars.ContextVar[Callable | None] = contextvars.ContextVar("sinkfix_fused", default=None)
 
 
 @contextmanager
@@ -110,6 +113,19 @@ def transforming_kv(transform: KVTransform | None) -> AbstractContextManager:
     """Replace each layer's (key, value) [B, H_kv, Tk, d] by ``transform(layer, key, value)`` before
     attention: fake-quantised KV caches, ..."""
     return _set(_kv_transform, transform)
+
+
+def fusing(handler: Callable | None) -> AbstractContextManager:
+    """Send every layer to ``handler(module, query, key, value, mask, scaling, dropout, kwargs)``
+    (the fused Triton path) instead of computing it here."""
+    return _set(_fused, handler)
+
+
+def active_hooks() -> list[str]:
+    """The context hooks in force that need this module's probabilities (the fused path cannot serve them)."""
+    hooks = [("an intervention", _intervention), ("an experiment's extra mask", _extra_mask),
+             ("an experiment's K/V transform", _kv_transform)]
+    return [name for name, var in hooks if var.get() is not None]
 
 
 
@@ -297,6 +313,9 @@ def sinkfix_attention(
     A keyword that would change the arithmetic and is not implemented raises
     ``UnsupportedKeywordError`` (the post-load probe turns it into a refusal).
     """
+    handler = _fused.get()
+    if handler is not None:
+        return handler(module, query, key, value, attention_mask, scaling, dropout, kwargs)
     softcap, sinks, position_bias = _extras(module, kwargs)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
@@ -356,8 +375,8 @@ def register() -> None:
         if _done:
             return
         from transformers import AttentionInterface
-        from transformers.masking_utils import AttentionMaskInterface, eager_mask
+        from transformers.masking_utils import AttentionMaskInterface
 
         AttentionInterface.register(ATTN_NAME, sinkfix_attention)
-        AttentionMaskInterface.register(ATTN_NAME, eager_mask)
+        AttentionMaskInterface.register(ATTN_NAME, masks.sinkfix_mask)  # eager_mask unless the fused path runs
         _done = True

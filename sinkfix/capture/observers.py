@@ -65,8 +65,10 @@ class _Layer:
     rows: int = 0  # query rows seen so far
 
     def to_cpu(self) -> _Layer:
+        # non_blocking: a CUDA layer's sums go to pinned memory without a host sync per layer;
+        # SinkObserver.settle() waits once, after the forward. A CPU tensor is returned as is.
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
-            return None if t is None else t.cpu()
+            return None if t is None else t.to("cpu", non_blocking=True)
 
         return _Layer(move(self.received), move(self.entropy), move(self.value_norm_head), move(self.projected),
                       self.maps, move(self.sink), self.rows)
@@ -90,6 +92,7 @@ class SinkObserver:
         self.on_layer = on_layer
         self.layers: dict[int, _Layer] = {}  # finished layers, on the CPU
         self._open: dict[int, _Layer] = {}
+        self._pending: set[torch.device] = set()  # CUDA devices with copies to the CPU in flight
 
     def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
                 start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
@@ -117,9 +120,30 @@ class SinkObserver:
             state.maps[:, :, start:start + rows, :seen] = p.cpu()
         state.rows += rows
         if state.rows >= keys:  # the layer's last block: move it to the CPU and free the device copy
-            self.layers[layer] = self._open.pop(layer).to_cpu()
-            if self.on_layer is not None:
-                self.on_layer(len(self.layers))
+            self._close(layer, self._open.pop(layer))
+
+    def observe_layer(self, layer: int | None, received: torch.Tensor, entropy: torch.Tensor,
+                      sink_mass: torch.Tensor | None, value: torch.Tensor) -> None:
+        """A whole layer reduced by the fused kernels (sinkfix.capture.fast_path): ``received`` [B, H, T]
+        and ``entropy``/``sink_mass`` [B, H] are already sums over each sequence's real query rows."""
+        if layer is None:
+            raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
+        state = self._start_layer(layer, received, value)
+        state.received, state.entropy, state.sink, state.rows = received, entropy, sink_mass, value.shape[-2]
+        self._close(layer, state)
+
+    def _close(self, layer: int, state: _Layer) -> None:
+        if state.received.device.type == "cuda":
+            self._pending.add(state.received.device)
+        self.layers[layer] = state.to_cpu()
+        if self.on_layer is not None:
+            self.on_layer(len(self.layers))
+
+    def settle(self) -> None:
+        """Wait for the layers' copies to the CPU (one sync per device per forward, not one per layer)."""
+        for device in self._pending:
+            torch.cuda.synchronize(device)
+        self._pending.clear()
 
     def _start_layer(self, layer: int, probs: torch.Tensor, value: torch.Tensor) -> _Layer:
         batch, heads, keys = probs.shape[0], probs.shape[1], value.shape[-2]
@@ -152,6 +176,7 @@ class SinkObserver:
         """Sequence ``index``'s reductions over every observed layer, sliced to its real tokens."""
         if self._open:
             raise RuntimeError(f"layers {sorted(self._open)} were not observed to the end")
+        self.settle()
         n = int(self.lengths[index])
         layers = [self.layers[i] for i in sorted(self.layers)]
 

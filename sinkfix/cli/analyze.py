@@ -14,10 +14,12 @@ from sinkfix.analysis.pipeline import Analysis, Progress, analyze
 from sinkfix.cache import analyze_or_fetch
 from sinkfix.capture.attention import blocking
 from sinkfix.cli.common import read_text_arg, stderr_progress, write_json
+from sinkfix.capture.fast_path import choosing
 from sinkfix.models import DEFAULT_MODEL, LoadedModel, get_model
 from sinkfix.settings import (
     BOS_MODES,
     DEFAULT_BETA,
+    KERNELS,
     DEFAULT_EPSILON,
     DEFAULT_MAP_TOKEN_LIMIT,
     DEFAULT_TAU_ATT,
@@ -49,6 +51,12 @@ def add_query_block_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+def add_kernel_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kernel", choices=KERNELS, default="auto",
+                        help="attention statistics: triton (fused kernels, CUDA), blocked (query blocks) or "
+                             "auto (triton on CUDA where it covers the case, else blocked)")
+
+
     """The analysis settings, shared by every command that analyses text."""
     parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local directory")
     add_device_arguments(parser)
@@ -62,6 +70,7 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-tokens", type=int, help="truncate input to this many tokens")
     add_query_block_argument(parser)
     parser.add_argument("--bos", choices=BOS_MODES, default="auto",
+    add_kernel_argument(parser)
                         help="auto: as the tokenizer does; always: prepend the model's BOS token; never: drop it")
 
 
@@ -69,7 +78,7 @@ def settings_from(args: argparse.Namespace) -> AnalysisSettings:
     return AnalysisSettings(
         layer=args.layer, tau_att=args.tau_att, tau_norm=args.tau_norm, beta=args.beta,
         epsilon=args.epsilon, map_token_limit=args.map_limit, max_tokens=args.max_tokens,
-        query_block=args.query_block, bos=args.bos,
+        query_block=args.query_block, bos=args.bos, kernel=args.kernel,
     )
 
 
@@ -86,7 +95,7 @@ def load_with_progress(name: str, device: str | None = None, dtype: str | None =
 
 
 def add_model_options_everywhere(parser: argparse.ArgumentParser) -> None:
-    """Give every command that loads a model --device, --dtype and --query-block.
+    """Give every command that loads a model --device, --dtype, --query-block and --kernel.
 
     A command loads a model when its --model has a default (filters such as ``runs list --model``
     have none). Commands that declare the options themselves keep their own.
@@ -103,11 +112,14 @@ def add_model_options_everywhere(parser: argparse.ArgumentParser) -> None:
     if "--query-block" not in parser._option_string_actions:
         add_query_block_argument(parser)
 
+    if "--kernel" not in parser._option_string_actions:
+        add_kernel_argument(parser)
 
 @contextmanager
 def command_context(args: argparse.Namespace) -> Iterator[None]:
-    """Run a command with its --device/--dtype for model loads and its --query-block for every
-    forward pass (analysis, evaluate, sts, calibrate all go through the same attention function)."""
+    """Run a command with its --device/--dtype for model loads, its --query-block for every
+    forward pass (analysis, evaluate, sts, calibrate all go through the same attention function)
+    and its --kernel for every analysis (intervened forwards always run blocked)."""
     query_block = getattr(args, "query_block", None)
     if query_block is not None and query_block < 1:
         from sinkfix.errors import SettingsError
@@ -115,7 +127,7 @@ def command_context(args: argparse.Namespace) -> Iterator[None]:
         raise SettingsError(f"query_block must be a whole number >= 1, got {query_block}")
     token = _placement.set((getattr(args, "device", None) or "auto", getattr(args, "dtype", None) or "auto"))
     try:
-        with blocking(query_block):
+        with blocking(query_block), choosing(getattr(args, "kernel", None)):
             yield
     finally:
         _placement.reset(token)
@@ -177,6 +189,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_summary(result: Analysis, served_s: float | None = None) -> None:
+def kernel_line(result: Analysis) -> str:
+    """Which attention computation ran, and why not triton when it was wanted."""
+    return result.kernel if result.kernel_reason is None else f"{result.kernel} (triton fell back: {result.kernel_reason})"
+
+
     """Human-readable, on stderr, so stdout stays clean JSON."""
     out = sys.stderr
     for warning in result.warnings:
@@ -188,6 +205,7 @@ def print_summary(result: Analysis, served_s: float | None = None) -> None:
         file=out,
     )
     print(f"{'#':>4} {'token':<16} {'att_recv':>9} {'v_norm':>7} {'sink_rate':>9}  label", file=out)
+    print(f"kernel: {kernel_line(result)}", file=out)
     for row in result.token_table():
         print(
             f"{row['index']:>4} {row['token'][:16]:<16} {row['att_received']:>9.4f} {row['value_norm']:>7.3f} "

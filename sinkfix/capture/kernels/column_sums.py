@@ -1,0 +1,94 @@
+"""Pass 2: per key tile, over the query tiles that can see it, each key's received probability.
+
+With the row log-sum-exp from pass 1, p_ij = exp(s_ij - lse_i) is recomputed tile by tile and
+summed over the real query rows (i < row_lengths[b]), per query head and per sequence: the column
+sums that ``att_received``, ``alpha``, the sink rate and the norm-based contribution are made of.
+Each program owns one key tile of one (sequence, head), so the sums need no atomics and come out
+the same on every run. Query tiles wholly outside the key tile's band (rows before a causal key,
+rows beyond a sliding window, padding rows) are never loaded; nor is a probability tile stored.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from sinkfix.capture.kernels import interpreting
+from sinkfix.capture.kernels.problem import Problem, reference
+from sinkfix.capture.kernels.row_stats import _tanh
+
+
+@triton.jit
+def _column_sums_kernel(
+    q_ptr, k_ptr, lse_ptr, klen_ptr, rlen_ptr, out_ptr,
+    sqb, sqh, sqt, sqd, skb, skh, skt, skd,
+    heads, groups, n_queries, n_keys, d_qk, scale, softcap, left, right,
+    SOFTCAP: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+):
+    pid_n = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = (pid_bh // heads).to(tl.int64)
+    h = pid_bh % heads
+    kv = (h // groups).to(tl.int64)
+    h = h.to(tl.int64)
+    n0 = pid_n * BLOCK_N
+    cols = n0 + tl.arange(0, BLOCK_N)
+    dims = tl.arange(0, BLOCK_D)
+    klen = tl.load(klen_ptr + b)
+    rlen = tl.load(rlen_ptr + b)
+    k = tl.load(k_ptr + b * skb + kv * skh + cols[:, None] * skt + dims[None, :] * skd,
+                mask=(cols[:, None] < n_keys) & (dims[None, :] < d_qk), other=0.0)
+    if UPCAST:  # the interpreter's bfloat16 dot is wrong; float32 operands give the same products
+        k = k.to(tl.float32)
+    total = tl.zeros([BLOCK_N], tl.float32)
+
+    # Only the real query rows whose band reaches this key tile: [n0 - right, n0 + BLOCK_N - 1 + left].
+    lo = tl.maximum(n0 - right, 0)
+    lo = (lo // BLOCK_M) * BLOCK_M
+    hi = tl.minimum(rlen, n0 + BLOCK_N + left)
+    for m0 in tl.range(lo, hi, BLOCK_M):
+        rows = m0 + tl.arange(0, BLOCK_M)
+        real = rows < rlen
+        q = tl.load(q_ptr + b * sqb + h * sqh + rows[:, None] * sqt + dims[None, :] * sqd,
+                    mask=real[:, None] & (dims[None, :] < d_qk), other=0.0)
+        if UPCAST:
+            q = q.to(tl.float32)
+        lse = tl.load(lse_ptr + pid_bh.to(tl.int64) * n_queries + rows, mask=real, other=0.0)
+        if IEEE:
+            s = tl.dot(q, tl.trans(k), input_precision="ieee")
+        else:
+            s = tl.dot(q, tl.trans(k))
+        s = s * scale
+        if SOFTCAP:
+            s = _tanh(s / softcap) * softcap
+        seen = (real[:, None] & (cols[None, :] < klen) & (cols[None, :] >= rows[:, None] - left)
+                & (cols[None, :] <= rows[:, None] + right))
+        p = tl.where(seen, tl.exp(tl.where(seen, s - lse[:, None], 0.0)), 0.0)
+        total += tl.sum(p, 0)
+
+    tl.store(out_ptr + pid_bh.to(tl.int64) * n_keys + cols, total, mask=cols < n_keys)
+
+
+def column_sums(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor, problem: Problem,
+                block_m: int = 64, block_n: int = 64) -> torch.Tensor:
+    """Pass 2: [B, H, T_k] float32 sums over the real query rows; ``lse`` [B, H, T] from pass 1."""
+    batch, heads, n_queries, d_qk = query.shape
+    n_keys = key.shape[2]
+    out = torch.empty(batch, heads, n_keys, device=query.device, dtype=torch.float32)
+    grid = (triton.cdiv(n_keys, block_n), batch * heads)
+    _column_sums_kernel[grid](
+        query, key, lse.contiguous(), problem.key_lengths, problem.row_lengths, out,
+        *query.stride(), *key.stride(),
+        heads, heads // key.shape[1], n_queries, n_keys, d_qk, float(problem.scale),
+        float(problem.softcap or 1.0), int(problem.left), int(problem.right),
+        SOFTCAP=problem.softcap is not None, IEEE=query.dtype == torch.float32 or interpreting(),
+        UPCAST=interpreting() and query.dtype != torch.float32,
+        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=max(16, triton.next_power_of_2(d_qk)),
+    )
+    return out
+
+
+def reference_column_sums(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, problem: Problem) -> torch.Tensor:
+    """The same sums from the dense float64 reference (small shapes only)."""
+    return reference(query, key, value, problem).column_sums
