@@ -163,7 +163,6 @@ def _cut(text: str, loaded: LoadedModel, settings: AnalysisSettings) -> tuple[st
     limit = min(loaded.max_tokens, settings.max_tokens or loaded.max_tokens)
     budget = char_budget(limit)
     return (text, 0) if len(text) <= budget else (text[:budget], len(text) - budget)
-    body["kernel"], body["kernel_reason"] = analysis.kernel, analysis.kernel_reason  # which attention computation ran
 
 
 def _compute(text: str, loaded: LoadedModel, settings: AnalysisSettings, runs: Store, key: str, gate: Gate,
@@ -189,6 +188,7 @@ def _seed_body(analysis: Analysis, include_maps: bool) -> dict:
         body = dataclasses.replace(analysis, corrected_maps=None).to_seed_json()
         body.pop("note", None)
     body["maps_url"] = f"/api/runs/{analysis.run_id}?maps=true" if has_maps and analysis.run_id else None
+    body["kernel"], body["kernel_reason"] = analysis.kernel, analysis.kernel_reason  # which attention computation ran
     return body
 
 

@@ -13,13 +13,13 @@ from tqdm import tqdm
 from sinkfix.analysis.pipeline import Analysis, Progress, analyze
 from sinkfix.cache import analyze_or_fetch
 from sinkfix.capture.attention import blocking
-from sinkfix.cli.common import read_text_arg, stderr_progress, write_json
 from sinkfix.capture.fast_path import choosing
+from sinkfix.cli.common import read_text_arg, stderr_progress, write_json
 from sinkfix.models import DEFAULT_MODEL, LoadedModel, get_model
 from sinkfix.settings import (
     BOS_MODES,
-    DEFAULT_BETA,
     KERNELS,
+    DEFAULT_BETA,
     DEFAULT_EPSILON,
     DEFAULT_MAP_TOKEN_LIMIT,
     DEFAULT_TAU_ATT,
@@ -50,13 +50,13 @@ def add_query_block_argument(parser: argparse.ArgumentParser) -> None:
                         help="attention query rows per block (memory grows with block x T; default: automatic)")
 
 
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
 def add_kernel_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel", choices=KERNELS, default="auto",
                         help="attention statistics: triton (fused kernels, CUDA), blocked (query blocks) or "
                              "auto (triton on CUDA where it covers the case, else blocked)")
 
 
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     """The analysis settings, shared by every command that analyses text."""
     parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, hub id or local directory")
     add_device_arguments(parser)
@@ -69,8 +69,8 @@ def add_kernel_argument(parser: argparse.ArgumentParser) -> None:
                         help="keep full L x H x T x T maps up to this many tokens")
     parser.add_argument("--max-tokens", type=int, help="truncate input to this many tokens")
     add_query_block_argument(parser)
-    parser.add_argument("--bos", choices=BOS_MODES, default="auto",
     add_kernel_argument(parser)
+    parser.add_argument("--bos", choices=BOS_MODES, default="auto",
                         help="auto: as the tokenizer does; always: prepend the model's BOS token; never: drop it")
 
 
@@ -111,9 +111,9 @@ def add_model_options_everywhere(parser: argparse.ArgumentParser) -> None:
         add_device_arguments(parser)
     if "--query-block" not in parser._option_string_actions:
         add_query_block_argument(parser)
-
     if "--kernel" not in parser._option_string_actions:
         add_kernel_argument(parser)
+
 
 @contextmanager
 def command_context(args: argparse.Namespace) -> Iterator[None]:
@@ -188,12 +188,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def print_summary(result: Analysis, served_s: float | None = None) -> None:
 def kernel_line(result: Analysis) -> str:
     """Which attention computation ran, and why not triton when it was wanted."""
     return result.kernel if result.kernel_reason is None else f"{result.kernel} (triton fell back: {result.kernel_reason})"
 
 
+def print_summary(result: Analysis, served_s: float | None = None) -> None:
     """Human-readable, on stderr, so stdout stays clean JSON."""
     out = sys.stderr
     for warning in result.warnings:
@@ -204,8 +204,8 @@ def kernel_line(result: Analysis) -> str:
         f"value norms at layer {s.layer}, tau_att={s.tau_att} tau_norm={s.tau_norm} beta={s.beta}",
         file=out,
     )
-    print(f"{'#':>4} {'token':<16} {'att_recv':>9} {'v_norm':>7} {'sink_rate':>9}  label", file=out)
     print(f"kernel: {kernel_line(result)}", file=out)
+    print(f"{'#':>4} {'token':<16} {'att_recv':>9} {'v_norm':>7} {'sink_rate':>9}  label", file=out)
     for row in result.token_table():
         print(
             f"{row['index']:>4} {row['token'][:16]:<16} {row['att_received']:>9.4f} {row['value_norm']:>7.3f} "
