@@ -6,8 +6,8 @@ settings) and returns the seed's fields plus ``run_id``, ``cached`` and ``maps_u
 a shared server should not send megabytes nobody asked for. A model is loaded once per process,
 and every run goes to the same database as the CLI and the dashboard (``SINKFIX_DB``).
 
-The policy and limits (``sinkfix.api.config``) are the server's; the CLI and dashboard keep their
-local freedom. Error statuses are in ``sinkfix.api.errors``.
+The policy and limits (``sinkfix.policy``) are the server's, shared with the dashboard; the CLI
+keeps its local freedom. Error statuses are in ``sinkfix.api.errors``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from typing import Literal
 from fastapi import FastAPI, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.middleware.gzip import GZipMiddleware
 
 from sinkfix import paths
@@ -29,41 +28,18 @@ from sinkfix.analysis.corpus import CorpusSummary, summarize_stored
 from sinkfix.analysis.pipeline import analyze
 from sinkfix.analysis.result import Analysis
 from sinkfix.api import errors
-from sinkfix.api.config import ServerConfig, char_budget
+from sinkfix.api.body import AnalyzeRequest
 from sinkfix.api.guards import BearerToken, BodyLimit
 from sinkfix.api.queue import Gate, Gates, KeyLocks
 from sinkfix.api.shelf import BoundedShelf
 from sinkfix.cache import cache_key
 from sinkfix.errors import InputError, SettingsError, StoreError, StoreReadOnlyError
-from sinkfix.models import DEFAULT_MODEL, LoadedModel
-from sinkfix.settings import DEFAULT_BETA, DEFAULT_EPSILON, DEFAULT_MAP_TOKEN_LIMIT, DEFAULT_TAU_ATT, \
-    DEFAULT_TAU_NORM, AnalysisSettings
+from sinkfix.models import LoadedModel
+from sinkfix.policy import ServerConfig, check_model
+from sinkfix.policy.config import char_budget
+from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 from sinkfix.version import __version__
-
-
-class AnalyzeRequest(BaseModel):
-    """The seed's body, plus the analysis settings. Strict: "0.3" is not a number, 1.0 is not a layer."""
-
-    model_config = ConfigDict(strict=True, extra="forbid", protected_namespaces=())
-
-    model_name: str = Field(DEFAULT_MODEL, validation_alias=AliasChoices("model_name", "model"))
-    text: str
-    layer: int | None = None
-    tau_att: float = DEFAULT_TAU_ATT
-    tau_norm: float = DEFAULT_TAU_NORM
-    beta: float = DEFAULT_BETA
-    epsilon: float = DEFAULT_EPSILON
-    map_token_limit: int = DEFAULT_MAP_TOKEN_LIMIT
-    max_tokens: int | None = None
-    query_block: int | None = None
-    bos: str = "auto"
-    device: str = "auto"  # auto: CUDA when the server has it, else the CPU
-    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on the CPU
-    include_maps: bool = False
-
-    def settings(self) -> AnalysisSettings:
-        return AnalysisSettings.from_dict(self.model_dump())  # from_dict keeps only the settings fields
 
 
 MODELS = BoundedShelf()
@@ -116,8 +92,7 @@ async def analyze_endpoint(request: AnalyzeRequest, maps: bool = Query(False, de
                                                                         "corrected_att_scores")) -> Response:
     """Analyse one text (or serve the identical stored request): the seed's JSON plus run_id and maps_url."""
     config = ServerConfig.from_env()
-    if not config.allows(request.model_name):
-        raise errors.ModelNotAllowedError(config.refusal())  # before anything touches the name
+    check_model(request.model_name, config)  # 403 before anything touches the name
     settings = request.settings()  # out-of-range settings fail before the model loads
     if settings.map_token_limit > config.map_limit:
         raise SettingsError(f"map_token_limit must be at most {config.map_limit} on this server, "

@@ -16,7 +16,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from sinkfix.api.config import ServerConfigError
+from sinkfix.api.body import accepted_fields
 from sinkfix.api.queue import Busy
 from sinkfix.errors import (
     CorpusNotFoundError,
@@ -29,13 +29,9 @@ from sinkfix.errors import (
     StoreReadOnlyError,
     UnsupportedModelError,
 )
+from sinkfix.policy import ModelNotAllowedError, ServerConfigError
 
 log = logging.getLogger("sinkfix.api")
-FIELDS = "model_name, text, layer, tau_att, tau_norm, beta, epsilon, map_token_limit, max_tokens, include_maps"
-
-
-class ModelNotAllowedError(SinkFixError):
-    """The model is not on this server's list (SINKFIX_API_MODELS)."""
 
 
 class DatabaseUnavailable(Exception):
@@ -108,5 +104,5 @@ def _problem(error: dict) -> str:
     where = ".".join(str(part) for part in error["loc"] if part != "body")
     message = error["msg"]
     if error["type"] == "extra_forbidden":
-        message = f"unknown field (the fields are {FIELDS})"
+        message = f"unknown field (the fields are {', '.join(accepted_fields())})"
     return f"{where}: {message}" if where else message

@@ -37,6 +37,8 @@ PAPER = {
     "GPT-2-XL": {"natural": 77.00, "random": 70.29, "repeated": 62.28},
 }
 DEFAULT_BATCH = 16
+# A result keeps this many tokens of the first sequence, no more of the input text (docs/security.md).
+EXAMPLE_TOKENS = 8
 Progress = Callable[[int, int, str], None]  # (done, total, what)
 
 
@@ -161,7 +163,7 @@ class KindRate:
     ci95: tuple[float, float]
     per_layer: list[float]  # share of each layer's heads with α > ε on token 0, mean over sequences
     per_position: list[float]  # Sink_j^ε for every index j, mean over sequences
-    example: list[str]  # the first sequence's tokens, to see what was measured
+    example: list[str]  # the first sequence's first EXAMPLE_TOKENS tokens, to see what was measured
 
     def to_json(self) -> dict:
         return {**self.__dict__, "ci95": list(self.ci95)}
@@ -218,7 +220,7 @@ def sink_rate_protocol(model: LoadedModel, kinds: Sequence[str] = KINDS, n: int 
         rates, per_layer, per_position = measure(model, sequences, epsilon, batch_size, step)
         results[kind] = KindRate(
             kind, n, float(rates.mean()), bootstrap_ci(rates, seed=seed), per_layer.mean(axis=0).tolist(),
-            per_position.mean(axis=0).tolist(), model.tokenizer.convert_ids_to_tokens(sequences[0]),
+            per_position.mean(axis=0).tolist(), model.tokenizer.convert_ids_to_tokens(sequences[0][:EXAMPLE_TOKENS]),
         )
     return SinkRateResult(model.name, n, length, float(epsilon), bos, seed,
                           None if text_file is None else str(text_file), results,

@@ -227,3 +227,24 @@ def test_key_locks_serialise_one_key_only() -> None:
         order.append("a")
     other.join()
     assert order == ["b", "a"]
+
+
+# ---------------------------------------------------------------- the unknown-field answer
+
+
+def test_an_unknown_field_is_answered_with_every_accepted_field(client: TestClient) -> None:
+    from sinkfix.api.body import AnalyzeRequest, accepted_fields
+
+    response = client.post("/api/analyze", json={"text": "hi", "colour": "blue"})
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert detail.startswith("colour: unknown field (the fields are ")
+    named = detail.removeprefix("colour: unknown field (the fields are ").removesuffix(")").split(", ")
+    # Every field of the body model and the seed's alias "model", each once; the four the old list left out.
+    assert sorted(named) == sorted([*AnalyzeRequest.model_fields, "model"])
+    assert {"device", "dtype", "query_block", "bos"} <= set(named)
+
+    class Wider(AnalyzeRequest):  # a field added to the body is named without another edit
+        extra_setting: int = 0
+
+    assert accepted_fields(Wider)[-1] == "extra_setting"
