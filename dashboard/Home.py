@@ -12,6 +12,10 @@ import streamlit as st  # noqa: E402
 
 st.set_page_config(page_title="SinkFix", page_icon=":material/water_drop:", layout="wide")
 
+from dashboard import access  # noqa: E402
+
+access.gate()  # sign-in, or a refusal when served beyond loopback without it (docs/security.md)
+
 PAGES = [
     st.Page("views/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("views/analyze.py", title="Analyze", icon=":material/science:"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from dashboard import visitors
 from sinkfix import models, paths
 from sinkfix.analysis.align import retokenized_offsets
 from sinkfix.analysis.pipeline import Analysis, validate_text
@@ -25,7 +26,7 @@ RECENT_ANALYSES = 6  # decoded runs kept per session, so reruns of a page do not
 def model_shelf() -> models.ModelShelf:
     """Held in st.cache_resource: one shelf per server. Loading happens in ``get``, outside the
     cached function, so progress messages reach the live st.status box, not a replay."""
-    return models.ModelShelf(reuse_note="already loaded (held in st.cache_resource)")
+    return visitors.GuardedShelf(reuse_note="already loaded (held in st.cache_resource)")  # the server's model list
 
 
 def get_store() -> Store:
@@ -77,15 +78,17 @@ def run_analysis(text: str, model_name: str, settings: AnalysisSettings | None =
     A request already stored is served from the store (``st.session_state["_sinkfix_cached"]`` says so)."""
     try:
         validate_text(text)
+        visitors.check_texts(text)  # the server's text limit (SINKFIX_MAX_BODY)
         store = get_store()
     except SinkFixError as error:
         st.error(str(error))
         return None
     with st.status(f"Analysing with {model_name}…", expanded=True) as status:
         try:
-            loaded = model_shelf().get(model_name, progress=status.write, device=device, dtype=dtype)
-            status.write(f"running one forward pass over the text ({loaded.n_layers} layers)")
-            analysis, cached = analyze_or_fetch(text, loaded, settings, store, parent_run_id=parent_run_id)
+            with visitors.turn(model_name, status):  # one job per model at a time; the place in line shows here
+                loaded = model_shelf().get(model_name, progress=status.write, device=device, dtype=dtype)
+                status.write(f"running one forward pass over the text ({loaded.n_layers} layers)")
+                analysis, cached = analyze_or_fetch(text, loaded, settings, store, parent_run_id=parent_run_id)
         except SinkFixError as error:
             status.update(label="Analysis failed", state="error", expanded=False)
             st.error(str(error))

@@ -4,16 +4,18 @@ Everything here is checked before a model loads, so a mistake is one error box a
 """
 from __future__ import annotations
 
+import math
 import re
 
 import streamlit as st
 
-from dashboard import ui
+from dashboard import ui, visitors
 from dashboard.sections import model_picker
 from sinkfix import models
 from sinkfix import settings as defaults
 from sinkfix.errors import InputError, SettingsError, SinkFixError
 from sinkfix.experiments.intervene import Intervention, parse_heads, parse_layers, parse_target
+from sinkfix.policy import files
 
 OTHER = model_picker.OTHER
 LM_MODEL = "smollm2-135m"
@@ -69,13 +71,12 @@ def text_input() -> tuple[str, str | None]:
         help="One text, or several separated by a blank line (untick the box below to keep blank lines "
         "inside one text). Short texts keep the page fast; long ones are cut into chunks of max tokens.",
     )
-    upload = st.file_uploader("…or upload a .txt file (it replaces the box above)", type=["txt"], key="ev_file")
+    limit = visitors.limits().max_body
+    upload = st.file_uploader("…or upload a .txt file (it replaces the box above)", type=["txt"], key="ev_file",
+                              max_upload_size=max(1, math.ceil(limit / 2**20)), help=f"Up to {limit:,} bytes.")
     if upload is None:
         return text, None
-    try:
-        return upload.getvalue().decode("utf-8"), upload.name
-    except UnicodeDecodeError:
-        raise InputError(f"{upload.name} is not UTF-8 text") from None
+    return files.read_upload(upload.name, upload.getvalue(), limit).text, upload.name  # over the limit: refused
 
 
 def calibration_names(store) -> dict[str, str]:

@@ -8,7 +8,7 @@ import time
 
 import streamlit as st
 
-from dashboard import services, ui
+from dashboard import services, ui, visitors
 from dashboard.sections import evaluate_form
 from dashboard.sections.evaluate_results import View
 from sinkfix.errors import SinkFixError
@@ -26,6 +26,7 @@ def run_evaluation(request: dict, store) -> View | None:
     the page shows. A user's mistake becomes one st.error line and None."""
     try:
         texts, betas = evaluate_form.check(request)
+        visitors.check_texts(*texts, what="the texts")  # the server's limit on one request's text
     except SinkFixError as error:
         st.error(str(error))
         return None
@@ -38,7 +39,8 @@ def run_evaluation(request: dict, store) -> View | None:
             bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total} forward passes")
 
         try:
-            view = measure(request, texts, betas, store, status, tick)
+            with visitors.turn(request["model"], status):  # one job per model at a time, the place in line shown
+                view = measure(request, texts, betas, store, status, tick)
         except SinkFixError as error:
             failed = str(error)
         if failed is None:

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 import streamlit as st
 
-from dashboard import services, ui
+from dashboard import services, ui, visitors
 from dashboard.sections import model_picker
 from sinkfix import models
 from sinkfix.errors import SinkFixError
 from sinkfix.experiments.intervene import Intervention, parse_layers
 from sinkfix.experiments.sts import load_sts, sts
+from sinkfix.policy import files
 
-# SINKFIX_STS_DATA overrides; the shared data folder is where this project keeps STS-B.
-DEFAULT_DATA = os.environ.get("SINKFIX_STS_DATA", "/work/shared/data/stsbenchmark")
+# A folder or file in the data folders (SINKFIX_DATA, SINKFIX_DATA_DIRS); SINKFIX_STS_DATA names another one there.
+DEFAULT_DATA = os.environ.get("SINKFIX_STS_DATA", "stsbenchmark")
 TARGETS = ["first", "detrimental", "random"]
+
+
+def _default_data() -> str:
+    """The box's starting value: STS-B when it is in the data folders, never a path that is not there."""
+    try:
+        files.resolve(DEFAULT_DATA, folder_ok=True)
+    except SinkFixError:
+        return ""
+    return DEFAULT_DATA
 
 
 def form() -> tuple[dict | None, bool]:
@@ -26,8 +35,9 @@ def form() -> tuple[dict | None, bool]:
         choice = model_picker.render("sts", [models.DEFAULT_MODEL, *[m for m in models.EMBEDDED if m != models.DEFAULT_MODEL]],
                                      help="A sentence encoder: sentence embeddings are the mean of the final "
                                      "hidden states. minilm is the model STS-B suits.")
-        data = st.text_input("STS-B data", value=DEFAULT_DATA, key="sts_data",
-                             help="The folder holding sts-test.csv and sts-dev.csv, or one of those files.")
+        data = st.text_input("STS-B data", value=_default_data(), key="sts_data",
+                             help="The folder holding sts-test.csv and sts-dev.csv, or one of those files, in this "
+                                  "server's data folders; other paths are not read.")
         cols = st.columns(2)
         split = cols[0].selectbox("Split", ["test", "dev"], key="sts_split", help="Used when the path is a folder.")
         limit = cols[1].number_input("Pairs", min_value=10, max_value=5000, value=200, step=50, key="sts_limit",
@@ -51,7 +61,9 @@ def form() -> tuple[dict | None, bool]:
 def run(request: dict, store) -> dict | None:
     """Load the pairs (a bad path is an error box before any model loads), score, save; None on error."""
     try:
-        data = load_sts(Path(request["data"]), request["split"], request["limit"])
+        path = files.resolve(request["data"], folder_ok=True)  # one line for a missing or forbidden path
+        request = {**request, "data": files.shown_name(path)}  # stored as the page names it, not a server path
+        data = load_sts(path, request["split"], request["limit"])
     except SinkFixError as error:
         st.error(str(error))
         return None
@@ -64,9 +76,10 @@ def run(request: dict, store) -> dict | None:
             bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total}")
 
         try:
-            loaded = services.model_shelf().get(request["model"], progress=status.write, device=request["device"],
-                                                dtype=request["dtype"])
-            result = sts(loaded, data, request["intervention"], progress=tick)
+            with visitors.turn(request["model"], status):  # one job per model at a time, the place in line shown
+                loaded = services.model_shelf().get(request["model"], progress=status.write,
+                                                    device=request["device"], dtype=request["dtype"])
+                result = sts(loaded, data, request["intervention"], progress=tick)
             out = result.to_json() | {"model": loaded.name, "source": "dashboard", "data": request["data"],
                                       "split": request["split"]}
             evaluation_id = store.save_evaluation("sts", out)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from dashboard import services
+from dashboard import services, visitors
 from sinkfix.errors import SinkFixError
 
 Show = Callable[[dict, int], None]
@@ -28,7 +28,13 @@ def run_and_store(kind: str, label: str, work, describe: Callable[[dict], str], 
             bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total}")
 
         try:
-            result = work(lambda name: services.model_shelf().get(name, progress=status.write), progress)
+            with visitors.Turns(status) as turns:  # one job per model at a time; the place in line shows here
+
+                def get(name: str):
+                    turns.take(name)
+                    return services.model_shelf().get(name, progress=status.write)
+
+                result = work(get, progress)
         except SinkFixError as error:
             status.update(label=f"{label}: failed", state="error", expanded=False)
             st.error(str(error))

@@ -5,18 +5,15 @@ Each experiment runs from here with progress, is saved with ``Store.save_experim
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import streamlit as st
 
-from dashboard.sections import experiment_store, model_picker
+from dashboard.sections import experiment_store, model_picker, text_source
 from dashboard import longcontext_charts, services, ui
-from sinkfix.errors import InputError, SettingsError
+from sinkfix.errors import SettingsError
 from sinkfix.experiments import kvquant, streaming
 
 KINDS = ("streaming", "kvquant")
 QUERY = "experiment"
-DEFAULT_FILE = model_picker.SHAKESPEARE
 
 
 def _model(key: str) -> str:
@@ -33,11 +30,8 @@ def _ints(raw: str, what: str) -> list[int]:
     return values
 
 
-def _read(path: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+def _read(source: text_source.Source) -> str:
+    return text_source.read(source).text  # only a data-folder file or an upload, within the server's limit
 
 
 def _describe(kind: str, data: dict) -> str:
@@ -53,7 +47,7 @@ def _run(kind: str, label: str, work) -> int | None:
 def _streaming_form() -> None:
     model = _model("lc_model")  # outside the form, so choosing "Other" shows the path box at once
     with st.form("lc_stream_form"):
-        path = st.text_input("Text file", DEFAULT_FILE, key="lc_file")
+        source = text_source.render("lc_file")
         cols = st.columns(4)
         mode = cols[0].selectbox("Mode", ("masked", "stream", "recompute"), key="lc_mode",
                                  help="masked: one forward with a window mask; stream: rolling KV cache; "
@@ -68,7 +62,7 @@ def _streaming_form() -> None:
         return
 
     def work(get, progress):
-        text, ks = _read(path), _ints(sinks, "sinks")
+        text, ks = _read(source), _ints(sinks, "sinks")
         loaded = get(model)
         if mode == "masked":
             return streaming.masked_window(loaded, text, int(window), ks, int(tokens), progress=progress)
@@ -83,7 +77,7 @@ def _streaming_form() -> None:
 def _kvquant_form() -> None:
     model = _model("lc_q_model")
     with st.form("lc_quant_form"):
-        path = st.text_input("Text file", DEFAULT_FILE, key="lc_q_file")
+        source = text_source.render("lc_q_file")
         cols = st.columns(4)
         bits = cols[0].text_input("Bits", "8,4,2", key="lc_q_bits")
         keep = cols[1].text_input("Keep (N or sinks)", "0,1,4,sinks", key="lc_q_keep")
@@ -94,8 +88,9 @@ def _kvquant_form() -> None:
         return
 
     def work(get, progress):
+        text = _read(source)  # before the model loads: a refused file costs nothing
         kept = [p.strip() if p.strip() == "sinks" else _ints(p, "keep")[0] for p in keep.split(",") if p.strip()]
-        return kvquant.kv_quant(get(model), _read(path), _ints(bits, "bits"), kept, max_tokens=int(max_tokens),
+        return kvquant.kv_quant(get(model), text, _ints(bits, "bits"), kept, max_tokens=int(max_tokens),
                                 max_chunks=int(chunks), progress=progress)
 
     _run("kvquant", f"KV quantisation on {model}", work)

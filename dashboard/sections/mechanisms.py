@@ -5,21 +5,17 @@ Each experiment runs from here with progress, is saved with ``Store.save_experim
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import pandas as pd
 import streamlit as st
 
-from dashboard.sections import experiment_store, model_picker
-from dashboard import mechanism_charts, services, ui
+from dashboard.sections import experiment_store, model_picker, text_source
+from dashboard import mechanism_charts, services, ui, visitors
 from dashboard.tokens import show_token
-from sinkfix.errors import InputError
 from sinkfix.experiments import massive, sinkrate
 from sinkfix.settings import BOS_MODES
 
 KINDS = ("sinkrate", "massive")
 QUERY = "mechanism"
-DEFAULT_FILE = model_picker.SHAKESPEARE
 DEFAULT_TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
                 "First Citizen:\nYou are all resolved rather to die than to famish?")
 BOS_HELP = "auto: as the tokenizer does; always: prepend the model's BOS token (SmolLM2 adds none); never: drop it"
@@ -45,7 +41,7 @@ def _label(kind: str, data: dict) -> str:
 def _sinkrate_form() -> None:
     with st.form("mech_sinkrate_form"):
         model = _model("mech_sr_model", "smollm2-135m")
-        path = st.text_input("Text file for natural sequences", DEFAULT_FILE, key="mech_sr_file")
+        source = text_source.render("mech_sr_file", "Text file for natural sequences")
         cols = st.columns(4)
         n = cols[0].number_input("Sequences per kind", 2, 1000, 100, key="mech_sr_n")
         length = cols[1].number_input("Tokens per sequence", 4, 4096, 64, key="mech_sr_length")
@@ -56,12 +52,10 @@ def _sinkrate_form() -> None:
         return
 
     def work(get, progress):
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as error:
-            raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+        read = text_source.read(source)  # only a data-folder file or an upload, within the server's limit
+        # The stored result names the file as the page does (never a server path).
         return sinkrate.sink_rate_protocol(get(model), n=int(n), length=int(length), epsilon=float(epsilon),
-                                           text_file=path, text=text, bos=bos, progress=progress)
+                                           text_file=read.name, text=read.text, bos=bos, progress=progress)
 
     _run("sinkrate", f"Sink-rate protocol on {model}", work)
 
@@ -77,8 +71,12 @@ def _massive_form() -> None:
         intervene = cols[2].checkbox("Zero/mean intervention (needs a causal LM head)", True, key="mech_ma_intervene")
         submitted = st.form_submit_button("Find massive activations", type="primary", key="mech_ma_run")
     if submitted:
-        _run("massive", f"Massive activations on {model}", lambda get, progress: massive.massive_activations(
-            get(model), text, intervene=intervene, max_tokens=int(max_tokens), bos=bos, progress=progress))
+        def work(get, progress):
+            visitors.check_texts(text)  # the server's text limit, before any model loads
+            return massive.massive_activations(get(model), text, intervene=intervene, max_tokens=int(max_tokens),
+                                               bos=bos, progress=progress)
+
+        _run("massive", f"Massive activations on {model}", work)
 
 
 # ---------------------------------------------------------------- showing a stored result

@@ -1,22 +1,22 @@
-"""The model picker pages share: an embedded model or any hub id / local path, plus device and dtype."""
+"""The model picker pages share: an embedded model or another name on the server's list, plus device and dtype.
+
+The free "Other" box takes any text, but only a name on the server's list (SINKFIX_API_MODELS, the same
+list as the HTTP API; default: the embedded models) ever loads: anything else, a missing path, a folder
+off the list or a hub id, gets the same one line when the job starts (``sinkfix.policy.check_model``).
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import os
-from pathlib import Path
 
 import streamlit as st
 
 from sinkfix import models
 from sinkfix.models import devices
+from sinkfix.policy import ServerConfig
 
 OTHER = "Other: hub id or local path"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-# The project's shared evaluation data (tinyshakespeare, STS-B); SINKFIX_DATA points elsewhere.
-DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-SHAKESPEARE = str(DATA / "tinyshakespeare.txt")
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,12 @@ def render(prefix: str, names: list[str] | None = None, help: str | None = None)
     """Widgets keyed ``{prefix}_model``, ``{prefix}_model_other``, ``{prefix}_device``, ``{prefix}_dtype``."""
     choice = st.selectbox(
         "Model", [*(names or list(models.EMBEDDED)), OTHER], key=f"{prefix}_model",
-        help=help or "Embedded models work offline. Other: a Hugging Face hub id (needs the hub or a local cache) "
-        "or a local directory holding config.json and weights.",
+        help=help or "Embedded models work offline. Other: " + _listed(),
     )
     name = choice
     if choice == OTHER:
-        name = st.text_input("Hub id or local path", key=f"{prefix}_model_other",
-                             placeholder="google-bert/bert-base-uncased").strip()
+        name = st.text_input("Hub id or local path", key=f"{prefix}_model_other", help=_listed(),
+                             placeholder="a name on this server's model list").strip()
     cols = st.columns(2)
     device = cols[0].selectbox(
         "Device", DEVICES, key=f"{prefix}_device",
@@ -69,4 +68,9 @@ def name_only(key: str, default: str | None = None, label: str = "Model") -> str
     names = list(models.EMBEDDED)
     index = names.index(default) if default in names else 0
     choice = st.selectbox(label, [*names, OTHER], index=index, key=key)
-    return st.text_input("Hub id or local path", key=f"{key}_other").strip() if choice == OTHER else choice
+    return st.text_input("Hub id or local path", key=f"{key}_other", help=_listed()).strip() if choice == OTHER else choice
+
+
+def _listed() -> str:
+    return (f"a model on this server's list ({', '.join(ServerConfig.from_env().models)}; its administrator sets "
+            "it with SINKFIX_API_MODELS). Other names and paths are not loaded.")

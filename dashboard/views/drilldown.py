@@ -7,7 +7,7 @@ database and sent to the browser.
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, links, services, ui
+from dashboard import charts, links, services, ui, visitors
 from dashboard.tokens import show_token, show_tokens
 from sinkfix.engines.maps import needs_maps, recompute_maps
 from sinkfix.errors import SinkFixError
@@ -121,9 +121,10 @@ def offer_recompute(store, analysis) -> None:
         return
     with st.status(f"Recomputing the maps of run {analysis.run_id}…", expanded=True) as status:
         try:
-            loaded = services.model_shelf().get(analysis.model_name, progress=status.write)
-            status.write(f"running one forward pass over {analysis.n_tokens} tokens")
-            fresh = recompute_maps(store, analysis.run_id, loaded)
+            with visitors.turn(analysis.model_name, status):  # one job per model at a time (docs/security.md)
+                loaded = services.model_shelf().get(analysis.model_name, progress=status.write)
+                status.write(f"running one forward pass over {analysis.n_tokens} tokens")
+                fresh = recompute_maps(store, analysis.run_id, loaded)
         except SinkFixError as error:
             status.update(label="Recomputing failed", state="error", expanded=False)
             st.error(str(error))

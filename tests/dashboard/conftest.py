@@ -1,6 +1,7 @@
 """AppTest fixtures: a temporary database seeded through the core with minilm, and page helpers."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,19 @@ TEXTS = {
     "cat": ("The cat sat on the mat.", AnalysisSettings(tau_att=0.05, tau_norm=0.85)),
     "script": (SCRIPT_TEXT, AnalysisSettings()),
 }
+
+
+@pytest.fixture(autouse=True)
+def loopback_without_sign_in(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every page test runs as `make run` serves: on 127.0.0.1 (the repo's .streamlit/config.toml, whatever
+    folder pytest starts in), with no sign-in configured. tests/dashboard/test_security.py changes both."""
+    from streamlit import config
+
+    monkeypatch.delenv("SINKFIX_DASHBOARD_TOKEN", raising=False)
+    before = config.get_option("server.address")
+    config.set_option("server.address", "127.0.0.1")
+    yield
+    config.set_option("server.address", before)
 
 
 @pytest.fixture(scope="session")

@@ -164,7 +164,9 @@ def test_user_mistakes_are_error_boxes(db_path: Path, shelf: list[str], change: 
     assert Store(db_path).evaluations() == []
 
 
-def test_unknown_model_is_an_error_box(db_path: Path, shelf: list[str]) -> None:
+def test_unknown_model_is_an_error_box(db_path: Path, shelf: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    # On the server's list but not reachable offline (a name off the list: tests/dashboard/test_security.py).
+    monkeypatch.setenv("SINKFIX_API_MODELS", "minilm,smollm2-135m,no-such-org/no-such-model")
     app = open_page(EVALUATE)
     app.selectbox(key="ev_model").select("Other: hub id or local path").run()
     app.text_input(key="ev_model_other").set_value("no-such-org/no-such-model")
@@ -290,8 +292,12 @@ def test_findings_draw_every_stored_study_with_controls_beside(db_path: Path, sh
     assert sts["delta"].tolist() == [pytest.approx(-0.01)] and f"evaluation {sts_id}" in sts["study"].iloc[0]
 
 
-def test_sts_mode_scores_the_pairs_and_saves(db_path: Path, shelf: list[str], minilm, tmp_path: Path) -> None:
+def test_sts_mode_scores_the_pairs_and_saves(db_path: Path, shelf: list[str], minilm, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from sinkfix.experiments.sts import load_sts, sts
+    from sinkfix.policy.files import REFUSAL
+
+    monkeypatch.setenv("SINKFIX_DATA_DIRS", str(tmp_path))  # STS-B is in a data folder (docs/security.md)
 
     lines = [f"genre\tfile\tyear\t{i}\t{s:.1f}\t{a}\t{b}" for i, (s, a, b) in enumerate([
         (5.0, "A man is playing a guitar.", "A man plays the guitar."),
@@ -313,7 +319,7 @@ def test_sts_mode_scores_the_pairs_and_saves(db_path: Path, shelf: list[str], mi
     assert row["result"]["baseline_spearman"] == pytest.approx(expected.baseline_spearman, abs=1e-9)
     assert row["result"]["delta_spearman"] == pytest.approx(expected.delta, abs=1e-9)
     assert f"Evaluation {row['id']} · STS-B · minilm" in page_text(app)
-    # A wrong path is an error box, and no model is loaded for it.
+    # A wrong path is an error box, and no model is loaded for it: the policy's one line.
     app.text_input(key="sts_data").set_value(str(tmp_path / "missing"))
     app = app.button(key="sts_run").click().run()
-    assert not app.exception and "STS-B file not found" in app.error[0].value
+    assert not app.exception and app.error[0].value == REFUSAL

@@ -42,7 +42,8 @@ def test_bad_deep_links_are_error_boxes(db_path: Path, load_calls: list[str]) ->
 
 
 def test_run_sink_rate_from_the_page(db_path: Path, tmp_path: Path, minilm: sinkfix.LoadedModel,
-                                     load_calls: list[str]) -> None:
+                                     load_calls: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SINKFIX_DATA_DIRS", str(tmp_path))  # the file is in a data folder (docs/security.md)
     text = tmp_path / "t.txt"
     text.write_text("the quick brown fox jumps over the lazy dog and runs far away " * 40)
     app = open_page(EXPERIMENTS)

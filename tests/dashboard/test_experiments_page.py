@@ -51,9 +51,13 @@ def test_bad_deep_links_are_error_boxes(db_path: Path, load_calls) -> None:
         assert any(message in e.value for e in app.error)
 
 
-def test_run_masked_window_from_the_page(db_path: Path, tmp_path: Path, tiny_model_dirs, llama, load_calls) -> None:
+def test_run_masked_window_from_the_page(db_path: Path, tmp_path: Path, tiny_model_dirs, llama, load_calls,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     text = tmp_path / "t.txt"
     text.write_text(TEXT)
+    # The file is in a data folder and the model on the server's list, as the policy asks (docs/security.md).
+    monkeypatch.setenv("SINKFIX_DATA_DIRS", str(tmp_path))
+    monkeypatch.setenv("SINKFIX_API_MODELS", f"minilm,smollm2-135m,{tiny_model_dirs['llama']}")
     app = open_page(EXPERIMENTS)
     app = app.selectbox(key="lc_model").select(longcontext_other()).run()
     app.text_input(key="lc_model_other").set_value(str(tiny_model_dirs["llama"]))
