@@ -54,7 +54,8 @@ def _secrets() -> dict:
 def _oidc() -> None:
     if st.user.is_logged_in:
         with st.sidebar:
-            st.caption(f"Signed in as {ui.escape_md(str(st.user.get('email') or st.user.get('name') or 'a lab member'))}")
+            who = st.user.get("email") or st.user.get("name") or "a lab member"
+            st.caption(f"Signed in as {ui.escape_md(str(who))}")
             st.button("Sign out", on_click=st.logout, key="_sinkfix_logout")
         return
     st.title("SinkFix")

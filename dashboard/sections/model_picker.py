@@ -68,7 +68,9 @@ def name_only(key: str, default: str | None = None, label: str = "Model") -> str
     names = list(models.EMBEDDED)
     index = names.index(default) if default in names else 0
     choice = st.selectbox(label, [*names, OTHER], index=index, key=key)
-    return st.text_input("Hub id or local path", key=f"{key}_other", help=_listed()).strip() if choice == OTHER else choice
+    if choice != OTHER:
+        return choice
+    return st.text_input("Hub id or local path", key=f"{key}_other", help=_listed()).strip()
 
 
 def _listed() -> str:
