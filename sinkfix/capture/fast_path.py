@@ -30,11 +30,13 @@ from sinkfix.capture import attention, masks
 from sinkfix.capture.kernels import interpreting, triton_available
 from sinkfix.errors import SettingsError
 from sinkfix.settings import KERNELS
-# Query x key tile of both passes. On CUDA 64 x 64 (FlashAttention-2's size for head dims <= 128;
-# not tuned on a GPU yet). Triton's interpreter runs each tile as numpy calls, so there large tiles
-# cost far less time; tests lower them to exercise many tiles.
+# Query x key tile of both passes, and query heads per program. On CUDA 64 x 64, one head per
+# program (FlashAttention-2's tile for head dims <= 128; not tuned on a GPU yet). Triton's
+# interpreter runs every operation of every program as numpy calls with a large fixed cost, so
+# there the fewest, largest programs are fastest: tiles up to INTERPRETER_TILE and a whole GQA
+# group per program (the kernel tests use small tiles to exercise many).
 CUDA_TILES = (64, 64)
-INTERPRETER_TILES = (256, 256)
+INTERPRETER_TILE = 512
 MAX_HEAD_DIM = 256
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Keywords the kernels implement besides those eager attention ignores (attention.ACCEPTED_KEYWORDS).
@@ -147,7 +149,7 @@ class _Run:
         from sinkfix.capture.kernels.row_stats import row_stats
 
         problem = self.problem(query, mask, scaling, kwargs)
-        tiles = INTERPRETER_TILES if query.device.type != "cuda" else CUDA_TILES
+        tiles = _tiles(query, key)
         stats = row_stats(query, key, value, problem, *tiles)
         received = column_sums(query, key, stats.lse, problem, *tiles)
         real = torch.arange(query.shape[2], device=query.device)[None, None, :] < problem.row_lengths[:, None, None].long()
@@ -174,6 +176,14 @@ class _Run:
         return Problem(scale=d ** -0.5 if scaling is None else float(scaling), left=int(left), right=int(right),
                        key_lengths=keys, row_lengths=rows, softcap=None if softcap is None else float(softcap),
                        sinks=sinks)
+
+
+def _tiles(query: torch.Tensor, key: torch.Tensor) -> tuple[int, int, int]:
+    """(query tile, key tile, heads per program) for this layer's kernels."""
+    if query.device.type == "cuda":
+        return (*CUDA_TILES, 1)
+    tile = min(INTERPRETER_TILE, max(16, 1 << (query.shape[2] - 1).bit_length()))
+    return tile, tile, 1 << (query.shape[1] // key.shape[1] - 1).bit_length()
 
 
 def _reason_inside(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: object,

@@ -28,8 +28,8 @@ def _problem(lengths: list[int], n: int, left: int, right: int, softcap: float |
 
 
 def _check(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, problem: Problem,
-           rtol: float = 1e-5, atol: float = 1e-6, output_atol: float = 1e-5) -> None:
-    stats = row_stats(query, key, value, problem, TILE, TILE)
+           rtol: float = 1e-5, atol: float = 1e-6, output_atol: float = 1e-5, pack: int = 1) -> None:
+    stats = row_stats(query, key, value, problem, TILE, TILE, pack)
     expected = reference_row_stats(query, key, value, problem)
     close = dict(rtol=rtol, atol=atol, check_dtype=False)
     torch.testing.assert_close(stats.lse, expected.lse, **close)
@@ -39,7 +39,7 @@ def _check(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, problem:
         assert stats.sink_mass is None
     else:
         torch.testing.assert_close(stats.sink_mass, expected.sink_mass, **close)
-    sums = column_sums(query, key, stats.lse, problem, TILE, TILE)
+    sums = column_sums(query, key, stats.lse, problem, TILE, TILE, pack)
     torch.testing.assert_close(sums, reference_column_sums(query, key, value, problem), **close)
 
 
@@ -52,9 +52,11 @@ def _qkv(batch: int, heads: int, kv_heads: int, n: int, d: int, d_v: int | None 
     return q.to(dtype), k.to(dtype), v.to(dtype)
 
 
-def test_causal_gqa_with_right_padding_and_odd_head_dims():
+@pytest.mark.parametrize("pack", [1, 2, 4])
+def test_causal_gqa_with_right_padding_and_odd_head_dims(pack):
+    """3 query heads per KV head, served one, two (the last program half empty) or four at a time."""
     q, k, v = _qkv(2, 6, 2, 45, 12, d_v=20)
-    _check(q, k, v, _problem([45, 30], 45, left=44, right=0))
+    _check(q, k, v, _problem([45, 30], 45, left=44, right=0), pack=pack)
 
 
 def test_bidirectional_with_padding():
@@ -119,7 +121,7 @@ def shapes(draw):
         left, right = (window - 1, 0) if causal else (window, window)
     return dict(batch=batch, heads=kv_heads * groups, kv_heads=kv_heads, n=n, d=draw(st.sampled_from([4, 8, 16, 24])),
                 lengths=lengths, left=left, right=right, softcap=draw(st.sampled_from([None, 3.0])),
-                sinks=draw(st.booleans()), seed=draw(st.integers(0, 2**16)))
+                sinks=draw(st.booleans()), seed=draw(st.integers(0, 2**16)), pack=draw(st.sampled_from([1, 2, 4])))
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -130,4 +132,5 @@ def test_random_shapes_equal_the_reference(case):
     if case["sinks"]:
         sinks = torch.randn(1, case["heads"], 1, generator=torch.Generator().manual_seed(case["seed"]))
         sinks = sinks.expand(case["batch"], case["heads"], case["n"])
-    _check(q, k, v, _problem(case["lengths"], case["n"], case["left"], case["right"], case["softcap"], sinks))
+    _check(q, k, v, _problem(case["lengths"], case["n"], case["left"], case["right"], case["softcap"], sinks),
+           pack=case["pack"])

@@ -3,8 +3,8 @@
 With the row log-sum-exp from pass 1, p_ij = exp(s_ij - lse_i) is recomputed tile by tile and
 summed over the real query rows (i < row_lengths[b]), per query head and per sequence: the column
 sums that ``att_received``, ``alpha``, the sink rate and the norm-based contribution are made of.
-Each program owns one key tile of one (sequence, head), so the sums need no atomics and come out
-the same on every run. Query tiles wholly outside the key tile's band (rows before a causal key,
+Each program owns one key tile of one (sequence, KV head) and the sums of the query heads it
+serves, so the sums need no atomics and come out the same on every run. Query tiles wholly outside the key tile's band (rows before a causal key,
 rows beyond a sliding window, padding rows) are never loaded; nor is a probability tile stored.
 """
 from __future__ import annotations
@@ -22,39 +22,43 @@ from sinkfix.capture.kernels.row_stats import _tanh
 def _column_sums_kernel(
     q_ptr, k_ptr, lse_ptr, klen_ptr, rlen_ptr, out_ptr,
     sqb, sqh, sqt, sqd, skb, skh, skt, skd,
-    heads, groups, n_queries, n_keys, d_qk, scale, softcap, left, right,
+    heads, kv_heads, groups, n_queries, n_keys, d_qk, scale, softcap, left, right,
     SOFTCAP: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    PACK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
 ):
-    pid_n = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = (pid_bh // heads).to(tl.int64)
-    h = pid_bh % heads
-    kv = (h // groups).to(tl.int64)
-    h = h.to(tl.int64)
-    n0 = pid_n * BLOCK_N
-    cols = n0 + tl.arange(0, BLOCK_N)
-    dims = tl.arange(0, BLOCK_D)
+    # A program takes one key tile of one KV head and the sums of PACK of its query heads (GQA).
+    # (sequence, KV head, first group member) of this program: cdiv(groups, PACK) programs per KV head.
+    slots = (groups + PACK - 1) // PACK  # not tl.cdiv: in the interpreter every nested jit call costs ms
+    pid = tl.program_id(1)
+    b = (pid // (kv_heads * slots)).to(tl.int64)
+    kv = ((pid % (kv_heads * slots)) // slots).to(tl.int64)
+    g0 = (pid % slots) * PACK
+    n0 = tl.program_id(0) * BLOCK_N
+    cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
+    dims = tl.arange(0, BLOCK_D).to(tl.int64)
     klen = tl.load(klen_ptr + b)
     rlen = tl.load(rlen_ptr + b)
     k = tl.load(k_ptr + b * skb + kv * skh + cols[:, None] * skt + dims[None, :] * skd,
                 mask=(cols[:, None] < n_keys) & (dims[None, :] < d_qk), other=0.0)
     if UPCAST:  # the interpreter's bfloat16 dot is wrong; float32 operands give the same products
         k = k.to(tl.float32)
-    total = tl.zeros([BLOCK_N], tl.float32)
+    r = tl.arange(0, PACK * BLOCK_M).to(tl.int64)
+    member = g0 + r // BLOCK_M
+    head = kv * groups + member
+    total = tl.full([PACK, BLOCK_N], 0.0, tl.float32)
 
     # Only the real query rows whose band reaches this key tile: [n0 - right, n0 + BLOCK_N - 1 + left].
     lo = tl.maximum(n0 - right, 0)
     lo = (lo // BLOCK_M) * BLOCK_M
     hi = tl.minimum(rlen, n0 + BLOCK_N + left)
     for m0 in tl.range(lo, hi, BLOCK_M):
-        rows = m0 + tl.arange(0, BLOCK_M)
-        real = rows < rlen
-        q = tl.load(q_ptr + b * sqb + h * sqh + rows[:, None] * sqt + dims[None, :] * sqd,
+        rows = m0 + r % BLOCK_M
+        real = (rows < rlen) & (member < groups)
+        q = tl.load(q_ptr + b * sqb + head[:, None] * sqh + rows[:, None] * sqt + dims[None, :] * sqd,
                     mask=real[:, None] & (dims[None, :] < d_qk), other=0.0)
         if UPCAST:
             q = q.to(tl.float32)
-        lse = tl.load(lse_ptr + pid_bh.to(tl.int64) * n_queries + rows, mask=real, other=0.0)
+        lse = tl.load(lse_ptr + (b * heads + head) * n_queries + rows, mask=real, other=0.0)
         if IEEE:
             s = tl.dot(q, tl.trans(k), input_precision="ieee")
         else:
@@ -65,26 +69,29 @@ def _column_sums_kernel(
         seen = (real[:, None] & (cols[None, :] < klen) & (cols[None, :] >= rows[:, None] - left)
                 & (cols[None, :] <= rows[:, None] + right))
         p = tl.where(seen, tl.exp(tl.where(seen, s - lse[:, None], 0.0)), 0.0)
-        total += tl.sum(p, 0)
+        total += tl.sum(tl.reshape(p, [PACK, BLOCK_M, BLOCK_N]), 1)
 
-    tl.store(out_ptr + pid_bh.to(tl.int64) * n_keys + cols, total, mask=cols < n_keys)
+    members = g0 + tl.arange(0, PACK).to(tl.int64)
+    where = (b * heads + kv * groups + members[:, None]) * n_keys + cols[None, :]
+    tl.store(out_ptr + where, total, mask=(members[:, None] < groups) & (cols[None, :] < n_keys))
 
 
 def column_sums(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor, problem: Problem,
-                block_m: int = 64, block_n: int = 64) -> torch.Tensor:
+                block_m: int = 64, block_n: int = 64, pack: int = 1) -> torch.Tensor:
     """Pass 2: [B, H, T_k] float32 sums over the real query rows; ``lse`` [B, H, T] from pass 1."""
     batch, heads, n_queries, d_qk = query.shape
-    n_keys = key.shape[2]
+    kv_heads, n_keys = key.shape[1], key.shape[2]
+    groups = heads // kv_heads
     out = torch.empty(batch, heads, n_keys, device=query.device, dtype=torch.float32)
-    grid = (triton.cdiv(n_keys, block_n), batch * heads)
+    grid = (triton.cdiv(n_keys, block_n), batch * kv_heads * triton.cdiv(groups, pack))
     _column_sums_kernel[grid](
         query, key, lse.contiguous(), problem.key_lengths, problem.row_lengths, out,
         *query.stride(), *key.stride(),
-        heads, heads // key.shape[1], n_queries, n_keys, d_qk, float(problem.scale),
+        heads, kv_heads, groups, n_queries, n_keys, d_qk, float(problem.scale),
         float(problem.softcap or 1.0), int(problem.left), int(problem.right),
         SOFTCAP=problem.softcap is not None, IEEE=query.dtype == torch.float32 or interpreting(),
         UPCAST=interpreting() and query.dtype != torch.float32,
-        BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=max(16, triton.next_power_of_2(d_qk)),
+        PACK=pack, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_D=max(16, triton.next_power_of_2(d_qk)),
     )
     return out
 

@@ -48,43 +48,49 @@ def _row_stats_kernel(
     q_ptr, k_ptr, v_ptr, sink_ptr, klen_ptr, lse_ptr, ent_ptr, mass_ptr, out_ptr,
     sqb, sqh, sqt, sqd, skb, skh, skt, skd, svb, svh, svt, svd, ssb, ssh, sst,
     sob, sot, soh, sod,
-    heads, groups, n_queries, n_keys, d_qk, d_v, scale, softcap, left, right,
+    heads, kv_heads, groups, n_queries, n_keys, d_qk, d_v, scale, softcap, left, right,
     HAS_SINK: tl.constexpr, SOFTCAP: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr,
+    PACK: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK_DV: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    pid_bh = tl.program_id(1)
-    b = (pid_bh // heads).to(tl.int64)
-    h = pid_bh % heads
-    kv = (h // groups).to(tl.int64)
-    h = h.to(tl.int64)
-    m0 = pid_m * BLOCK_M
-    rows = m0 + tl.arange(0, BLOCK_M)
-    dims = tl.arange(0, BLOCK_D)
-    dims_v = tl.arange(0, BLOCK_DV)
-    row_ok = rows < n_queries
-    q = tl.load(q_ptr + b * sqb + h * sqh + rows[:, None] * sqt + dims[None, :] * sqd,
+    # A program takes BLOCK_M query positions of PACK query heads sharing one KV head (GQA), stacked
+    # as PACK * BLOCK_M rows: each K/V tile is loaded once for the group.
+    # (sequence, KV head, first group member) of this program: cdiv(groups, PACK) programs per KV head.
+    slots = (groups + PACK - 1) // PACK  # not tl.cdiv: in the interpreter every nested jit call costs ms
+    pid = tl.program_id(1)
+    b = (pid // (kv_heads * slots)).to(tl.int64)
+    kv = ((pid % (kv_heads * slots)) // slots).to(tl.int64)
+    g0 = (pid % slots) * PACK
+    m0 = tl.program_id(0) * BLOCK_M
+    r = tl.arange(0, PACK * BLOCK_M).to(tl.int64)  # int64 indices: no overflow, and no overflow checks in the interpreter
+    member = g0 + r // BLOCK_M
+    rows = m0 + r % BLOCK_M  # query positions
+    head = kv * groups + member
+    row_ok = (rows < n_queries) & (member < groups)
+    dims = tl.arange(0, BLOCK_D).to(tl.int64)
+    dims_v = tl.arange(0, BLOCK_DV).to(tl.int64)
+    q = tl.load(q_ptr + b * sqb + head[:, None] * sqh + rows[:, None] * sqt + dims[None, :] * sqd,
                 mask=row_ok[:, None] & (dims[None, :] < d_qk), other=0.0)
     if UPCAST:  # the interpreter's bfloat16 dot is wrong; float32 operands give the same products
         q = q.to(tl.float32)
     klen = tl.load(klen_ptr + b)
 
     if HAS_SINK:
-        m_i = tl.load(sink_ptr + b * ssb + h * ssh + rows * sst, mask=row_ok, other=0.0).to(tl.float32)
+        m_i = tl.load(sink_ptr + b * ssb + head * ssh + rows * sst, mask=row_ok, other=0.0).to(tl.float32)
         sink = m_i
-        l_i = tl.full([BLOCK_M], 1.0, tl.float32)
+        l_i = tl.full([PACK * BLOCK_M], 1.0, tl.float32)
     else:
-        m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
-        l_i = tl.zeros([BLOCK_M], tl.float32)
-    a_i = tl.zeros([BLOCK_M], tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_DV], tl.float32)
+        m_i = tl.full([PACK * BLOCK_M], float("-inf"), tl.float32)
+        l_i = tl.full([PACK * BLOCK_M], 0.0, tl.float32)
+    a_i = tl.full([PACK * BLOCK_M], 0.0, tl.float32)
+    acc = tl.full([PACK * BLOCK_M, BLOCK_DV], 0.0, tl.float32)
 
     # Only the key tiles the row tile's band reaches: [m0 - left, m0 + BLOCK_M - 1 + right], within klen.
     lo = tl.maximum(m0 - left, 0)
     lo = (lo // BLOCK_N) * BLOCK_N
     hi = tl.minimum(klen, m0 + BLOCK_M + right)
     for n0 in tl.range(lo, hi, BLOCK_N):
-        cols = n0 + tl.arange(0, BLOCK_N)
+        cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
         col_ok = cols < n_keys
         k = tl.load(k_ptr + b * skb + kv * skh + cols[:, None] * skt + dims[None, :] * skd,
                     mask=col_ok[:, None] & (dims[None, :] < d_qk), other=0.0)
@@ -124,21 +130,25 @@ def _row_stats_kernel(
     log_l = tl.log(l_safe)
     lse = tl.where(some, m_i + log_l, float("-inf"))
     entropy = tl.where(some, log_l - a_i / l_safe, 0.0)
-    base = pid_bh.to(tl.int64) * n_queries + rows
+    base = (b * heads + head) * n_queries + rows
     tl.store(lse_ptr + base, lse, mask=row_ok)
     tl.store(ent_ptr + base, entropy, mask=row_ok)
     if HAS_SINK:
         tl.store(mass_ptr + base, tl.exp(sink - lse), mask=row_ok)
     out = acc / l_safe[:, None]
-    tl.store(out_ptr + b * sob + rows[:, None] * sot + h * soh + dims_v[None, :] * sod, out.to(out_ptr.dtype.element_ty),
-             mask=row_ok[:, None] & (dims_v[None, :] < d_v))
+    tl.store(out_ptr + b * sob + rows[:, None] * sot + head[:, None] * soh + dims_v[None, :] * sod,
+             out.to(out_ptr.dtype.element_ty), mask=row_ok[:, None] & (dims_v[None, :] < d_v))
 
 
 def row_stats(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, problem: Problem,
-              block_m: int = 64, block_n: int = 64) -> RowStats:
-    """Pass 1 over queries [B, H, T, d] (any strides), keys [B, H_kv, T, d], values [B, H_kv, T, d_v]."""
+              block_m: int = 64, block_n: int = 64, pack: int = 1) -> RowStats:
+    """Pass 1 over queries [B, H, T, d] (any strides), keys [B, H_kv, T, d], values [B, H_kv, T, d_v].
+
+    ``pack`` (a power of two) query heads of one KV head share a program: fewer, larger programs.
+    """
     batch, heads, n_queries, d_qk = query.shape
-    n_keys, d_v = key.shape[2], value.shape[3]
+    kv_heads, n_keys, d_v = key.shape[1], key.shape[2], value.shape[3]
+    groups = heads // kv_heads
     stats = dict(device=query.device, dtype=torch.float32)
     lse = torch.empty(batch, heads, n_queries, **stats)
     entropy = torch.empty(batch, heads, n_queries, **stats)
@@ -146,15 +156,15 @@ def row_stats(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, probl
     output = torch.empty(batch, n_queries, heads, d_v, device=query.device, dtype=value.dtype)
     sinks = problem.sinks if problem.sinks is not None else lse  # a placeholder pointer, never read
     sink_strides = sinks.stride() if problem.sinks is not None else (0, 0, 0)
-    grid = (triton.cdiv(n_queries, block_m), batch * heads)
+    grid = (triton.cdiv(n_queries, block_m), batch * kv_heads * triton.cdiv(groups, pack))
     _row_stats_kernel[grid](
         query, key, value, sinks, problem.key_lengths, lse, entropy, mass if mass is not None else lse, output,
         *query.stride(), *key.stride(), *value.stride(), *sink_strides, *output.stride(),
-        heads, heads // key.shape[1], n_queries, n_keys, d_qk, d_v, float(problem.scale),
+        heads, kv_heads, groups, n_queries, n_keys, d_qk, d_v, float(problem.scale),
         float(problem.softcap or 1.0), int(problem.left), int(problem.right),
         HAS_SINK=problem.sinks is not None, SOFTCAP=problem.softcap is not None,
         IEEE=query.dtype == torch.float32 or interpreting(), UPCAST=interpreting() and query.dtype != torch.float32,
-        BLOCK_M=block_m, BLOCK_N=block_n,
+        PACK=pack, BLOCK_M=block_m, BLOCK_N=block_n,
         BLOCK_D=max(16, triton.next_power_of_2(d_qk)), BLOCK_DV=max(16, triton.next_power_of_2(d_v)),
     )
     return RowStats(lse, entropy, mass, output)
