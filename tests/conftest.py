@@ -20,7 +20,7 @@ for _name in [n for n in os.environ if n.startswith("SINKFIX_") and n not in ("S
 
 import sinkfix  # noqa: E402
 
-from .tiny_models import ARCHITECTURES, build_tiny_model  # noqa: E402
+from .tiny_models import ARCHITECTURES, HYBRIDS, build_conformance_model, build_tiny_model  # noqa: E402
 
 SEED_TEXT = "[MASK] [MASK] [MASK] [MASK] The actual sentence contains no useful semantic content."
 
@@ -40,6 +40,13 @@ def tiny_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]
     """Random-weight models of every supported architecture, saved so the real loading path runs."""
     root = tmp_path_factory.mktemp("tiny_models")
     return {arch: build_tiny_model(arch, root / arch) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="session")
+def hybrid_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, sinkfix.LoadedModel]:
+    """Tiny Qwen3-Next (gated attention), Jamba and LFM2, attention in layers 1 and 3 of 4, loaded once."""
+    root = tmp_path_factory.mktemp("hybrid_models")
+    return {arch: sinkfix.load_model(str(build_conformance_model(arch, root / arch))) for arch in HYBRIDS}
 
 
 @pytest.fixture(scope="session", autouse=True)

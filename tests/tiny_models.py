@@ -75,3 +75,16 @@ def build_tiny_model(arch: str, target: Path) -> Path:
     tokenizer = _char_tokenizer() if arch == "qwen2" else _tokenizer(arch in ("bert", "roberta", "distilbert"))
     tokenizer.save_pretrained(target)
     return target
+
+
+# Hybrid models (attention in some layers only) and one with multi-head latent attention: built by
+# the conformance table's builder (tests/tiny_configs.py), 4 layers with attention in 1 and 3.
+HYBRIDS = ("qwen3_next", "jamba", "lfm2")
+
+
+def build_conformance_model(model_type: str, target: Path) -> Path:
+    """The conformance table's tiny model of ``model_type`` (query/key weights scaled up), saved."""
+    from tests import conformance  # imported here: conformance imports this module's tokenizer
+
+    conformance.build(conformance.by_type(model_type), target)
+    return target

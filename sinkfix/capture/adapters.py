@@ -42,7 +42,8 @@ _CANDIDATES = (
 # Gated attention (Qwen3-Next and its successors) multiplies each head's output by its gate first:
 # the gate values are reported instead (sinkfix.capture.gates).
 _NO_ADAPTER = frozenset({"afmoe", "beam", "bitnet", "hy_v4", "laguna",
-                         "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "qwen4_exp_text"})
+                         "qwen3_next", "qwen3_5_text", "qwen3_5_moe_text", "qwen4_exp_text", "lfm3", "bailing_hybrid",
+                         "axk2"})
 
 
 def output_projection_modules(base: nn.Module, model_type: str, layers: int | Sequence[int]) -> list[nn.Module] | None:

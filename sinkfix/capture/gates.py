@@ -9,7 +9,7 @@ The gate logits are read with a forward hook on the projection that produces the
 computed twice. Layouts, per family (checked against the modeling code of transformers 5.24):
 - ``query_halves`` (Qwen3-Next, Qwen3.5, Qwen4-exp): ``q_proj`` outputs [B, T, H, 2 d]; per head the
   first d are the query, the last d the gate logits (``torch.chunk(..., 2, dim=-1)``);
-- ``per_head`` (LFM3's ``g_proj``): [B, T, H], one gate logit per head.
+- ``per_head`` (LFM3's and Bailing-hybrid's ``g_proj``): [B, T, H], one gate logit per head.
 A gate with d values per head is averaged over those d and over the sequence's real tokens.
 """
 from __future__ import annotations
@@ -28,6 +28,7 @@ _GATES = {
     "qwen3_5_moe_text": ("layers.{l}.self_attn.q_proj", "query_halves"),
     "qwen4_exp_text": ("layers.{l}.self_attn.q_proj", "query_halves"),
     "lfm3": ("layers.{l}.self_attn.g_proj", "per_head"),
+    "bailing_hybrid": ("layers.{l}.self_attn.g_proj", "per_head"),
 }
 
 

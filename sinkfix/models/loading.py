@@ -25,7 +25,8 @@ from sinkfix.capture import attention as capture
 from sinkfix.errors import ModelNotFoundError, SettingsError, UnsupportedModelError
 from sinkfix.models import devices
 from sinkfix.models.catalog import EMBEDDED, Progress, embedded_dir, embedded_names
-from sinkfix.models.probe import SUPPORTED, assign_layer_indices, check_interface, first_line, is_causal, model_inputs, probe
+from sinkfix.models.probe import (SUPPORTED, assign_layer_indices, bypass_message, check_interface, first_line,
+                                  is_causal, model_inputs, probe)
 
 @dataclass
 class LoadedModel:
@@ -228,6 +229,9 @@ def _load_weights(name: str, source: _Source, dtype: torch.dtype = torch.float32
                   placement: dict | None = None) -> tuple[nn.Module, object, str | None]:
     from transformers import AutoConfig, AutoTokenizer
 
+    from sinkfix.experiments.lab import architecture  # SinkFix's own lab models: known to the Auto classes
+
+    architecture.register()
     kwargs = {"local_files_only": source.local_only, "trust_remote_code": False}
     try:
         config = AutoConfig.from_pretrained(source.location, **kwargs)
@@ -241,7 +245,11 @@ def _load_weights(name: str, source: _Source, dtype: torch.dtype = torch.float32
             **(placement or {}), **kwargs,
         )
         tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs)
-    except (OSError, KeyError) as error:
+    except KeyError as error:
+        if error.args == (capture.ATTN_NAME,):  # the class looked our function up by name and has no interface
+            raise UnsupportedModelError(bypass_message(name, config.model_type)) from None
+        raise _not_found(name, source, error) from None
+    except OSError as error:
         raise _not_found(name, source, error) from None
     except ValueError as error:
         raise UnsupportedModelError(

@@ -146,8 +146,9 @@ def attention_layers(config: object, seen: list[int | None], n_layers: int, name
     bypassing = [layer for layer in range(n_layers) if layer not in seen and kinds[layer] in attending_kinds]
     if bypassing:
         raise UnsupportedModelError(
-            f"{name} ({model_type}): the attention of layers {bypassing[:8]} does not go through the attention "
-            f"interface (layers {seen[:8]} of the same kind do), so SinkFix cannot see it; SinkFix supports {SUPPORTED}"
+            f"{name} ({model_type}): attention reached the attention interface from layers {seen[:8]} but not from "
+            f"layers {bypassing[:8]} of the same kind, so some of its attention is computed in its own code (or its "
+            f"attention modules are numbered unlike its layers) and SinkFix cannot place it; SinkFix supports {SUPPORTED}"
         )
     return list(seen)
 
