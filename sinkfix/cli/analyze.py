@@ -10,6 +10,7 @@ from contextlib import contextmanager
 
 from tqdm import tqdm
 
+from sinkfix.analysis.display import show_token
 from sinkfix.analysis.pipeline import Analysis, Progress, analyze
 from sinkfix.cache import analyze_or_fetch
 from sinkfix.capture.attention import blocking
@@ -208,7 +209,7 @@ def print_summary(result: Analysis, served_s: float | None = None) -> None:
     print(f"{'#':>4} {'token':<16} {'att_recv':>9} {'v_norm':>7} {'sink_rate':>9}  label", file=out)
     for row in result.token_table():
         print(
-            f"{row['index']:>4} {row['token'][:16]:<16} {row['att_received']:>9.4f} {row['value_norm']:>7.3f} "
+            f"{row['index']:>4} {show_token(row['token'], 16):<16} {row['att_received']:>9.4f} {row['value_norm']:>7.3f} "
             f"{row['sink_rate']:>9.3f}  {row['label']}",
             file=out,
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sinkfix.analysis.display import show_token
 from sinkfix.experiments import calibrate
 from sinkfix.cli.common import write_json
 from sinkfix.cli.analyze import load_with_progress
@@ -121,7 +122,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         rows = token_evidence(loaded, texts[0], intervention, max_tokens=args.max_tokens, bar=True)
         out["token_evidence"] = [r.to_json() for r in rows]
         for r in rows:
-            print(f"  token {r.index:>4} {r.token[:14]:<14} att={r.att_received:.3f} seed={r.seed_label:<11} "
+            print(f"  token {r.index:>4} {show_token(r.token, 14):<14} att={r.att_received:.3f} seed={r.seed_label:<11} "
                   f"evidence={r.evidence_label} {_metrics(r.to_json())}", file=sys.stderr)
     if not args.no_save:
         _save("evaluate", out)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from sinkfix.analysis.display import show_token
 from sinkfix.cli.analyze import load_with_progress
 from sinkfix.cli.common import read_text_arg, write_json
 from sinkfix.errors import InputError, SettingsError
@@ -42,6 +43,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-tokens", type=int, default=massive.DEFAULT_MAX_TOKENS, help="tokens analysed, and per chunk")
     parser.add_argument("--max-chunks", type=int, default=massive.DEFAULT_MAX_CHUNKS, help="chunks scored by the intervention")
     parser.add_argument("--no-intervene", action="store_true", help="skip the zero/mean intervention (no LM head needed)")
+    parser.add_argument("--arms", default="zero,mean",
+                        help="intervention arms, comma-separated: zero, mean (mean needs --reference-file, or a text "
+                             "of two or more chunks: one chunk's mean is its own value)")
     parser.add_argument("--bos", choices=BOS_MODES, default="auto", help=BOS_HELP)
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--json", metavar="PATH|-", help="write the result JSON to PATH, or to stdout with -")
@@ -117,12 +121,13 @@ def run_massive(args: argparse.Namespace) -> int:
     bar = _Bar()
     try:
         result = massive.massive_activations(loaded, text, reference, not args.no_intervene, args.max_tokens,
-                                             args.max_chunks, args.bos, seed=args.seed, progress=bar)
+                                             args.max_chunks, args.bos, seed=args.seed, progress=bar,
+                                             arms=tuple(a.strip() for a in args.arms.split(",") if a.strip()))
     finally:
         bar.close()
     top = result.top
     print(f"{result.model}: largest |h| {top['max_abs']:.1f} at layer {top['layer']}, token {top['token']} "
-          f"({top['token_text']!r}), dim {top['dim']}; median |h| {top['median_abs']:.4f}, ratio {top['ratio']:.0f}x",
+          f"({show_token(top['token_text'])}), dim {top['dim']}; median |h| {top['median_abs']:.4f}, ratio {top['ratio']:.0f}x",
           file=sys.stderr)
     if result.first_massive_layer is None:
         print("  no massive activation (none has |h| > 100 and > 1000x the median)", file=sys.stderr)

@@ -7,6 +7,7 @@ import io
 import sys
 from pathlib import Path
 
+from sinkfix.analysis.display import show_token
 from sinkfix.cli.common import write_json
 from sinkfix.errors import StoreError
 from sinkfix.store import Store
@@ -76,13 +77,13 @@ def run_show(args: argparse.Namespace) -> int:
     print(f"text: {run.text}")
     print(f"\n{'#':>4} {'token':<16} {'att_recv':>9} {'v_norm':>7} {'sink_rate':>9}  label")
     for row in run.token_table():
-        print(f"{row['index']:>4} {row['token'][:16]:<16} {row['att_received']:>9.4f} {row['value_norm']:>7.3f} "
+        print(f"{row['index']:>4} {show_token(row['token'], 16):<16} {row['att_received']:>9.4f} {row['value_norm']:>7.3f} "
               f"{row['sink_rate']:>9.3f}  {row['label']}")
     heads = sorted(store.head_rows(args.id), key=lambda r: r["top_alpha"], reverse=True)[:5]
     print("\nstrongest sink heads (by alpha):")
     for row in heads:
         print(f"  layer {row['layer']:>2} head {row['head']:>2}: token {row['top_token']} "
-              f"{row['top_token_text']!r} alpha={row['top_alpha']:.3f} entropy={row['entropy']:.3f}")
+              f"{show_token(row['top_token_text'])} alpha={row['top_alpha']:.3f} entropy={row['entropy']:.3f}")
     return 0
 
 

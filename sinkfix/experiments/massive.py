@@ -6,7 +6,10 @@ feature dim, the median |h| and their ratio. An entry is *massive* by Sun et al.
 rank-correlated with its sink rate and value norm from ``sinkfix.analyze`` on the same forward.
 
 The intervention sets the massive entries to zero, or to their mean over a reference corpus, at the
-first layer where they appear, and measures the next-token NLL change (paired bootstrap CI).
+first layer where they appear, and measures the next-token NLL change (paired bootstrap CI). The
+mean arm needs values from somewhere else than the one chunk it edits: with no reference text and a
+text that gives a single chunk, the mean *is* the value, so the change is 0 by construction. That
+request is refused (``MEAN_NEEDS_REFERENCE``) instead of reported as a result.
 """
 from __future__ import annotations
 
@@ -30,6 +33,13 @@ RATIO_THRESHOLD = 1000.0  # ... and > 1000 x the median |h| of that hidden state
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_MAX_CHUNKS = 8
 TOP_FEATURES = 10
+ARMS = ("zero", "mean")
+MEAN_NEEDS_REFERENCE = (
+    "setting massive activations to their mean needs a reference text: without one the means come from the "
+    "evaluated text, which gives a single chunk here, so each mean is the value itself and the change would be "
+    "0 by construction. Give a reference text (CLI: --reference-file), a text long enough for two or more "
+    "chunks, or run the zero arm only (CLI: --arms zero)"
+)
 
 
 # ---------------------------------------------------------------- definitions on a hidden-state tensor
@@ -183,9 +193,10 @@ def reference_means(loaded: LoadedModel, chunks: list[list[int]], layer: int, ab
 
 def intervene_massive(loaded: LoadedModel, chunks: list[list[int]], layer: int, means: dict[int, float],
                       abs_threshold: float = ABS_THRESHOLD, ratio: float = RATIO_THRESHOLD,
-                      seed: int = 0, progress: Progress | None = None) -> dict[str, Arm]:
+                      seed: int = 0, progress: Progress | None = None,
+                      arms: Sequence[str] = ARMS) -> dict[str, Arm]:
     """ΔNLL of zeroing / mean-setting each chunk's massive entries at ``layer``, paired with its clean forward."""
-    diffs: dict[str, list[np.ndarray]] = {"zero": [], "mean": []}
+    diffs: dict[str, list[np.ndarray]] = {name: [] for name in arms}
     bases: list[np.ndarray] = []
     for index, ids in enumerate(chunks):
         base, record = _clean(loaded, ids)
@@ -240,13 +251,23 @@ def massive_activations(model: LoadedModel, text: str, reference: Sequence[str] 
                         intervene: bool = True, max_tokens: int = DEFAULT_MAX_TOKENS,
                         max_chunks: int = DEFAULT_MAX_CHUNKS, bos: str = "auto",
                         abs_threshold: float = ABS_THRESHOLD, ratio: float = RATIO_THRESHOLD,
-                        seed: int = 0, progress: Progress | None = None) -> MassiveResult:
+                        seed: int = 0, progress: Progress | None = None,
+                        arms: Sequence[str] = ARMS) -> MassiveResult:
     """Per-layer peaks, Sun et al.'s flags and the link to sinks on ``text`` (its first ``max_tokens``);
-    with ``intervene``, the zero/mean ΔNLL on up to ``max_chunks`` chunks of it (causal LM head needed)."""
-    if intervene and model.lm_kind != "causal":
-        raise SettingsError(f"the massive-activation intervention measures next-token NLL, so it needs a causal "
-                            f"LM head; {model.name} has {'a masked-LM head' if model.lm_kind else 'none'} "
-                            f"(use smollm2-135m, or run without the intervention)")
+    with ``intervene``, the ΔNLL of each of ``arms`` (zero, mean) on up to ``max_chunks`` chunks of it
+    (causal LM head needed). Refused before any forward when the mean arm would be empty by construction."""
+    chunks: list[list[int]] = []
+    if intervene:
+        unknown = [a for a in arms if a not in ARMS]
+        if unknown or not arms:
+            raise SettingsError(f"intervention arms are {' and '.join(ARMS)}; got {', '.join(arms) or 'none'}")
+        if model.lm_kind != "causal":
+            raise SettingsError(f"the massive-activation intervention measures next-token NLL, so it needs a causal "
+                                f"LM head; {model.name} has {'a masked-LM head' if model.lm_kind else 'none'} "
+                                f"(use smollm2-135m, or run without the intervention)")
+        chunks = _chunk_ids(model, [text], max_tokens, max_chunks, bos)
+        if "mean" in arms and reference is None and len(chunks) < 2:
+            raise SettingsError(MEAN_NEEDS_REFERENCE)
     settings = AnalysisSettings(max_tokens=max_tokens, bos=bos, map_token_limit=0)
     with residual.recording(model.model) as record:
         analysis = analyze(text, model, settings)
@@ -272,15 +293,16 @@ def massive_activations(model: LoadedModel, text: str, reference: Sequence[str] 
     if intervene and first is None:
         notes.append("no entry passes Sun et al.'s rule, so there is nothing to intervene on")
     elif intervene:
-        chunks = _chunk_ids(model, [text], max_tokens, max_chunks, bos)
         ref_chunks = chunks if reference is None else _chunk_ids(model, reference, max_tokens, max_chunks, bos)
-        means = reference_means(model, ref_chunks, first, abs_threshold, ratio)
-        arms = intervene_massive(model, chunks, first, means, abs_threshold, ratio, seed, progress)
+        means = reference_means(model, ref_chunks, first, abs_threshold, ratio) if "mean" in arms else {}
+        measured = intervene_massive(model, chunks, first, means, abs_threshold, ratio, seed, progress, arms)
         intervention = {
             "layer": first, "n_chunks": len(chunks), "max_tokens": max_tokens,
-            "reference": "the evaluated text" if reference is None else f"{len(ref_chunks)} reference chunks",
+            "reference": ("none (zero arm only)" if "mean" not in arms else
+                          f"the evaluated text ({len(chunks)} chunks)" if reference is None else
+                          f"{len(ref_chunks)} reference chunk{'s' if len(ref_chunks) != 1 else ''}"),
             "mean_values": {str(d): means[d] for d in dims if d in means},
-            "arms": {name: arm.to_json() for name, arm in arms.items()},
+            "arms": {name: arm.to_json() for name, arm in measured.items()},
         }
     return MassiveResult(model.name, bos, tokens, layers, top, top_features(hidden, tokens), hidden.abs().amax(dim=2).tolist(),
                          first, dims, link, intervention, notes)

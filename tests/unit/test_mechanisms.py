@@ -163,7 +163,8 @@ def test_edit_hook_changes_exactly_the_chosen_features(tiny_llama: sinkfix.Loade
 def test_zero_and_mean_arms_against_a_plain_loss(tiny_llama: sinkfix.LoadedModel) -> None:
     """Loose thresholds flag entries in a random model; the baseline NLL equals the model's own loss."""
     text = "the cat sat on the mat and the dog sat on a sun"
-    result = massive.massive_activations(tiny_llama, text, abs_threshold=0.0, ratio=3.0)
+    reference = ["a bird flew over the hill and a fox ran in the rain"]
+    result = massive.massive_activations(tiny_llama, text, reference, abs_threshold=0.0, ratio=3.0)
     assert result.first_massive_layer is not None and result.intervention is not None
     ids = torch.tensor([tiny_llama.tokenizer(text)["input_ids"]])
     with torch.inference_mode():
@@ -174,6 +175,19 @@ def test_zero_and_mean_arms_against_a_plain_loss(tiny_llama: sinkfix.LoadedModel
     low, high = arms["mean"]["ci95"]
     assert low <= arms["mean"]["delta_nll"] <= high
     assert len(result.peak) == tiny_llama.n_layers and len(result.peak[0]) == ids.shape[1]
+
+
+def test_mean_arm_on_one_chunk_without_a_reference_is_refused(tiny_llama: sinkfix.LoadedModel) -> None:
+    """With one chunk and no reference the mean of each massive entry is the entry itself: ΔNLL 0 by
+    construction. It is refused before any forward, and the zero arm alone still runs."""
+    text = "the cat sat on the mat and the dog sat on a sun"
+    with pytest.raises(SettingsError, match="needs a reference text"):
+        massive.massive_activations(tiny_llama, text, abs_threshold=0.0, ratio=3.0)
+    zero = massive.massive_activations(tiny_llama, text, abs_threshold=0.0, ratio=3.0, arms=("zero",))
+    assert set(zero.intervention["arms"]) == {"zero"} and zero.intervention["reference"] == "none (zero arm only)"
+    # Two chunks of the text itself: the means come from both, so the mean arm is no longer empty.
+    two = massive.massive_activations(tiny_llama, text * 2, abs_threshold=0.0, ratio=3.0, max_tokens=12)
+    assert two.intervention["n_chunks"] >= 2 and set(two.intervention["arms"]) == {"zero", "mean"}
 
 
 def test_intervention_needs_a_causal_lm_head(tiny_bert: sinkfix.LoadedModel) -> None:
