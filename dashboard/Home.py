@@ -21,6 +21,7 @@ PAGES = [
     st.Page("views/analyze.py", title="Analyze", icon=":material/science:"),
     st.Page("views/history.py", title="History", icon=":material/history:"),
     st.Page("views/drilldown.py", title="Drill-down", icon=":material/grid_on:"),
+    st.Page("views/longrun.py", title="Long run", icon=":material/timeline:"),
     st.Page("views/compare.py", title="Compare", icon=":material/compare_arrows:"),
     st.Page("views/corpus.py", title="Corpus", icon=":material/library_books:"),
     st.Page("views/evaluate.py", title="Evaluate", icon=":material/rule:"),

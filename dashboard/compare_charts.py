@@ -15,7 +15,7 @@ import pandas as pd
 from sinkfix.analysis.align import Alignment
 from sinkfix.analysis.result import Analysis
 
-from .charts import LABEL_LEGEND, label_scale
+from .charts import LABEL_LEGEND, label_scale, title_of
 from .tokens import show_token
 
 # How a word's tokens combine: shares add up; a norm or a rate is the largest of its pieces.
@@ -79,44 +79,65 @@ def aligned_bars(frame: pd.DataFrame, field: str) -> alt.Chart:
             x=alt.X("word:N", sort=order, title="word (aligned by characters)",
                     axis=alt.Axis(labelAngle=-60, labelLimit=120, labelOverlap="greedy" if len(order) > 40 else False)),
             xOffset=alt.XOffset("run:N"),
-            y=alt.Y(f"{field}:Q", title=f"{field} ({HOW[field]} over the word's tokens)"),
+            y=alt.Y(f"{field}:Q", title=f"{title_of(field)}, {HOW[field]} over the word's tokens"),
             color=alt.Color("run:N", legend=alt.Legend(title=None, orient="top")),
             stroke=alt.Stroke("label:N", scale=label_scale(), legend=LABEL_LEGEND),
             tooltip=["word:N", "run:N", "tokens:N", "positions:N", "label:N",
                      alt.Tooltip(f"{field}:Q", format=".4f")],
         )
-        .properties(width=alt.Step(step), height=240, title=f"{field} per word, aligned across tokenizers")
+        .properties(width=alt.Step(step), height=240, title=f"{title_of(field)} per word, aligned across tokenizers")
     )
 
 
 def depth_frame(analyses: Sequence[Analysis]) -> pd.DataFrame:
     """Per run and layer: relative depth l ÷ (L − 1), token 0's share of the attention in that layer
     (mean over heads and queries), and the layer's sink rate (share of its heads where some token
-    receives α > ε, the run's ε)."""
+    receives α > ε, the run's ε). A hybrid's points sit at its model layer numbers, and its layers
+    without attention are rows with ``attention`` False and no values (drawn as marks, not as points)."""
     rows = []
     for a in analyses:
-        depth = np.linspace(0.0, 1.0, a.n_layers) if a.n_layers > 1 else np.zeros(1)
+        scale = max(1, a.n_layers - 1)
         sinking = (np.asarray(a.alpha).max(axis=2) > a.settings.epsilon).mean(axis=1)
-        for layer in range(a.n_layers):
-            rows.append({"run": run_name(a), "layer": layer, "depth": float(depth[layer]),
-                         "token0_share": float(a.att_received_layer[layer, 0]),
-                         "sink_rate": float(sinking[layer]), "epsilon": a.settings.epsilon})
-    return pd.DataFrame(rows, columns=["run", "layer", "depth", "token0_share", "sink_rate", "epsilon"])
+        for row, layer in enumerate(a.layer_numbers):
+            rows.append({"run": run_name(a), "layer": layer, "depth": layer / scale,
+                         "token0_share": float(a.att_received_layer[row, 0]),
+                         "sink_rate": float(sinking[row]), "epsilon": a.settings.epsilon, "attention": True})
+        rows += [{"run": run_name(a), "layer": layer, "depth": layer / scale, "token0_share": None, "sink_rate": None,
+                  "epsilon": a.settings.epsilon, "attention": False} for layer in a.non_attention_layers]
+    return pd.DataFrame(rows, columns=["run", "layer", "depth", "token0_share", "sink_rate", "epsilon", "attention"])
+
+
+def depth_caption(analyses: Sequence[Analysis]) -> str:
+    """The depth axis explained with these runs' own layer counts (never a made-up pair of models)."""
+    counts = sorted({a.n_layers for a in analyses})
+    if len(counts) == 1:
+        return (f"x: layer ÷ (L − 1); every run here has {counts[0]} layers, so layers line up one to one.")
+    shown = " and ".join(f"{n}-layer" for n in counts)
+    return f"x: layer ÷ (L − 1), so the first and last layers of the {shown} models meet."
 
 
 def depth_curves(frame: pd.DataFrame) -> alt.HConcatChart:
-    """Token 0's share and the sink rate against relative depth, a line per run."""
+    """Token 0's share and the sink rate against relative depth, a line per run; a hybrid's layers
+    without attention are grey ticks on the x axis."""
+    attending = frame[frame["attention"]] if "attention" in frame else frame
+    others = frame[~frame["attention"]] if "attention" in frame else frame.iloc[:0]
     panels = []
     for field, title in (("token0_share", "Token 0's share of attention"), ("sink_rate", "Sink rate per layer")):
-        panels.append(
-            alt.Chart(frame)
+        line = (
+            alt.Chart(attending)
             .mark_line(point=True)
             .encode(
                 x=alt.X("depth:Q", title="relative depth: layer ÷ (L − 1)", scale=alt.Scale(domain=[0, 1])),
-                y=alt.Y(f"{field}:Q", title=field, scale=alt.Scale(domain=[0, 1])),
+                y=alt.Y(f"{field}:Q", title=title_of(field), scale=alt.Scale(domain=[0, 1])),
                 color=alt.Color("run:N", legend=alt.Legend(title=None, orient="top")),
                 tooltip=["run:N", "layer:Q", alt.Tooltip("depth:Q", format=".2f"), alt.Tooltip(f"{field}:Q", format=".3f")],
             )
-            .properties(width=360, height=240, title=title)
         )
+        if len(others):
+            ticks = alt.Chart(others.assign(y=0.0, kind="not an attention layer")).mark_tick(
+                color="#999999", thickness=2, size=12).encode(
+                x=alt.X("depth:Q", scale=alt.Scale(domain=[0, 1])), y=alt.Y("y:Q", scale=alt.Scale(domain=[0, 1])),
+                tooltip=["run:N", "layer:Q", "kind:N"])
+            line = alt.layer(line, ticks)
+        panels.append(line.properties(width=360, height=240, title=title))
     return alt.hconcat(*panels).resolve_scale(color="shared")

@@ -15,6 +15,8 @@ DRILLDOWN = "views/drilldown.py"
 COMPARE = "views/compare.py"
 HOME = "views/home.py"
 EVALUATE = "views/evaluate.py"
+LONGRUN = "views/longrun.py"
+CORPUS = "views/corpus.py"
 MAX_COMPARE = 4
 
 

@@ -1,9 +1,35 @@
 """Charts of the long-context experiments: pure functions from a stored result (its JSON) to altair."""
 from __future__ import annotations
 
+import math
+
 import altair as alt
 import numpy as np
 import pandas as pd
+
+
+ROUGH_UNITS = 10  # fewer resampled units than this and a bootstrap CI is flagged as rough
+
+
+def ci_units(result: dict) -> int:
+    """How many units the bootstrap resampled: blocks of positions, chunks, or single positions."""
+    unit = str(result.get("ci_unit") or "")
+    n = int(result.get("n_positions") or 0)
+    if unit.startswith("block of "):
+        size = int(unit.split()[2])
+        return max(1, math.ceil(n / size))
+    if unit == "chunk":
+        return int(result.get("n_chunks") or 0)
+    return n
+
+
+def rough_ci_note(result: dict) -> str | None:
+    """A warning sentence when the CIs rest on fewer than ``ROUGH_UNITS`` resampled units."""
+    units = ci_units(result)
+    if units >= ROUGH_UNITS:
+        return None
+    return (f"The 95% CIs rest on only {units} bootstrap unit{'s' if units != 1 else ''} "
+            f"({result.get('ci_unit')}s): read them as rough. More tokens (or chunks) give more units.")
 
 
 def sinks_frame(result: dict) -> pd.DataFrame:
@@ -14,20 +40,44 @@ def sinks_frame(result: dict) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["sinks", "setting", "ppl", "low", "high", "pos_shift"])
 
 
-def sinks_chart(result: dict) -> alt.Chart:
-    """Perplexity against the number of sinks (log scale), with 95% CIs and dense as a dashed rule."""
+def sinks_chart(result: dict) -> alt.LayerChart:
+    """Perplexity against the number of sinks (log scale), with 95% CIs and dense as a dashed rule.
+    A pos_shift legend only when the runs differ in it (stream mode); one y title for every layer."""
     frame = sinks_frame(result)
-    x = alt.X("sinks:O", title="sink tokens kept (first k)")
-    y = alt.Y("ppl:Q", title="perplexity (log scale)", scale=alt.Scale(type="log"))
-    colour = alt.Color("pos_shift:N", title="pos_shift")
+    title = "perplexity (log scale)"
+    scale = alt.Scale(type="log")
+    x = alt.X("sinks:O", title="sink tokens kept (first k)", axis=alt.Axis(labelAngle=0))
+    shifts = set(frame["pos_shift"]) - {"–"}
+    colour = {"color": alt.Color("pos_shift:N", title="pos_shift")} if shifts else {}
     base = alt.Chart(frame)
-    layers = [base.mark_line(point=True).encode(x=x, y=y, color=colour, tooltip=["setting", "ppl", "low", "high"]),
-              base.mark_errorbar().encode(x=x, y=alt.Y("low:Q", scale=alt.Scale(type="log")), y2="high:Q", color=colour)]
+    tooltip = ["setting", alt.Tooltip("ppl:Q", format=",.2f"), alt.Tooltip("low:Q", format=",.2f"),
+               alt.Tooltip("high:Q", format=",.2f")]
+    layers = [base.mark_line(point=True).encode(x=x, y=alt.Y("ppl:Q", title=title, scale=scale), tooltip=tooltip,
+                                                **colour),
+              base.mark_rule().encode(x=x, y=alt.Y("low:Q", title=title, scale=scale), y2="high:Q", **colour)]
     if result.get("dense_ppl") is not None:
-        dense = pd.DataFrame({"ppl": [result["dense_ppl"]], "label": ["dense"]})
-        layers.append(alt.Chart(dense).mark_rule(strokeDash=[4, 4], color="gray").encode(y="ppl:Q", tooltip=["label", "ppl"]))
+        dense = pd.DataFrame({"ppl": [result["dense_ppl"]], "label": ["dense attention"]})
+        layers.append(alt.Chart(dense).mark_rule(strokeDash=[4, 4], color="gray").encode(
+            y=alt.Y("ppl:Q", title=title, scale=scale), tooltip=["label", alt.Tooltip("ppl:Q", format=",.2f")]))
     return alt.layer(*layers).properties(width=420, height=280,
                                          title=f"Window {result['window']} with k sinks · {result['model']}")
+
+
+def sinks_caption(result: dict) -> str:
+    """What the sinks chart draws, naming only what is drawn."""
+    parts = ["Perplexity over query positions ≥ W; whiskers: 95% bootstrap CI over "
+             f"{ci_units(result)} {result.get('ci_unit')}s."]
+    if result.get("dense_ppl") is not None:
+        parts.append("Dashed line: dense attention on the same tokens.")
+    return " ".join(parts)
+
+
+def curve_caption(result: dict) -> str:
+    trained = result.get("trained_positions")
+    caption = "Next-token NLL along the text, in nats, averaged over bins of 64 positions."
+    if trained and result["n_tokens"] > trained:
+        caption += f" Dashed line: the end of the model's trained positions ({trained})."
+    return caption
 
 
 def curve_frame(result: dict, bin_size: int = 64) -> pd.DataFrame:
@@ -69,10 +119,10 @@ def stream_frame(result: dict) -> pd.DataFrame:
     if result.get("dense_ppl"):
         low, high = result.get("dense_ppl_ci95") or (None, None)
         rows.append({"setting": "dense", "ppl": result["dense_ppl"], "CI low": low, "CI high": high,
-                     "ΔNLL vs dense": 0.0, "ppl past trained": result.get("dense_ppl_past_trained")})
+                     "ΔNLL vs dense (nats)": 0.0, "ppl past trained": result.get("dense_ppl_past_trained")})
     rows += [{"setting": r["name"], "ppl": r["ppl"], "CI low": r["ppl_ci95"][0], "CI high": r["ppl_ci95"][1],
-              "ΔNLL vs dense": r["delta_nll"], "ppl past trained": r.get("ppl_past_trained")} for r in result["settings"]]
-    return pd.DataFrame(rows, columns=["setting", "ppl", "CI low", "CI high", "ΔNLL vs dense", "ppl past trained"])
+              "ΔNLL vs dense (nats)": r["delta_nll"], "ppl past trained": r.get("ppl_past_trained")} for r in result["settings"]]
+    return pd.DataFrame(rows, columns=["setting", "ppl", "CI low", "CI high", "ΔNLL vs dense (nats)", "ppl past trained"])
 
 
 def quant_frame(result: dict) -> pd.DataFrame:
@@ -85,7 +135,7 @@ def quant_chart(result: dict) -> alt.Chart:
     """ΔNLL against the unquantised model per (bits, kept tokens), with paired-bootstrap 95% CIs."""
     frame = quant_frame(result)
     # One axis title per facet would overlap its neighbours: the column header says what x is.
-    x = alt.X("keep:N", title=None)
+    x = alt.X("keep:N", title=None, axis=alt.Axis(labelAngle=0))
     base = alt.Chart(frame)
     bars = base.mark_bar().encode(x=x, y=alt.Y("delta_nll:Q", title="ΔNLL vs unquantised (nats)"),
                                   color=alt.Color("keep:N", legend=None), tooltip=["setting", "delta_nll", "low", "high", "ppl"])

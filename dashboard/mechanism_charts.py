@@ -1,6 +1,7 @@
 """Chart builders for the mechanism experiments: pure functions ``data -> alt.Chart`` (tested without a browser)."""
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import altair as alt
@@ -49,8 +50,13 @@ def sinkrate_bars(result: dict) -> alt.LayerChart:
 
 
 def layer_frame(result: dict) -> pd.DataFrame:
+    """One row per (kind, layer); a hybrid's entries are its attention layers, under their model numbers."""
+    def numbers(values: list) -> list[int]:
+        return result.get("attention_layers") or list(range(len(values)))
+
     return pd.DataFrame([{"kind": kind, "layer": layer, "share": 100 * value}
-                         for kind, rate in result["kinds"].items() for layer, value in enumerate(rate["per_layer"])])
+                         for kind, rate in result["kinds"].items()
+                         for layer, value in zip(numbers(rate["per_layer"]), rate["per_layer"])])
 
 
 def sinkrate_layers(result: dict) -> alt.Chart:
@@ -90,15 +96,27 @@ def features_frame(rows: Sequence[dict]) -> pd.DataFrame:
                          for row in rows])
 
 
-def top_features(rows: Sequence[dict]) -> alt.Chart:
-    """The largest |h| entries (one per token and dim, at the layer where each peaks), log scale."""
+def top_features(rows: Sequence[dict]) -> alt.LayerChart:
+    """The largest |h| entries (one per token and dim, at the layer where each peaks) on a log axis.
+
+    A bar on a log scale has no zero to start from, so each bar runs explicitly from the axis' lower
+    edge (a decade below the smallest value) to its value; names are never cut (``labelLimit`` fits
+    the longest), and each bar carries its value as text."""
     frame = features_frame(rows)
-    return alt.Chart(frame).mark_bar().encode(
-        x=alt.X("max_abs:Q", title="|h|", scale=alt.Scale(type="log")),
-        y=alt.Y("feature:N", sort=None, title=None),
+    low = 10.0 ** math.floor(math.log10(max(float(frame["max_abs"].min()), 1e-6)))
+    high = float(frame["max_abs"].max()) * 3
+    frame["low"] = low
+    frame["shown"] = [f"{v:,.0f}" if v >= 10 else f"{v:.2g}" for v in frame["max_abs"]]
+    x = alt.X("max_abs:Q", title="|h| (log scale)", scale=alt.Scale(type="log", domain=[low, high], nice=False))
+    y = alt.Y("feature:N", sort=None, title=None,
+              axis=alt.Axis(labelLimit=int(7 * frame["feature"].str.len().max() + 20)))
+    base = alt.Chart(frame).encode(y=y)
+    bars = base.mark_bar(color="#3b528b").encode(
+        x=x, x2="low:Q",
         tooltip=["layer", "token", "token_text", "dim", alt.Tooltip("value:Q", format=",.1f"),
-                 alt.Tooltip("ratio:Q", format=",.0f")],
-    ).properties(width=420, height=max(80, 22 * len(rows)), title="Top features")
+                 alt.Tooltip("ratio:Q", format=",.0f")])
+    values = base.mark_text(align="left", dx=4, fontSize=11).encode(x=x, text="shown:N")
+    return (bars + values).properties(width=420, height=max(80, 22 * len(rows)), title="Top features")
 
 
 def arms_frame(intervention: dict) -> pd.DataFrame:
@@ -113,4 +131,5 @@ def intervention_bars(intervention: dict) -> alt.LayerChart:
                                   tooltip=["arm", alt.Tooltip("delta:Q", format="+.4f"),
                                            alt.Tooltip("low:Q", format="+.4f"), alt.Tooltip("high:Q", format="+.4f")])
     whiskers = base.mark_rule(color="black").encode(x="low:Q", x2="high:Q")
-    return (bars + whiskers).properties(width=420, height=90, title=f"Intervention at layer {intervention['layer']}")
+    return (bars + whiskers).properties(width=420, height=45 * max(1, len(intervention["arms"])),
+                                        title=f"Intervention at layer {intervention['layer']}")

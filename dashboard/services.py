@@ -14,7 +14,7 @@ from sinkfix import models, paths
 from sinkfix.analysis.align import retokenized_offsets
 from sinkfix.analysis.pipeline import Analysis, validate_text
 from sinkfix.cache import analyze_or_fetch
-from sinkfix.errors import SinkFixError
+from sinkfix.errors import RunNotFoundError, SinkFixError
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 
@@ -57,6 +57,14 @@ def load_run(run_id: int) -> Analysis:
     analysis = get_store().get(run_id)
     remember(analysis)
     return analysis
+
+
+def run_info(run_id: int) -> dict | None:
+    """A run's row (``Store.info``: no blob decoded), or None when no such run is stored."""
+    try:
+        return get_store().info(run_id)
+    except RunNotFoundError:
+        return None
 
 
 def remember(analysis: Analysis) -> None:

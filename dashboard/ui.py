@@ -10,8 +10,9 @@ import pandas as pd
 import streamlit as st
 
 from sinkfix.analysis.pipeline import Analysis
+from sinkfix.settings import AnalysisSettings
 
-from . import charts
+from . import charts, units
 
 # Everything Markdown (and Streamlit's :color[...] / :emoji: / $math$ extensions) gives meaning to.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&\"'])")
@@ -68,12 +69,13 @@ def run_title(analysis: Analysis) -> str:
 def run_summary(analysis: Analysis) -> None:
     """What a run is: model, text (shown as plain text, never markup), settings, label counts."""
     counts = analysis.label_counts()
-    cols = st.columns(5)
-    cols[0].metric("Model", analysis.model_name, help=analysis.model_id)
-    cols[1].metric("Tokens", analysis.n_tokens)
-    cols[2].metric("Beneficial", counts.get("beneficial", 0))
-    cols[3].metric("Detrimental", counts.get("detrimental", 0))
-    cols[4].metric("Neutral", counts.get("neutral", 0))
+    # The model is a line of text, not a metric tile: a tile cuts a long name ("google-bert/bert-base-unc…").
+    st.markdown(f"**Model:** {escape_md(analysis.model_name)} &nbsp;·&nbsp; `{escape_md(analysis.model_id)}`")
+    cols = st.columns(4)
+    cols[0].metric("Tokens", analysis.n_tokens)
+    cols[1].metric("Beneficial", counts.get("beneficial", 0))
+    cols[2].metric("Detrimental", counts.get("detrimental", 0))
+    cols[3].metric("Neutral", counts.get("neutral", 0))
     if len(analysis.text) <= 400:
         st.text(analysis.text)
     else:
@@ -84,7 +86,7 @@ def run_summary(analysis: Analysis) -> None:
     st.caption(
         f"{analysis.n_layers} layers × {analysis.n_heads} heads ({analysis.n_kv_heads} KV heads) · "
         f"value-norm layer {s.layer} · τ_att {s.tau_att:g} · τ_norm {s.tau_norm:g} · β {s.beta:g} · "
-        f"ε {s.epsilon:g} · rule {analysis.rule} · created {analysis.created_at}"
+        f"ε {s.epsilon:g} · rule {analysis.rule} · created {units.when(analysis.created_at)}"
     )
     for warning in analysis.warnings:
         st.warning(warning)
@@ -120,3 +122,30 @@ def count_columns() -> dict:
         "n_detrimental": st.column_config.NumberColumn("detr.", width="small"),
         "n_neutral": st.column_config.NumberColumn("neutral", width="small"),
     }
+
+
+SETTING_NAMES = {"tau_att": "τ_att", "tau_norm": "τ_norm", "beta": "β", "epsilon": "ε", "layer": "value-norm layer",
+                 "map_token_limit": "map limit", "max_tokens": "max tokens", "bos": "BOS"}
+
+
+def settings_changes(before: AnalysisSettings, after: AnalysisSettings) -> list[str]:
+    """["τ_att 0.04 → 0.035", ...]: the settings that differ between two runs, as pages name them."""
+    return [f"{shown} {getattr(before, name)!s} → {getattr(after, name)!s}" for name, shown in SETTING_NAMES.items()
+            if getattr(before, name, None) != getattr(after, name, None)]
+
+
+def provenance(analysis: Analysis, parent: dict | None) -> str | None:
+    """Where a run with a ``parent_run_id`` came from, told apart by what changed: a re-run with other
+    settings (Analyze), or the same request with its maps recomputed (drill-down, corpus runs).
+    ``parent`` is ``Store.info(parent_run_id)``, or None when that run was deleted."""
+    pid = analysis.parent_run_id
+    if pid is None:
+        return None
+    if parent is None:
+        return f"Made from run {pid}, which is no longer stored."
+    changed = settings_changes(parent["settings"], analysis.settings)
+    if not changed and not parent["has_maps"] and analysis.maps is not None:
+        return f"Maps recomputed from run {pid}, which stored summaries only (same model, text and settings)."
+    if changed:
+        return f"Re-run of run {pid} with changed settings: {', '.join(changed)}."
+    return f"Re-run of run {pid} with the same settings."

@@ -7,68 +7,15 @@ head's per-token cosine need the clean forwards, which a fresh result of this se
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pandas as pd
 import streamlit as st
 
-from dashboard import eval_charts, ui
+from dashboard import eval_charts, ui, units
 from dashboard.sections.evaluate_form import LM_MODEL, _use_lm_model
+from dashboard.sections.evaluate_view import (  # noqa: F401  (View and stored_view are used through this module)
+    View, intervention_label, intervention_of, kl_missing_reason, stored_view, target_names,
+)
 from dashboard.tokens import is_special, show_token, show_tokens
-from sinkfix.errors import SinkFixError
-from sinkfix.experiments.intervene import Intervention
-
-
-@dataclass
-class View:
-    """An evaluation to show: its stored JSON, and (fresh results only) the forwards behind it."""
-
-    id: int
-    kind: str  # "evaluate" or "sts"
-    result: dict
-    intervention: Intervention | None = None
-    runs: list | None = None
-    scores: list | None = None
-    predictions: dict = field(default_factory=dict)
-
-    @property
-    def model(self) -> str:
-        return str(self.result.get("model", ""))
-
-    @property
-    def lm_kind(self) -> str | None:
-        """Stored since the dashboard saves it; older results: no NLL means no LM head, and a causal LM
-        scores every position but the last."""
-        if "lm_kind" in self.result:
-            return self.result["lm_kind"]
-        if self.result.get("baseline_nll") is None:
-            return None
-        tokens, kl = self.result.get("tokens") or [[]], self.result.get("per_position_kl") or [[]]
-        return "causal" if len(kl[0]) == len(tokens[0]) - 1 else "masked"
-
-    def label(self) -> str:
-        return self.intervention.label() if self.intervention is not None else intervention_label(self.result)
-
-
-def intervention_of(result: dict) -> Intervention | None:
-    try:
-        heads = result.get("heads")
-        layers = result.get("layers")
-        return Intervention(target=result.get("target") or "first", beta=float(result.get("beta") or 0.0),
-                            layers=None if layers is None else tuple(layers),
-                            heads=None if heads is None else tuple(tuple(h) for h in heads))
-    except (SinkFixError, TypeError, ValueError):
-        return None
-
-
-def intervention_label(result: dict) -> str:
-    found = intervention_of(result)
-    return found.label() if found is not None else f"{result.get('target')}, β={result.get('beta')}"
-
-
-def stored_view(row: dict) -> View:
-    """A view of a row from ``Store.evaluations()`` / ``Store.evaluation()``."""
-    return View(id=int(row["id"]), kind=row["kind"], result=row["result"], intervention=intervention_of(row["result"]))
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -78,9 +25,7 @@ def fmt(value: float | None, spec: str) -> str:
 def summary(view: View) -> None:
     e = view.result
     st.header(f"Evaluation {view.id} · {ui.escape_md(view.model)} · {ui.escape_md(view.label())}")
-    tokens = e.get("tokens") or []
-    shown = {show_token(tokens[c][i], 16) for c, chunk in enumerate(e.get("target_tokens") or []) for i in chunk
-             if c < len(tokens)}
+    shown = target_names(e)
     n_targets = sum(len(t) for t in e.get("target_tokens") or [])
     cols = st.columns(3 if view.lm_kind is None else 5)
     if view.lm_kind is None:
@@ -96,22 +41,24 @@ def summary(view: View) -> None:
     else:
         low, high = e.get("delta_nll_ci95") or (float("nan"), float("nan"))
         delta = e.get("delta_nll")
-        cols[0].metric("Baseline NLL", fmt(e.get("baseline_nll"), ".4f"), help="Mean next-token cross-entropy, nats.")
-        cols[1].metric("Intervened NLL", fmt(e.get("intervened_nll"), ".4f"), delta=f"{delta:+.4f}",
+        cols[0].metric("Baseline NLL (nats)", fmt(e.get("baseline_nll"), ".4f"), help="Mean next-token cross-entropy, nats.")
+        cols[1].metric("Intervened NLL (nats)", fmt(e.get("intervened_nll"), ".4f"), delta=f"{delta:+.4f}",
                        delta_color="inverse",
                        help=f"95% bootstrap CI of the change: [{low:+.4f}, {high:+.4f}] "
                        f"(resampling {e.get('ci_unit')}s).")
-        cols[2].metric("KL(p_orig ‖ p_mod)", fmt(e.get("kl_mean"), ".4f"), help="Mean over positions, nats.")
-        cols[3].metric("Top-1 agreement", fmt(e.get("top1_agreement"), ".3f"))
+        cols[2].metric("KL (nats)", fmt(e.get("kl_mean"), ".4f"), help="KL(p_orig ‖ p_mod), mean over positions, in nats.")
+        cols[3].metric("Top-1 agreement", units.percent(e.get("top1_agreement")))
         cols[4].metric("Cosine", fmt(e.get("cosine_mean"), ".4f"), help="Of final hidden states, mean over tokens.")
         st.caption(f"NLL change {delta:+.4f} nats per token, 95% CI [{low:+.4f}, {high:+.4f}] over "
                    f"{e.get('n_positions')} positions ({e.get('ci_unit')}s resampled). Below 0: the intervention helped.")
     if n_targets:
-        st.caption(f"{n_targets} target token(s) redistributed: {ui.escape_md(', '.join(sorted(shown)))}")
+        names = ", ".join(shown) if shown else "(their text is not stored with this evaluation)"
+        st.caption(f"{units.plural(n_targets, 'target token')} redistributed: {ui.escape_md(names)}")
     else:
         st.warning("No token matched the target, so nothing was redistributed and the outputs are unchanged. "
                    "With target detrimental, lower τ_att or raise τ_norm (or pick first / tokens:I,J).")
-    st.caption(f"{e.get('n_texts')} text(s), {e.get('n_chunks')} chunk(s), {e.get('n_positions')} scored positions. "
+    st.caption(f"{units.plural(e.get('n_texts') or 0, 'text')}, {units.plural(e.get('n_chunks') or 0, 'chunk')}, "
+               f"{e.get('n_positions')} scored positions. "
                f"Saved as evaluation {view.id} in the run database; link: `?evaluation={view.id}`.")
 
 
@@ -198,7 +145,7 @@ def positions_section(view: View, chunk: int) -> int | None:
     kl = view.scores[chunk].kl if view.scores is not None else (e.get("per_position_kl") or [[]])[chunk]
     positions = _positions(view, chunk, raw, len(kl))
     if not positions:
-        st.info("This evaluation's per-position KL cannot be placed on its tokens.")
+        st.info(kl_missing_reason(view, len(kl), len(raw)))
         return None
     default = positions[int(pd.Series(kl).idxmax())]
     picked = st.selectbox(

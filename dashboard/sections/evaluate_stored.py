@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, findings_charts, links, ui
+from dashboard import charts, findings_charts, links, ui, units
 
 
 def _heldout(row: dict, arm: str) -> tuple[float | None, list | None]:
@@ -31,6 +31,7 @@ def calibrations_table(store) -> None:
         target, ci = _heldout(heldout, "target")
         intervention = full.get("intervention") or {}
         table.append({
+            "open": links.url(links.EVALUATE, {"calibration": row["name"]}),
             "name": row["name"], "model": row["model"], "task": f"{row['task']} ({row['metric']})",
             "intervention": f"{intervention.get('target')}, β={intervention.get('beta')}",
             "kept heads": f"{len(row['kept_heads'])}: " + ", ".join(f"{layer}:{head}" for layer, head in row["kept_heads"]),
@@ -39,8 +40,7 @@ def calibrations_table(store) -> None:
             "95% CI": None if not ci else f"[{ci[0]:+.4f}, {ci[1]:+.4f}]",
             "held-out Δ random": _heldout(heldout, "random")[0],
             "held-out Δ token 0": _heldout(heldout, "first")[0],
-            "created (UTC)": row["created_at"][:16].replace("T", " "),
-            "open": links.url(links.EVALUATE, {"calibration": row["name"]}),
+            "created": units.when(row["created_at"]),
         })
     st.dataframe(pd.DataFrame(table), hide_index=True, column_config={
         c: st.column_config.NumberColumn(format="%+.4f") for c in
@@ -58,26 +58,27 @@ def evaluations_table(store) -> None:
     if not rows:
         st.info("No evaluations yet: run one above, or `python -m sinkfix evaluate --text ... --model smollm2-135m`.")
         return
-    frame = pd.DataFrame([{
-        "id": r["id"], "created (UTC)": r["created_at"][:16].replace("T", " "), "kind": r["kind"],
-        "model": r["model"],
+    st.dataframe(evaluations_frame(rows), hide_index=True, column_config={
+        "open": st.column_config.LinkColumn("open", display_text="open", width="small"),
+        "id": st.column_config.NumberColumn(width="small")})
+    st.caption("evaluate rows: NLL in nats per token (— without an LM head); sts rows: Spearman. "
+               "open: every chart of that evaluation (`?evaluation=ID`).")
+
+
+def evaluations_frame(rows: list[dict]) -> pd.DataFrame:
+    """``Store.evaluations`` rows as the Stored tab shows them: the link first (so it is never off-screen),
+    a readable time, numbers formatted with their sign convention, "—" where a value does not exist."""
+    return pd.DataFrame([{
+        "open": links.url(links.EVALUATE, {"evaluation": str(r["id"])}),
+        "id": r["id"], "created": units.when(r["created_at"]), "kind": r["kind"], "model": r["model"],
         "intervention": f"{r['target']}, β={r['beta']:g}",
         "heads": "all" if r["heads"] is None else f"{len(r['heads'])} heads",
-        "baseline": r["baseline"], "intervened": r["intervened"], "delta": r["delta"],
-        "95% CI": None if r["ci_low"] is None else f"[{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]",
-        "KL": r["result"].get("kl_mean"), "cosine": r["result"].get("cosine_mean"),
-        "open": links.url(links.EVALUATE, {"evaluation": str(r["id"])}),
-    } for r in rows])
-    st.dataframe(frame, hide_index=True, column_config={
-        "id": st.column_config.NumberColumn(width="small"),
-        "baseline": st.column_config.NumberColumn(format="%.4f"),
-        "intervened": st.column_config.NumberColumn(format="%.4f"),
-        "delta": st.column_config.NumberColumn(format="%+.4f"),
-        "KL": st.column_config.NumberColumn(format="%.4f"),
-        "cosine": st.column_config.NumberColumn(format="%.4f"),
-        "open": st.column_config.LinkColumn("open", display_text="open", width="small")})
-    st.caption("evaluate rows: NLL in nats per token (empty without an LM head); sts rows: Spearman. "
-               "open: every chart of that evaluation (`?evaluation=ID`).")
+        "baseline": units.number(r["baseline"], ".4f"), "intervened": units.number(r["intervened"], ".4f"),
+        "delta": units.number(r["delta"], "+.4f"), "95% CI": units.interval(r["ci_low"], r["ci_high"]),
+        "KL": units.number(r["result"].get("kl_mean"), ".4f"),
+        "cosine": units.number(r["result"].get("cosine_mean"), ".4f"),
+    } for r in rows], columns=["open", "id", "created", "kind", "model", "intervention", "heads", "baseline",
+                               "intervened", "delta", "95% CI", "KL", "cosine"])
 
 
 def show_calibration(name: str, calibration: dict) -> None:
@@ -90,7 +91,7 @@ def show_calibration(name: str, calibration: dict) -> None:
     cols[0].metric("Task", f"{calibration.get('task')} ({calibration.get('metric')})")
     cols[1].metric("Kept heads", f"{len(kept)} of {calibration.get('n_tried')} tried")
     cols[2].metric("Dev baseline", f"{calibration.get('dev_baseline', float('nan')):.4f}")
-    cols[3].metric("Intervention", f"{intervention.get('target')}, β={intervention.get('beta')}")
+    cols[3].metric("Intervention", f"{intervention.get('target')}, β = {intervention.get('beta')}")
     for note in calibration.get("notes") or []:
         st.caption(ui.escape_md(note))
     trials = calibration.get("trials") or []

@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from dashboard import services, ui, visitors
+from dashboard import services, ui, units, visitors
 from dashboard.sections import model_picker
 from sinkfix import models
 from sinkfix.errors import SinkFixError
@@ -108,8 +108,10 @@ def show(view) -> None:
     cols[0].metric("Baseline Spearman", f"{e['baseline_spearman']:.4f}")
     if e.get("intervened_spearman") is not None:
         cols[1].metric("Intervened Spearman", f"{e['intervened_spearman']:.4f}", delta=f"{e['delta_spearman']:+.4f}")
-        cols[2].metric("95% CI of the change", f"[{low:+.4f}, {high:+.4f}]",
-                       help="Paired bootstrap over pairs (the same resampled pairs for both).")
+        # The CI goes in the caption: an interval is too wide for a metric tile and would be cut ("[-0.1458, -0.0…").
+        cols[2].metric("Change", f"{e['delta_spearman']:+.4f}", help="Intervened − baseline Spearman.")
+        st.caption(f"95% CI of the change: {units.interval(low, high)} (paired bootstrap over pairs, the same "
+                   "resampled pairs for both).")
     cols[3].metric("Pairs", e.get("n_pairs"))
     st.caption(f"Sentences with a target token: {e.get('sentences_with_targets')} of {e.get('n_sentences')}. "
                "Spearman: higher is better. Saved as evaluation "

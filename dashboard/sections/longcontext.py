@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.sections import experiment_store, model_picker, text_source
-from dashboard import longcontext_charts, services, ui
+from dashboard import longcontext_charts, services, ui, units
 from sinkfix.errors import SettingsError
 from sinkfix.experiments import kvquant, streaming
 
@@ -99,23 +99,35 @@ def _kvquant_form() -> None:
 def _show_streaming(result: dict, experiment_id: int) -> None:
     if any(r.get("sinks") is not None for r in result["settings"]):
         ui.show_chart(longcontext_charts.sinks_chart(result), f"longcontext-{experiment_id}-sinks",
-                      "Perplexity over query positions ≥ W; whiskers: 95% bootstrap CI over blocks of positions. "
-                      "Dashed: dense attention on the same tokens.")
+                      longcontext_charts.sinks_caption(result))
     ui.show_chart(longcontext_charts.curve_chart(result), f"longcontext-{experiment_id}-curves",
-                  "Next-token NLL along the text; dashed rule: the end of the model's trained positions.")
-    st.dataframe(longcontext_charts.stream_frame(result), hide_index=True)
+                  longcontext_charts.curve_caption(result))
+    rough = longcontext_charts.rough_ci_note(result)
+    if rough:
+        st.warning(rough)
+    st.dataframe(longcontext_charts.stream_frame(result), hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.2f") for c in ("ppl", "CI low", "CI high", "ppl past trained")} | {
+        "ΔNLL vs dense (nats)": st.column_config.NumberColumn(format="%+.4f")})
     st.caption(f"{result['model']} · {result['mode']} · window {result['window']} · T = {result['n_tokens']} · "
-               f"{result['n_positions']} positions · CI unit: {result['ci_unit']}")
+               f"{result['n_positions']} positions · CI unit: {result['ci_unit']} · perplexity is a plain number, "
+               "ΔNLL in nats per token")
     for note in result.get("notes", []):
         st.caption(note)
 
 
 def _show_kvquant(result: dict, experiment_id: int) -> None:
     ui.show_chart(longcontext_charts.quant_chart(result), f"longcontext-{experiment_id}-kvquant",
-                  "Whiskers: 95% paired bootstrap CI over chunks of the change in NLL against the unquantised model.")
-    st.dataframe(longcontext_charts.quant_frame(result), hide_index=True)
-    st.caption(f"{result['model']} · {result['n_chunks']} chunks of {result['max_tokens']} tokens · group "
-               f"{result['group']} · unquantised ppl {result['dense_ppl']:.3f}")
+                  "Whiskers: 95% paired bootstrap CI over chunks of the change in NLL (nats per token) against the "
+                  "unquantised model.")
+    rough = longcontext_charts.rough_ci_note(result)
+    if rough:
+        st.warning(rough)
+    st.dataframe(longcontext_charts.quant_frame(result).rename(columns={
+        "delta_nll": "ΔNLL (nats)", "low": "CI low", "high": "CI high"}), hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%+.4f") for c in ("ΔNLL (nats)", "CI low", "CI high")} | {
+        "ppl": st.column_config.NumberColumn(format="%.2f")})
+    st.caption(f"{result['model']} · {units.plural(result['n_chunks'], 'chunk')} of {result['max_tokens']} tokens · "
+               f"group {result['group']} · unquantised ppl {units.ppl(result['dense_ppl'])}")
 
 
 def render() -> None:

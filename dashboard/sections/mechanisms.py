@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.sections import experiment_store, model_picker, text_source
-from dashboard import mechanism_charts, services, ui, visitors
+from dashboard import mechanism_charts, services, ui, units, visitors
 from dashboard.tokens import show_token
 from sinkfix.experiments import massive, sinkrate
 from sinkfix.settings import BOS_MODES
@@ -60,6 +60,10 @@ def _sinkrate_form() -> None:
     _run("sinkrate", f"Sink-rate protocol on {model}", work)
 
 
+# Page choice -> the core's arms; "zero and mean" without a reference on one chunk is refused by the core.
+ARM_CHOICES = {"zero": ("zero",), "zero and mean": ("zero", "mean"), "none": ()}
+
+
 def _massive_form() -> None:
     with st.form("mech_massive_form"):
         model = _model("mech_ma_model", "smollm2-135m")
@@ -68,13 +72,23 @@ def _massive_form() -> None:
         max_tokens = cols[0].number_input("Tokens analysed (and per chunk)", 4, 4096, massive.DEFAULT_MAX_TOKENS,
                                           key="mech_ma_tokens")
         bos = cols[1].selectbox("BOS", BOS_MODES, key="mech_ma_bos", help=BOS_HELP)
-        intervene = cols[2].checkbox("Zero/mean intervention (needs a causal LM head)", True, key="mech_ma_intervene")
+        arms = cols[2].selectbox(
+            "Intervention (causal LM head)", list(ARM_CHOICES), key="mech_ma_arms",
+            help="Set the massive entries to zero, or also to their mean. The mean needs a reference text (or a "
+                 "text of two or more chunks): with one chunk of the evaluated text the mean is the value itself.")
+        reference = st.text_area("Reference text for the mean (optional)", "", key="mech_ma_reference", height=68,
+                                 help="Another text whose massive entries give the mean values.")
         submitted = st.form_submit_button("Find massive activations", type="primary", key="mech_ma_run")
     if submitted:
+        chosen = ARM_CHOICES[arms]
+
         def work(get, progress):
             visitors.check_texts(text)  # the server's text limit, before any model loads
-            return massive.massive_activations(get(model), text, intervene=intervene, max_tokens=int(max_tokens),
-                                               bos=bos, progress=progress)
+            if reference.strip():
+                visitors.check_texts(reference)
+            return massive.massive_activations(get(model), text, [reference] if reference.strip() else None,
+                                               intervene=bool(chosen), max_tokens=int(max_tokens), bos=bos,
+                                               progress=progress, arms=chosen or massive.ARMS)
 
         _run("massive", f"Massive activations on {model}", work)
 
@@ -90,39 +104,55 @@ def _show_sinkrate(result: dict, experiment_id: int) -> None:
     rows = [{"kind": k, "Sink₁ %": 100 * r["rate"], "CI low %": 100 * r["ci95"][0], "CI high %": 100 * r["ci95"][1],
              "Sink at index 1 %": 100 * r["per_position"][1] if len(r["per_position"]) > 1 else None,
              "first tokens": " ".join(show_token(t) for t in r["example"][:6])} for k, r in result["kinds"].items()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%.1f") for c in ("Sink₁ %", "CI low %", "CI high %",
+                                                                   "Sink at index 1 %")})
     st.caption(f"{result['model']} · n = {result['n']} · T = {result['length']} · ε = {result['epsilon']} · "
                f"BOS {result['bos']} · seed {result['seed']}")
 
 
 def _show_massive(result: dict, experiment_id: int) -> None:
     top = result["top"]
-    cols = st.columns(4)
+    cols = st.columns(3)
     cols[0].metric("Largest |h|", f"{top['max_abs']:,.0f}", help=f"signed value {top['value']:,.1f}")
-    cols[1].metric("Layer · dim", f"{top['layer']} · {top['dim']}")
-    cols[2].metric("Token", f"#{top['token']}", help="the token's text is in the table below")
-    cols[3].metric("Ratio to median |h|", f"{top['ratio']:,.0f}×")
-    st.text(f"Token #{top['token']}: {show_token(top['token_text'])}")
+    cols[1].metric("Ratio to median |h|", units.ratio(top["ratio"]))
+    cols[2].metric("Token", f"#{top['token']}", help="the token's text is on the line below")
+    st.markdown(f"**Where:** layer {top['layer']}, feature dim {top['dim']}, token #{top['token']} "
+                f"{ui.escape_md(show_token(top['token_text']))}")
     st.caption(f"Massive (|h| > 100 and > 1000 × median, Sun et al.) from layer {result['first_massive_layer']}, "
                f"dims {result['massive_dims']}.")
     ui.show_chart(mechanism_charts.peak_heatmap(result["peak"], result["tokens"]), f"mechanism-{experiment_id}-peak",
                   "Each cell: the largest |h| over feature dims at that layer's output (log colour).")
-    ui.show_chart(mechanism_charts.top_features(result["top_features"]), f"mechanism-{experiment_id}-features")
+    ui.show_chart(mechanism_charts.top_features(result["top_features"]), f"mechanism-{experiment_id}-features",
+                  "Each bar: one (token, dim) entry at the layer where it peaks, from the axis' lower edge to its |h| "
+                  "(log scale); the number is its |h|.")
     link = result["link"]
     st.caption(f"Spearman of a token's peak |h| with its sink rate: {_fmt(link['spearman_sink_rate'])}; "
                f"with its value norm (layer {link['value_norm_layer']}): {_fmt(link['spearman_value_norm'])}.")
     if result.get("intervention"):
-        iv = result["intervention"]
-        ui.show_chart(mechanism_charts.intervention_bars(iv), f"mechanism-{experiment_id}-intervention",
-                      f"{iv['n_chunks']} chunks, means from {iv['reference']}; 95% paired bootstrap CI.")
-        st.dataframe(pd.DataFrame([{"set to": name, "NLL before": a["baseline_nll"], "NLL after": a["intervened_nll"],
-                                    "ΔNLL": a["delta_nll"], "CI low": a["ci95"][0], "CI high": a["ci95"][1],
-                                    "ppl before": a["baseline_ppl"], "ppl after": a["intervened_ppl"]}
-                                   for name, a in iv["arms"].items()]), hide_index=True)
+        _show_intervention(result["intervention"], experiment_id)
     with st.expander("Per layer"):
         st.dataframe(pd.DataFrame(result["layers"]), hide_index=True)
     for note in result.get("notes", []):
         st.caption(note)
+
+
+def _show_intervention(iv: dict, experiment_id: int) -> None:
+    ui.show_chart(mechanism_charts.intervention_bars(iv), f"mechanism-{experiment_id}-intervention",
+                  f"{units.plural(iv['n_chunks'], 'chunk')} of up to {iv.get('max_tokens')} tokens; means from "
+                  f"{iv['reference']}; 95% paired bootstrap CI.")
+    st.dataframe(pd.DataFrame([{"set to": name, "NLL before (nats)": a["baseline_nll"],
+                                "NLL after (nats)": a["intervened_nll"], "ΔNLL (nats)": a["delta_nll"],
+                                "CI low": a["ci95"][0], "CI high": a["ci95"][1],
+                                "ppl before": a["baseline_ppl"], "ppl after": a["intervened_ppl"]}
+                               for name, a in iv["arms"].items()]), hide_index=True, column_config={
+        c: st.column_config.NumberColumn(format="%+.4f") for c in ("ΔNLL (nats)", "CI low", "CI high")} | {
+        c: st.column_config.NumberColumn(format="%.4f") for c in ("NLL before (nats)", "NLL after (nats)")} | {
+        c: st.column_config.NumberColumn(format="%.2f") for c in ("ppl before", "ppl after")})
+    if "mean" in iv["arms"] and iv.get("reference") == "the evaluated text" and iv.get("n_chunks") == 1:
+        st.warning("This result was stored before SinkFix refused it: its mean arm took the means from the one "
+                   "chunk it edits, so each mean is the value itself and ΔNLL is 0 by construction. Run it again "
+                   "with a reference text.")
 
 
 def _fmt(value: float | None) -> str:
@@ -145,4 +175,4 @@ def render() -> None:
                                      "mechanism")
     st.markdown("**Stored mechanism experiments**")
     experiment_store.stored_table(store, QUERY, KINDS, "mechanism",
-                                  "sinkrate: Sink₁ of the first kind; massive: top ratio", "mech_stored")
+                                  "sinkrate: Sink₁ of the first kind (%); massive: the largest |h| ÷ median |h| (×)", "mech_stored")

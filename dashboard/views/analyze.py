@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import charts, links, services, ui
-from dashboard.sections import massive_badge, model_picker
+from dashboard.sections import massive_badge, model_picker, thresholds
 from dashboard.tokens import SINK_COLUMN
 from sinkfix import settings as defaults
 from sinkfix.errors import SinkFixError
@@ -16,7 +16,9 @@ from sinkfix.settings import AnalysisSettings
 
 OTHER = model_picker.OTHER
 LOADED = "_an_form_run"  # the run whose model, text and settings the form holds
+CUSTOM = "Your own text"
 PRESETS = {
+    CUSTOM: None,
     "Seed example ([MASK] sentence)": services.SEED_TEXT,
     "Plain sentence": "The quick brown fox jumps over the lazy dog near the river bank.",
     "Question": "What is the capital city of France, and why did it become the capital?",
@@ -26,7 +28,17 @@ PRESETS = {
 
 
 def _fill_preset() -> None:
-    st.session_state.an_text = PRESETS[st.session_state.an_preset]
+    if PRESETS[st.session_state.an_preset] is not None:
+        st.session_state.an_text = PRESETS[st.session_state.an_preset]
+
+
+def preset_of(text: str) -> str:
+    """The preset whose text this is, or CUSTOM: the label never claims an example the box no longer holds."""
+    return next((name for name, value in PRESETS.items() if value == text), CUSTOM)
+
+
+def _text_edited() -> None:
+    st.session_state.an_preset = preset_of(st.session_state.an_text)
 
 
 def load_into_form(analysis) -> None:
@@ -37,6 +49,7 @@ def load_into_form(analysis) -> None:
     s = analysis.settings
     model_picker.set_model("an", analysis.model_name, analysis.device, analysis.dtype)
     st.session_state.an_text = analysis.text
+    st.session_state.an_preset = preset_of(analysis.text)
     st.session_state.an_layer = s.layer
     st.session_state.an_tau_att = s.tau_att
     st.session_state.an_tau_norm = s.tau_norm
@@ -56,11 +69,12 @@ def inputs(opened) -> tuple[model_picker.Choice, str, AnalysisSettings | None, s
     left, right = st.columns([3, 2], gap="large")
     with left:
         model = model_picker.render("an")
-        st.selectbox("Preset", list(PRESETS), key="an_preset", on_change=_fill_preset,
-                     help="Fills the text box with an example.")
         if "an_text" not in st.session_state:
             st.session_state.an_text = services.SEED_TEXT
-        text = st.text_area("Text", key="an_text", height=110)
+        st.session_state.setdefault("an_preset", preset_of(st.session_state.an_text))
+        st.selectbox("Preset", list(PRESETS), key="an_preset", on_change=_fill_preset,
+                     help="Fills the text box with an example; editing the text makes it your own text.")
+        text = st.text_area("Text", key="an_text", height=110, on_change=_text_edited)
     with right:
         st.markdown("**Settings**")
         layer = st.number_input(
@@ -68,24 +82,21 @@ def inputs(opened) -> tuple[model_picker.Choice, str, AnalysisSettings | None, s
             help="value_norm[j] = ‖v[l,·,j]‖, the norm of token j's full value vector at this layer, divided by "
             "its max over tokens so it lies in [0, 1]. Empty: the middle layer.",
         )
-        tau_att = st.slider(
-            "τ_att", 0.0, 1.0, step=0.01, key="an_tau_att",
-            help="att_received[j] = (1/T)·Σ_i Ā[i,j], where Ā averages the attention maps over layers and heads; "
-            "it sums to 1 over tokens. A token (other than token 0) with att_received ≥ τ_att and "
-            "value_norm ≤ τ_norm is detrimental.",
-        )
-        tau_norm = st.slider(
-            "τ_norm", 0.0, 1.0, step=0.01, key="an_tau_norm",
+        exact = opened is not None and opened.text == st.session_state.an_text
+        n_tokens = opened.n_tokens if exact else thresholds.estimate_tokens(st.session_state.an_text)
+        tau_att = thresholds.tau_att_input("an", n_tokens, exact)
+        tau_norm = st.number_input(
+            "τ_norm", 0.0, 1.0, step=0.01, format="%g", key="an_tau_norm",
             help="Upper bound on value_norm (÷ max over tokens) for a detrimental token: high attention, "
-            "little content. Token 0 is always beneficial; everything else is neutral.",
+            "little content. Token 0 is always beneficial; everything else is neutral. Typed values are kept exactly.",
         )
-        beta = st.slider(
-            "β", 0.0, 1.0, step=0.05, key="an_beta",
+        beta = st.number_input(
+            "β", 0.0, 1.0, step=0.05, format="%g", key="an_beta",
             help="Correction (ACT): a detrimental sink keeps β of the attention it receives; the other 1−β is "
             "spread over the remaining tokens in proportion to their attention, so rows still sum to 1.",
         )
-        epsilon = st.slider(
-            "ε", 0.0, 1.0, step=0.05, key="an_epsilon",
+        epsilon = st.number_input(
+            "ε", 0.0, 1.0, step=0.05, format="%g", key="an_epsilon",
             help="Sink rate of token j = fraction of (layer, head) pairs with α[l,h,j] > ε, where α is the "
             "attention token j receives averaged over the queries that can see it.",
         )
@@ -101,7 +112,8 @@ def inputs(opened) -> tuple[model_picker.Choice, str, AnalysisSettings | None, s
         pressed = "new"
     if opened is not None and row.button(
         "Re-run with these settings", type="primary", icon=":material/replay:", key="an_rerun",
-        help=f"Analyse the form's model, text and settings as a new run that records run {opened} as its origin.",
+        help=f"Analyse the form's model, text and settings as a new run that records run {opened.run_id} as its "
+             "origin.",
     ):
         pressed = "rerun"
     return model, text, chosen, pressed
@@ -124,6 +136,10 @@ def results(analysis) -> None:
     if analysis.parent_run_id is not None:
         st.page_link(links.ANALYZE, label=f"Re-run of run {analysis.parent_run_id} (open the original)",
                      icon=":material/subdirectory_arrow_left:", query_params={"run": str(analysis.parent_run_id)})
+        st.caption(ui.provenance(analysis, services.run_info(analysis.parent_run_id)))
+    if analysis.maps is None:
+        st.page_link(links.LONGRUN, label="Long-run view: where the sinks are along the whole text",
+                     icon=":material/timeline:", query_params={"run": str(analysis.run_id)})
     if st.session_state.get("_sinkfix_cached") == analysis.run_id:
         st.info(f"This exact request (model, text and settings) was already stored as run {analysis.run_id}, "
                 "so it was served from the database instead of analysed again.")
@@ -261,7 +277,7 @@ def opened_run():
 
 st.title("Analyze")
 shown = opened_run()
-model, text, chosen, pressed = inputs(None if shown is None else shown.run_id)
+model, text, chosen, pressed = inputs(shown)
 if pressed and chosen is not None:
     parent = shown.run_id if pressed == "rerun" and shown is not None else None
     done = services.run_analysis(text, model.name, chosen, parent_run_id=parent, device=model.device,

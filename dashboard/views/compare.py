@@ -26,17 +26,34 @@ def choose_runs(store) -> list[int]:
                     help=f"2 to {links.MAX_COMPARE} run ids, separated by commas.")
     recent = store.list(limit=40)
     if recent:
-        names = {r["id"]: f"#{r['id']} · {r['model']} · {ui.shorten(r['text'], 50)}" for r in recent}
+        # Ascending ids, prefix matching and no "Select all matches" entry: typing "#3" and Enter picks
+        # run 3 alone (it used to pick "2 matches": #3 and #31).
+        names = {r["id"]: f"#{r['id']} · {r['model']} · {ui.shorten(r['text'], 50)}"
+                 for r in sorted(recent, key=lambda r: r["id"])}
         right.multiselect("or pick recent runs", list(names), key="cmp_recent", on_change=_pick_recent,
-                          format_func=names.get, max_selections=links.MAX_COMPARE, placeholder="recent runs")
+                          format_func=names.get, max_selections=links.MAX_COMPARE, placeholder="recent runs",
+                          filter_mode="prefix", select_all=False)
     return links.parse_run_ids(st.session_state.get("runs"))
 
 
+def overview_frame(analyses) -> pd.DataFrame:
+    """One line per run: what it is and the settings its labels come from (two runs' labels can differ
+    only because their thresholds do)."""
+    return pd.DataFrame([{
+        "run": a.run_id, "model": a.model_name, "tokens": a.n_tokens,
+        "τ_att": f"{a.settings.tau_att:g}", "τ_norm": f"{a.settings.tau_norm:g}", "β": f"{a.settings.beta:g}",
+        "ε": f"{a.settings.epsilon:g}", "norm layer": a.settings.layer,
+        **{label: a.label_counts().get(label, 0) for label in ("beneficial", "detrimental", "neutral")},
+        "text": ui.shorten(a.text, 80),
+    } for a in analyses])
+
+
 def overview(analyses) -> None:
-    st.dataframe(pd.DataFrame([{
-        "run": a.run_id, "model": a.model_name, "tokens": a.n_tokens, "text": ui.shorten(a.text, 100),
-        **{label: count for label, count in a.label_counts().items()},
-    } for a in analyses]), hide_index=True)
+    st.dataframe(overview_frame(analyses), hide_index=True)
+    differing = sorted({name for a in analyses[1:] for name in ui.settings_changes(analyses[0].settings, a.settings)})
+    if differing:
+        st.caption("The runs' settings differ (" + "; ".join(differing) + "), so their labels are not comparable "
+                   "one to one: the seed rule labels tokens by each run's own τ_att and τ_norm.")
     cols = st.columns(len(analyses))
     for col, a in zip(cols, analyses):
         col.page_link(links.DRILLDOWN, label=f"Drill into run {a.run_id}", icon=":material/grid_on:",
@@ -139,7 +156,7 @@ def depth_section(analyses) -> None:
     st.subheader("Layer by layer, on a relative depth axis")
     ids = "-".join(str(a.run_id) for a in analyses)
     ui.show_chart(compare_charts.depth_curves(compare_charts.depth_frame(analyses)), f"compare-depth-{ids}",
-                  "x: layer ÷ (L − 1), so the first and last layers of a 6-layer and a 30-layer model meet. "
+                  compare_charts.depth_caption(analyses) + " "
                   "Left: the share of the layer's attention (mean over heads and queries) that token 0 receives. "
                   "Right: the share of the layer's heads in which some token receives α > ε.")
 
@@ -159,9 +176,12 @@ try:
     alignment_note(analyses)
     field = st.radio("Per-token value", list(FIELDS), format_func=FIELDS.get, horizontal=True, key="cmp_field")
     frames = [(f"run {a.run_id} · {a.model_name}", ui.token_frame(a)) for a in analyses]
+    same_length = len({a.n_tokens for a in analyses}) == 1
     ui.show_chart(charts.compare_bars(frames, field), f"compare-{field}-" + "-".join(map(str, ids)),
-                  "One bar chart per run, stacked with the same width per position so positions line up. "
-                  "Bars are coloured by each run's own labels.")
+                  ("One bar chart per run, stacked with the same width per position so positions line up. "
+                   if same_length else "One bar chart per run on one value scale; the runs have different lengths, "
+                   "so each gets its own width (positions do not line up: use Aligned by words for one text). ")
+                  + "Bars are coloured by each run's own labels.")
     st.subheader("Sinks per run")
     st.caption("Tokens that are not neutral, reach τ_att, or sink in at least one head (sink rate > 0).")
     st.dataframe(sinks_table(analyses), hide_index=True,

@@ -9,7 +9,7 @@ read), and the inputs table is one page of ``PAGE_SIZE`` lines read with LIMIT/O
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, links, services, ui
+from dashboard import charts, links, services, ui, units
 from dashboard.tokens import show_token
 from sinkfix.analysis.corpus import FIRST_TOKEN, CorpusSummary, summarize_stored
 from sinkfix.errors import SinkFixError
@@ -20,11 +20,12 @@ TYPE_COLUMNS = ["token", "sinks", "occurrences", "sink_share", "inputs", "mean_s
 
 
 def corpus_table(rows: list[dict]) -> None:
-    st.dataframe(
-        pd.DataFrame(rows, columns=["name", "model", "n_runs", "created_at", "source"]), hide_index=True,
-        column_config={"n_runs": st.column_config.NumberColumn("inputs", width="small"),
-                       "created_at": st.column_config.TextColumn("created (UTC)")},
-    )
+    frame = pd.DataFrame(rows, columns=["name", "model", "n_runs", "created_at", "source"])
+    frame["created_at"] = [units.when(t) for t in frame["created_at"]]
+    frame["source"] = frame["source"].fillna(units.MISSING)
+    st.dataframe(frame, hide_index=True, column_config={
+        "n_runs": st.column_config.NumberColumn("inputs", width="small"),
+        "created_at": st.column_config.TextColumn("created")})
 
 
 def summary_of(store, corpus: dict) -> CorpusSummary:
@@ -45,7 +46,7 @@ def overview(corpus: dict, summary: CorpusSummary) -> None:
     every = int((summary.head_sink_rate == 1).sum()) if summary.head_sink_rate.size else 0
     cols[2].metric("Heads that sink on every input", f"{every} of {summary.head_sink_rate.size}")
     cols[3].metric("Model", corpus["model"])
-    st.caption(f"Source `{corpus['source'] or '?'}` · created {corpus['created_at']} · value-norm layer {s['layer']} · "
+    st.caption(f"Source `{corpus['source'] or '?'}` · created {units.when(corpus['created_at'])} · value-norm layer {s['layer']} · "
                f"τ_att {s['tau_att']:g} · τ_norm {s['tau_norm']:g} · β {s['beta']:g} · ε {s['epsilon']:g}")
 
 
@@ -132,7 +133,15 @@ try:
                 "`python -m sinkfix batch inputs.txt --model minilm`.")
         st.stop()
     corpus_table(rows)
-    name = st.selectbox("Corpus", [r["name"] for r in rows], key="corpus", bind="query-params")
+    names = [r["name"] for r in rows]
+    asked = st.query_params.get("corpus")
+    if asked and asked not in names and "corpus" not in st.session_state:
+        # A bad link is an error, never a silent switch to the first corpus.
+        st.error(f"No corpus is named '{asked}'. Stored corpora: {', '.join(names)}.")
+        st.page_link(links.CORPUS, label=f"Open the corpus {names[0]}", icon=":material/library_books:",
+                     query_params={"corpus": names[0]})
+        st.stop()
+    name = st.selectbox("Corpus", names, key="corpus", bind="query-params")
     corpus = store.corpus(name)
     summary = summary_of(store, corpus)
     overview(corpus, summary)

@@ -7,8 +7,9 @@ database and sent to the browser.
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, links, services, ui, visitors
+from dashboard import charts, links, services, ui, units, visitors
 from dashboard.tokens import show_token, show_tokens
+from sinkfix import layers
 from sinkfix.engines.maps import needs_maps, recompute_maps
 from sinkfix.errors import SinkFixError
 
@@ -20,6 +21,8 @@ METRICS = {
     "top_contribution_share": ("norm-based contribution", "Share of the head's norm-based contribution "
                                "‖A·v·W_O‖ (Kobayashi et al. 2020) that comes from its top sink: a sink with "
                                "a high α but a low share writes little into the residual stream."),
+    "gate": ("output gate", "Mean of the head's attention output gate sigmoid(g) over the tokens (gated attention, "
+             "Qwen3-Next): near 0 the head writes little whatever it attends to, the job a sink does in ungated models."),
 }
 
 
@@ -57,19 +60,15 @@ def head_grid(store, analysis) -> tuple[int, int]:
     with left:
         metric = st.selectbox("Metric", list(METRICS), key="metric", bind="query-params",
                               format_func=lambda m: METRICS[m][0])
-        layer = st.number_input("Layer", 0, analysis.n_layers - 1, step=1, key="layer", bind="query-params")
+        layer = layer_picker(analysis)
         head = st.number_input("Head", 0, analysis.n_heads - 1, step=1, key="head", bind="query-params")
         st.caption(METRICS[metric][1])
         st.caption("Click a cell to open that head, or type the layer and head.")
         chosen = rows[(rows["layer"] == layer) & (rows["head"] == head)]
         if len(chosen):
-            row = chosen.iloc[0]
             st.markdown(f"**Layer {layer}, head {head}**")
-            st.dataframe(pd.DataFrame([{
-                "top sink": f"{int(row.top_token)} {show_token(row.top_token_text)}",
-                "α": row.top_alpha, "entropy": row.entropy, "token-0 share": row.token0_share,
-                "contribution share": row.top_contribution_share,
-            }]), hide_index=True)
+            # One quantity per line, values formatted here: a narrow grid column cut 0.0123 to "0".
+            st.table(head_summary(chosen.iloc[0]))
     with right:
         if rows[metric].isna().all():
             st.info(f"{METRICS[metric][0]} is not available for this run's model ({analysis.model_type}).")
@@ -81,6 +80,55 @@ def head_grid(store, analysis) -> tuple[int, int]:
         ui.show_chart(chart, f"run{analysis.run_id}-{metric}-grid", key="dd_grid", on_select=_pick_cell,
                       selection_mode="cell")
     return layer, head
+
+
+def head_summary(row) -> pd.DataFrame:
+    """The selected head's row of ``Store.head_rows`` as (quantity, value) lines, each value a string."""
+    share = row.top_contribution_share
+    lines = pd.DataFrame({"quantity": ["top sink", "α of the top sink", "entropy", "token-0 share",
+                                       "contribution share of the top sink"],
+                          "value": [f"#{int(row.top_token)} {show_token(row.top_token_text)}", f"{row.top_alpha:.4f}",
+                                    f"{row.entropy:.3f} nats", units.percent(row.token0_share),
+                                    units.MISSING if share is None or share != share else units.percent(share)]})
+    gate = getattr(row, "gate", None)
+    if gate is None or gate != gate:
+        return lines
+    # Gated attention: the head's mean output gate, right under the first-token mass it may stand in for.
+    gated = pd.DataFrame({"quantity": ["output gate (mean sigmoid)"], "value": [f"{gate:.3f}"]})
+    return pd.concat([lines.iloc[:4], gated, lines.iloc[4:]], ignore_index=True)
+
+
+def layer_picker(analysis) -> int:
+    """The model's own layer numbers; a hybrid offers its attention layers and says which layers are not."""
+    if analysis.attention_layers is None:
+        return st.number_input("Layer", 0, analysis.n_layers - 1, step=1, key="layer", bind="query-params")
+    numbers = analysis.layer_numbers
+    if st.session_state.get("layer") not in numbers:  # e.g. a click on another run's grid named another layer
+        st.session_state.layer = numbers[0]
+    layer = st.selectbox("Layer", numbers, key="layer", bind="query-params")
+    st.caption(f"Attention in layers {', '.join(map(str, numbers))} of 0..{analysis.n_layers - 1}. Layers "
+               f"{', '.join(map(str, analysis.non_attention_layers))} mix tokens without softmax attention "
+               f"(linear attention, a state-space layer or a convolution), so they have no attention to show.")
+    return layer
+
+
+def check_link(analysis) -> None:
+    """``?layer=`` / ``?head=`` must name a head of this run: a bad value is an error, never a silent layer 0."""
+    raw = {name: st.query_params.get(name) for name in ("layer", "head")}
+    try:
+        for name, value in raw.items():
+            if value is not None and not str(value).strip().isdigit():
+                raise links.LinkError(f"'{value}' is not a {name} number: {name}s are whole numbers from 0 up")
+        if raw["layer"] is not None:
+            layers.row_of(int(raw["layer"]), analysis.n_layers, getattr(analysis, "attention_layers", None))
+        if raw["head"] is not None and not int(raw["head"]) < analysis.n_heads:
+            raise links.LinkError(f"head {raw['head']} is out of range: run {analysis.run_id} has heads "
+                                  f"0..{analysis.n_heads - 1}")
+    except SinkFixError as error:
+        st.error(f"This link names a head that run {analysis.run_id} does not have: {error}.")
+        st.page_link(links.DRILLDOWN, label=f"Open run {analysis.run_id} at layer 0, head 0", icon=":material/grid_on:",
+                     query_params=links.drilldown_query(analysis.run_id))
+        st.stop()
 
 
 def head_map(store, analysis, layer: int, head: int) -> None:
@@ -137,20 +185,23 @@ def offer_recompute(store, analysis) -> None:
 
 def per_layer(analysis, layer: int) -> None:
     st.subheader("Layer by layer")
+    hybrid = analysis.attention_layers is not None
     ui.show_chart(
-        charts.layer_curves(analysis.att_received_layer, analysis.tokens), f"run{analysis.run_id}-layer-curves",
+        charts.layer_curves(analysis.att_received_layer, analysis.tokens, layers=analysis.layer_numbers,
+                            n_layers=analysis.n_layers), f"run{analysis.run_id}-layer-curves",
         "Attention each token receives in each layer (mean over heads and queries). A sink shows as a line "
-        "far above the rest from some layer on.",
+        "far above the rest from some layer on." + (" Grey dashed rules mark layers without attention." if hybrid else ""),
     )
     ui.show_chart(
         charts.token_heatmap(analysis.value_norm_layer, analysis.tokens, "layer", "value_norm",
-                             "Value-vector norm per layer"),
+                             "Value-vector norm per attention layer" if hybrid else "Value-vector norm per layer",
+                             row_labels=analysis.layer_numbers),
         f"run{analysis.run_id}-value-norm-layers",
         "Norm of each token's full value vector per layer (not normalised). Sinks often have small norms.",
     )
     kv_head = head_kv(analysis, st.session_state.get("head", 0))
     ui.show_chart(
-        charts.token_heatmap(analysis.value_norm_head[layer], analysis.tokens, "kv_head", "value_norm",
+        charts.token_heatmap(analysis.value_norm_head[analysis.row_of(layer)], analysis.tokens, "kv_head", "value_norm",
                              f"Value norm per KV head, layer {layer}"),
         f"run{analysis.run_id}-L{layer}-value-norm-heads",
         f"Per-head value norms at layer {layer}. This model has {analysis.n_kv_heads} KV heads for "
@@ -173,7 +224,8 @@ try:
     st.header(ui.run_title(analysis))
     ui.run_summary(analysis)
     if analysis.parent_run_id is not None:
-        st.caption(f"Recomputed from run {analysis.parent_run_id}.")
+        st.caption(ui.provenance(analysis, services.run_info(analysis.parent_run_id)))
+    check_link(analysis)
     st.page_link(links.ANALYZE, label="Token-level results of this run", icon=":material/science:",
                  query_params={"run": str(run_id)})
     ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{run_id}-tokens")

@@ -27,6 +27,8 @@ def deep_link(store) -> bool:
         if row is None:
             raise links.LinkError(f"no evaluation with id {evaluation_id} in {store.path}")
         latest = st.session_state.get(RESULT)
+        if row["kind"] == "sts":
+            latest = st.session_state.get(STS_RESULT)
         # This session's own result keeps its forwards (predictions); otherwise the stored JSON.
         evaluate_results.render(latest if isinstance(latest, View) and latest.id == evaluation_id
                                 else evaluate_results.stored_view(row))
@@ -60,6 +62,9 @@ with texts_tab:
         done = evaluate_run.run_evaluation(request, store)
         if done is not None:
             st.session_state[RESULT] = done
+            # Into the URL, like Analyze and Experiments, so a reload or a shared link reopens it.
+            st.query_params["evaluation"] = str(done.id)
+            st.rerun()
     try:
         latest = st.session_state.get(RESULT)
         if isinstance(latest, View) and st.query_params.get("evaluation") != str(latest.id):
@@ -72,8 +77,11 @@ with sts_tab:
         found = evaluate_sts.run(sts_request, store)
         if found is not None:
             st.session_state[STS_RESULT] = View(id=found["id"], kind="sts", result=found["result"])
-    if st.session_state.get(STS_RESULT) is not None:
-        evaluate_sts.show(st.session_state[STS_RESULT])
+            st.query_params["evaluation"] = str(found["id"])
+            st.rerun()
+    shown = st.session_state.get(STS_RESULT)
+    if shown is not None and st.query_params.get("evaluation") != str(shown.id):
+        evaluate_sts.show(shown)
 with findings_tab:
     try:
         evaluate_findings.render(store)

@@ -1,11 +1,20 @@
-"""Experiments: what sinks do to long-context inference, and why they form. Each tab is a section."""
+"""Experiments: what sinks do to long-context inference, and why they form. Each tab is a section.
+
+A deep link opens on the tab that shows it: ``?mechanism=ID`` on Mechanisms, ``?lab=ID`` on Lab,
+``?experiment=ID`` on Long context (the first tab).
+"""
 import streamlit as st
 
-from dashboard.sections import longcontext, mechanisms
+from dashboard.sections import lab, longcontext, mechanisms
+
+TABS = ["Long context", "Mechanisms", "Lab"]
 
 st.title("Experiments")
-long_tab, mechanism_tab = st.tabs(["Long context", "Mechanisms"])
+opened = "Mechanisms" if st.query_params.get(mechanisms.QUERY) else "Lab" if st.query_params.get(lab.QUERY) else None
+long_tab, mechanism_tab, lab_tab = st.tabs(TABS, default=opened)
 with long_tab:
     longcontext.render()
 with mechanism_tab:
     mechanisms.render()
+with lab_tab:
+    lab.render()

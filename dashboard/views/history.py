@@ -4,7 +4,7 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from dashboard import links, services, ui
+from dashboard import links, services, ui, units
 from sinkfix.errors import SinkFixError
 
 ALL = "All models"
@@ -30,7 +30,7 @@ def table(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["id", "created_at", "model", "text", "n_tokens",
                                         "n_beneficial", "n_detrimental", "n_neutral"])
     frame["text"] = frame["text"].map(lambda t: ui.shorten(t, 90))
-    frame["created_at"] = frame["created_at"].map(lambda t: str(t).replace("T", " ")[:16])
+    frame["created_at"] = frame["created_at"].map(units.when)
     frame["open"] = frame["id"].map(lambda i: links.url(links.DRILLDOWN, links.drilldown_query(int(i))))
     return frame
 
@@ -98,7 +98,7 @@ try:
         frame, hide_index=True, on_select="rerun", selection_mode="multi-row", key="hi_table",
         column_config={
             "id": st.column_config.NumberColumn("run", width="small"),
-            "created_at": st.column_config.TextColumn("created (UTC)"),
+            "created_at": st.column_config.TextColumn("created"),
             "text": st.column_config.TextColumn("text", width="medium"),
             **ui.count_columns(),
             "open": st.column_config.LinkColumn("drill-down", display_text="open"),

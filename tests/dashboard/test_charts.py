@@ -48,14 +48,16 @@ def test_token_bars_draw_the_threshold(frame: pd.DataFrame) -> None:
 
 def test_classification_plane_marks_the_detrimental_region(frame: pd.DataFrame) -> None:
     chart = charts.classification_plane(frame, tau_att=0.12, tau_norm=0.4)
-    region, v_rule, h_rule, _points, _names = chart.layer
+    region, v_rule, h_rule, _leaders, _points, *names = chart.layer
     assert region.data.iloc[0][["x", "y", "y2"]].tolist() == [0.12, 0.0, 0.4]
     assert region.data.iloc[0]["x2"] >= ATT.max()  # the shaded corner reaches past every point
     assert v_rule.data["value"].tolist() == [0.12] and h_rule.data["value"].tolist() == [0.4]
     spec = chart.to_dict()
-    tooltip_fields = {t["field"] for t in spec["layer"][3]["encoding"]["tooltip"]}
+    tooltip_fields = {t["field"] for t in spec["layer"][4]["encoding"]["tooltip"]}
     assert {"token", "label", "att_received", "value_norm", "sink_rate"} <= tooltip_fields
-    assert spec["layer"][4]["encoding"]["text"]["field"] == "position"  # every point is labelled
+    assert all(layer["encoding"]["text"]["field"] == "position" for layer in spec["layer"][5:])
+    named = sorted(p for n in names for p in n.data["position"])
+    assert named == sorted(charts.label_layout(frame, 0.12)["position"])  # every labelled point is named
 
 
 def test_head_grid_carries_the_values_and_a_click_selection() -> None:

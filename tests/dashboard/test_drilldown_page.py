@@ -36,9 +36,11 @@ def test_drilldown_link_shows_that_run_and_head(run_ids: dict[str, int], seed_an
     titles = [json.dumps(spec.get("title")) for spec in chart_specs(app)]
     assert any("Layer 2, head 5" in t for t in titles)
     # The head summary holds the stored statistics of exactly that head.
-    summary = next(d.value for d in app.dataframe if "top sink" in d.value.columns)
-    expected = seed_analyses["cat"]
-    assert summary["α"][0] == expected.head_table()[2 * expected.n_heads + 5]["top_alpha"]
+    summary = app.table[0].value.set_index("quantity")["value"]
+    expected = seed_analyses["cat"].head_table()[2 * seed_analyses["cat"].n_heads + 5]
+    assert summary["α of the top sink"] == f"{expected['top_alpha']:.4f}"
+    share = expected["top_contribution_share"]
+    assert summary["contribution share of the top sink"] == f"{100 * share:.1f} %"  # whole, never cut to "0"
 
 
 def test_head_map_is_read_for_the_selected_head_only(run_ids: dict[str, int], monkeypatch) -> None:

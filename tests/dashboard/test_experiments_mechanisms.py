@@ -65,7 +65,7 @@ def test_run_massive_from_the_page_without_intervention(db_path: Path, load_call
     app = open_page(EXPERIMENTS)
     app.selectbox(key="mech_ma_model").select("minilm")
     app.text_area(key="mech_ma_text").set_value("The cat sat on the mat.")
-    app.checkbox(key="mech_ma_intervene").uncheck()
+    app.selectbox(key="mech_ma_arms").select("none")
     app = app.button(key="mech_ma_run").click().run()
     assert_clean(app)
     rows = Store(db_path).experiments(kind="massive")

@@ -41,7 +41,7 @@ def test_deep_link_opens_a_stored_kvquant(db_path: Path, llama, load_calls) -> N
     app = open_page(EXPERIMENTS, experiment=str(experiment_id))
     assert_clean(app)
     table = app.dataframe[0].value
-    assert table["delta_nll"].tolist() == pytest.approx([r["delta_nll"] for r in result["settings"]])
+    assert table["ΔNLL (nats)"].tolist() == pytest.approx([r["delta_nll"] for r in result["settings"]])
 
 
 def test_bad_deep_links_are_error_boxes(db_path: Path, load_calls) -> None:
@@ -97,7 +97,7 @@ def test_chart_builders() -> None:
     table = longcontext_charts.stream_frame(result)
     assert table["setting"].tolist() == ["dense", "s0", "recompute"]
     assert table["ppl past trained"].tolist()[:2] == [7.0, 11.0]  # dense's own, not blank
-    assert table["ΔNLL vs dense"].tolist() == [0.0, 0.6, -0.2]
+    assert table["ΔNLL vs dense (nats)"].tolist() == [0.0, 0.6, -0.2]
     quant = {"model": "m", "dense_ppl": 3.0, "settings": [
         {"name": "int4, first 0 kept", "bits": 4, "keep": 0, "delta_nll": 0.2, "delta_nll_ci95": [0.1, 0.3], "ppl": 3.5}]}
     assert longcontext_charts.quant_frame(quant)["low"].tolist() == [0.1]
