@@ -4,12 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.installed
+# mkdocs-material prints a banner about its successor on every build; the build itself is unaffected.
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup run demo test test-fast bench conformance gpu-check loadtest browser-deps clean
+.PHONY: setup run demo test test-fast docs docs-check docs-serve wheel bench conformance gpu-check loadtest browser-deps clean
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt pyproject.toml setup.py
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (Python 3.11)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
@@ -25,18 +27,33 @@ run: setup
 demo: setup
 	$(PY) -m sinkfix analyze "[MASK] [MASK] [MASK] [MASK] The actual sentence contains no useful semantic content." --model minilm --no-save
 
-test: setup browser-deps
+# The docs site is built first with warnings as errors: a broken link or a missing docstring fails.
+test: setup browser-deps docs-check
 	$(PY) -m pytest -q
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# The docs site (mkdocs-material) into site/; `make docs-serve` previews it on http://127.0.0.1:8000.
+docs: setup
+	$(PY) -m mkdocs build
+
+docs-check: setup
+	$(PY) -m mkdocs build --strict --quiet --site-dir .venv/site-check
+
+docs-serve: setup
+	$(PY) -m mkdocs serve
+
+# A wheel with the dashboard and the `sinkfix` command inside, into dist/.
+wheel: setup
+	$(PIP) wheel --no-deps --no-build-isolation -w dist .
+
 bench: setup
 	$(PY) benchmarks/run.py
 
-# The architecture conformance table: prints it and rewrites the README's copy.
+# The architecture conformance table: prints it and rewrites its copy in docs/architectures.md.
 conformance: setup
-	$(PY) benchmarks/conformance.py --write-readme
+	$(PY) benchmarks/conformance.py --write-docs
 
 # On a CUDA machine: bfloat16 vs float32, long contexts, a device_map split (see README).
 gpu-check: setup
@@ -53,4 +70,4 @@ browser-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache site dist build

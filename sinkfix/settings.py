@@ -80,6 +80,7 @@ class AnalysisSettings:
         return dataclasses.replace(self, layer=layer)
 
     def to_dict(self) -> dict:
+        """Every field, as stored with each run."""
         return dataclasses.asdict(self)
 
     def key_dict(self) -> dict:
@@ -92,6 +93,7 @@ class AnalysisSettings:
 
     @classmethod
     def from_dict(cls, data: dict) -> AnalysisSettings:
+        """Settings from a stored or requested dict; unknown keys are ignored, values are validated."""
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
 

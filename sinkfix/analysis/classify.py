@@ -34,6 +34,7 @@ class SeedRule:
     name: str = "seed"
 
     def labels(self, att_received: np.ndarray, value_norm: np.ndarray) -> list[str]:
+        """One label per token: beneficial, detrimental or neutral."""
         out = []
         for index, (att, norm) in enumerate(zip(att_received, value_norm)):
             if index == 0:
@@ -64,6 +65,7 @@ class EvidenceRule:
     name: str = "evidence"
 
     def labels(self, att_received: np.ndarray, value_norm: np.ndarray) -> list[str]:
+        """One label per token: beneficial, detrimental or neutral."""
         out = []
         for index in range(len(att_received)):
             change = self.delta_nll.get(index)

@@ -108,6 +108,7 @@ class Analysis:
         return None if self.corrected_maps is None else self.corrected_maps.mean(axis=(0, 1))
 
     def label_counts(self) -> dict[str, int]:
+        """How many tokens carry each label (every label present, zero included)."""
         return {label: self.labels.count(label) for label in classify.LABELS}
 
     def head_table(self) -> list[dict]:

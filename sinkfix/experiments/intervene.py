@@ -141,9 +141,11 @@ class Intervention:
         return parse_target(self.target)
 
     def with_(self, **changes: object) -> Intervention:
+        """A copy with some fields changed (an arm of a sweep or a control)."""
         return dataclasses.replace(self, **changes)
 
     def label(self) -> str:
+        """A short human-readable name: target, beta and where it acts."""
         where = format_heads(self.heads) or (
             "all heads" if self.layers is None else f"layers {self.layers[0]}-{self.layers[-1]}"
         )
@@ -151,6 +153,7 @@ class Intervention:
         return f"{self.target}{extra}, beta={self.beta:g}, {where}"
 
     def to_dict(self) -> dict:
+        """Plain JSON-ready fields, as stored with an evaluation."""
         out = dataclasses.asdict(self)
         out["heads"] = None if self.heads is None else [list(h) for h in self.heads]
         out["layers"] = None if self.layers is None else list(self.layers)
