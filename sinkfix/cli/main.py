@@ -1,4 +1,4 @@
-"""Command line: ``python -m sinkfix COMMAND``. Errors a user can cause print one line and exit 2.
+"""Command line: ``sinkfix COMMAND`` (or ``python -m sinkfix COMMAND``). Errors a user can cause print one line and exit 2.
 
 Every command group is a module of this package with a ``register(commands)`` function; this is
 the one place that lists them.
@@ -9,15 +9,16 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sinkfix.cli import analyze, batch, evaluate, longcontext, mechanisms, runs, serve
+from sinkfix.cli import analyze, batch, dashboard, evaluate, longcontext, mechanisms, runs, serve
 from sinkfix.cli.common import EXIT_USAGE, Parser
 from sinkfix.errors import SinkFixError
 
-COMMAND_GROUPS = (analyze, runs, batch, evaluate, longcontext, mechanisms, serve)
+COMMAND_GROUPS = (analyze, runs, batch, evaluate, longcontext, mechanisms, serve, dashboard)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="python -m sinkfix", description="Find, classify and correct attention sinks.")
+    parser = Parser(prog="sinkfix", description="Find, classify and correct attention sinks "
+                    "(also run as python -m sinkfix).")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
     for group in COMMAND_GROUPS:
         group.register(commands)
