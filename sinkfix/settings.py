@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sinkfix import layers
 from sinkfix.errors import SettingsError
 
-# Defaults, documented in the README.
+# Defaults, documented (with the reasons) in docs/concepts.md.
 # tau_att: att_received sums to 1 over tokens, so 0.1 means "one token receives a tenth of all
 # attention"; in a 10-30 token sentence that is 1.5-3x the uniform share, and BERT's [SEP] clears it.
 DEFAULT_TAU_ATT = 0.1
