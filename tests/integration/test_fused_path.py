@@ -200,3 +200,26 @@ def test_the_kernel_is_stored_with_the_run_and_shown_by_the_cli(zoo, tmp_path, c
     code = main(["analyze", TEXTS[0], "--model", model, "--no-save", "--kernel", "triton"])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sinkfix: error:")]
     assert code == 2 and len(errors) == 1 and "maps" in errors[0]
+
+
+@pytest.mark.slow
+def test_the_api_body_takes_kernel_and_the_response_names_it(minilm, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from sinkfix import api, models
+
+    real = models.load_model
+    monkeypatch.setattr(models.loading, "load_model",
+                        lambda name, progress=None, **kw: minilm if name == "minilm" else real(name, progress, **kw))
+    api.reset()
+    try:
+        client = TestClient(api.app)
+        body = {"model_name": "minilm", "text": TEXTS[1], "map_token_limit": 0}
+        fused = client.post("/api/analyze", json={**body, "kernel": "triton"}).json()
+        assert (fused["kernel"], fused["kernel_reason"]) == ("triton", None)
+        assert client.post("/api/analyze", json={**body, "kernel": "auto"}).json()["cached"] is True  # not in the key
+        refused = client.post("/api/analyze", json={**body, "kernel": "triton", "map_token_limit": 256})
+        assert refused.status_code == 422 and "maps" in refused.json()["detail"]
+        assert client.post("/api/analyze", json={**body, "kernel": "cuda"}).status_code == 422
+    finally:
+        api.reset()

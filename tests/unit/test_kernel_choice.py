@@ -1,0 +1,53 @@
+"""Which kernel an analysis runs: settings, the choice before a forward, and --kernel on the CLI."""
+from __future__ import annotations
+
+import argparse
+
+import pytest
+import torch
+
+from sinkfix.capture import fast_path
+from sinkfix.cli.main import build_parser
+from sinkfix.errors import SettingsError
+from sinkfix.settings import AnalysisSettings
+
+
+def test_kernel_is_validated_and_left_out_of_cache_keys():
+    with pytest.raises(SettingsError, match="kernel must be one of auto, blocked, triton"):
+        AnalysisSettings(kernel="cuda")
+    assert AnalysisSettings(kernel="triton").key_dict() == AnalysisSettings().key_dict()
+    assert AnalysisSettings.from_dict(AnalysisSettings(kernel="blocked").to_dict()).kernel == "blocked"
+
+
+def test_auto_picks_blocked_off_cuda_and_triton_on_it():
+    assert fast_path.choose("auto", torch.device("cpu"), keep_maps=False) == fast_path.Choice("blocked")
+    assert fast_path.choose("blocked", torch.device("cuda"), keep_maps=False) == fast_path.Choice("blocked")
+    assert fast_path.choose("auto", torch.device("cuda"), keep_maps=False) == fast_path.Choice("triton")
+
+
+def test_forced_triton_without_cuda_or_interpreter_says_so(monkeypatch):
+    monkeypatch.setattr(fast_path, "interpreting", lambda: False)
+    with pytest.raises(fast_path.KernelUnsupportedError, match="need a CUDA device") as caught:
+        fast_path.choose("triton", torch.device("cpu"), keep_maps=False)
+    assert "\n" not in str(caught.value)
+
+
+def test_the_cli_default_applies_where_settings_say_auto():
+    with fast_path.choosing("blocked"):
+        assert fast_path.requested("auto") == "blocked" and fast_path.requested("triton") == "triton"
+        assert fast_path.choose("auto", torch.device("cuda"), keep_maps=False).kernel == "blocked"
+    assert fast_path.requested("auto") == "auto"
+
+
+def _commands(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*path, name))
+    yield path, parser
+
+
+def test_every_command_with_query_block_has_kernel():
+    with_blocks = [(path, p) for path, p in _commands(build_parser()) if "--query-block" in p._option_string_actions]
+    assert len(with_blocks) >= 5
+    assert [path for path, p in with_blocks if "--kernel" not in p._option_string_actions] == []
