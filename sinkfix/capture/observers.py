@@ -93,6 +93,7 @@ class SinkObserver:
         self.layers: dict[int, _Layer] = {}  # finished layers, on the CPU
         self._open: dict[int, _Layer] = {}
         self._pending: set[torch.device] = set()  # CUDA devices with copies to the CPU in flight
+        self._stacked: dict[str, torch.Tensor | None] | None = None  # the layers' sums stacked, once finished
 
     def observe(self, layer: int | None, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
                 start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
@@ -136,6 +137,7 @@ class SinkObserver:
         if state.received.device.type == "cuda":
             self._pending.add(state.received.device)
         self.layers[layer] = state.to_cpu()
+        self._stacked = None
         if self.on_layer is not None:
             self.on_layer(len(self.layers))
 
@@ -179,13 +181,16 @@ class SinkObserver:
         self.settle()
         n = int(self.lengths[index])
         layers = [self.layers[i] for i in sorted(self.layers)]
+        if self._stacked is None:  # once per batch, not once per text: [L, B, ...] per reduction
+            self._stacked = {name: _stack(layers, name) for name in _SUMS}
 
-        def stack(name: str) -> torch.Tensor | None:
-            parts = [getattr(layer, name) for layer in layers]
-            return None if parts[0] is None else torch.stack([part[index] for part in parts])
+        def pick(name: str) -> torch.Tensor | None:
+            whole = self._stacked[name]
+            return None if whole is None else whole[:, index].contiguous()  # the layout a per-text stack had
 
-        received, entropy, sink = stack("received"), stack("entropy"), stack("sink")
-        norms, projected, maps = stack("value_norm_head"), stack("projected"), stack("maps")
+        received, entropy, sink = pick("received"), pick("entropy"), pick("sink")
+        norms, projected = pick("value_norm_head"), pick("projected")
+        maps = None if layers[0].maps is None else torch.stack([layer.maps[index] for layer in layers])
         return SequenceStats(
             received=received[..., :n] / n,
             entropy=entropy / n,
@@ -194,6 +199,14 @@ class SinkObserver:
             maps=None if maps is None else maps[..., :n, :n],
             learned_sink_mass=None if sink is None else sink / n,
         )
+
+
+_SUMS = ("received", "entropy", "sink", "value_norm_head", "projected")
+
+
+def _stack(layers: list[_Layer], name: str) -> torch.Tensor | None:
+    parts = [getattr(layer, name) for layer in layers]
+    return None if parts[0] is None else torch.stack(parts)
 
 
 def _weighted_row_sum(per_row: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
