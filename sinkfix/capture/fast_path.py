@@ -104,7 +104,12 @@ def _reason_before(device: torch.device, keep_maps: bool) -> str | None:
 
 def observed_forward(choice: Choice, forced: bool, lengths: Sequence[int], make_observer: Callable[[], object],
                      forward: Callable[[object], T]) -> tuple[T, object, Choice]:
-    """Run ``forward(observer)`` on the chosen path; a fused run that falls back runs again blocked."""
+    """Run ``forward(observer)`` on the chosen path; a fused run that falls back runs again blocked.
+
+    Under ``auto`` a fused run that fails for any other reason runs again blocked too, with the
+    error as the recorded reason: the kernels are young (never compiled on a GPU while written),
+    and an analysis that records why it is blocked beats one that crashes. A forced run raises.
+    """
     observer = make_observer()
     if choice.kernel == "triton":
         try:
@@ -112,6 +117,11 @@ def observed_forward(choice: Choice, forced: bool, lengths: Sequence[int], make_
                 return forward(observer), observer, choice
         except Fallback as why:
             choice, observer = Choice("blocked", str(why)), make_observer()
+        except Exception as error:  # noqa: BLE001 - see the docstring; recorded, never silent
+            if forced:
+                raise
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            choice, observer = Choice("blocked", f"the fused kernels failed ({type(error).__name__}: {first})"), make_observer()
     return forward(observer), observer, choice
 
 

@@ -185,6 +185,20 @@ def test_a_case_found_inside_the_forward_reruns_blocked_and_says_why(zoo, monkey
         sinkfix.analyze(TEXTS[0], loaded, _settings("triton"))
 
 
+def test_a_failing_kernel_under_auto_reruns_blocked_and_records_the_error(zoo, monkeypatch):
+    loaded = zoo["mistral"]
+    monkeypatch.setattr(fast_path, "choose", lambda kernel, device, keep_maps: fast_path.Choice("triton"))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no kernel image is available for execution on the device")
+
+    monkeypatch.setattr("sinkfix.capture.kernels.row_stats.row_stats", broken)
+    analysis = sinkfix.analyze(TEXTS[0], loaded, _settings("auto"))
+    assert analysis.kernel == "blocked" and "RuntimeError: no kernel image" in analysis.kernel_reason
+    with pytest.raises(RuntimeError, match="no kernel image"):
+        sinkfix.analyze(TEXTS[0], loaded, _settings("triton"))
+
+
 def test_the_kernel_is_stored_with_the_run_and_shown_by_the_cli(zoo, tmp_path, capsys):
     loaded = zoo["mistral"]
     store = Store(tmp_path / "runs.db")

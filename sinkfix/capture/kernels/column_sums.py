@@ -29,11 +29,11 @@ def _column_sums_kernel(
     # A program takes one key tile of one KV head and the sums of PACK of its query heads (GQA).
     # (sequence, KV head, first group member) of this program: cdiv(groups, PACK) programs per KV head.
     slots = (groups + PACK - 1) // PACK  # not tl.cdiv: in the interpreter every nested jit call costs ms
-    pid = tl.program_id(1)
+    pid = tl.program_id(0)  # (sequence, head) slots on axis 0: up to 2^31 programs, not 65,535
     b = (pid // (kv_heads * slots)).to(tl.int64)
     kv = ((pid % (kv_heads * slots)) // slots).to(tl.int64)
     g0 = (pid % slots) * PACK
-    n0 = tl.program_id(0) * BLOCK_N
+    n0 = tl.program_id(1) * BLOCK_N
     cols = n0 + tl.arange(0, BLOCK_N).to(tl.int64)
     dims = tl.arange(0, BLOCK_D).to(tl.int64)
     klen = tl.load(klen_ptr + b)
@@ -83,7 +83,7 @@ def column_sums(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor, probl
     kv_heads, n_keys = key.shape[1], key.shape[2]
     groups = heads // kv_heads
     out = torch.empty(batch, heads, n_keys, device=query.device, dtype=torch.float32)
-    grid = (triton.cdiv(n_keys, block_n), batch * kv_heads * triton.cdiv(groups, pack))
+    grid = (batch * kv_heads * triton.cdiv(groups, pack), triton.cdiv(n_keys, block_n))
     _column_sums_kernel[grid](
         query, key, lse.contiguous(), problem.key_lengths, problem.row_lengths, out,
         *query.stride(), *key.stride(),

@@ -57,11 +57,11 @@ def _row_stats_kernel(
     # as PACK * BLOCK_M rows: each K/V tile is loaded once for the group.
     # (sequence, KV head, first group member) of this program: cdiv(groups, PACK) programs per KV head.
     slots = (groups + PACK - 1) // PACK  # not tl.cdiv: in the interpreter every nested jit call costs ms
-    pid = tl.program_id(1)
+    pid = tl.program_id(0)  # (sequence, head) slots on axis 0: up to 2^31 programs, not 65,535
     b = (pid // (kv_heads * slots)).to(tl.int64)
     kv = ((pid % (kv_heads * slots)) // slots).to(tl.int64)
     g0 = (pid % slots) * PACK
-    m0 = tl.program_id(0) * BLOCK_M
+    m0 = tl.program_id(1) * BLOCK_M
     r = tl.arange(0, PACK * BLOCK_M).to(tl.int64)  # int64 indices: no overflow, and no overflow checks in the interpreter
     member = g0 + r // BLOCK_M
     rows = m0 + r % BLOCK_M  # query positions
@@ -156,7 +156,7 @@ def row_stats(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, probl
     output = torch.empty(batch, n_queries, heads, d_v, device=query.device, dtype=value.dtype)
     sinks = problem.sinks if problem.sinks is not None else lse  # a placeholder pointer, never read
     sink_strides = sinks.stride() if problem.sinks is not None else (0, 0, 0)
-    grid = (triton.cdiv(n_queries, block_m), batch * kv_heads * triton.cdiv(groups, pack))
+    grid = (batch * kv_heads * triton.cdiv(groups, pack), triton.cdiv(n_queries, block_m))
     _row_stats_kernel[grid](
         query, key, value, sinks, problem.key_lengths, lse, entropy, mass if mass is not None else lse, output,
         *query.stride(), *key.stride(), *value.stride(), *sink_strides, *output.stride(),
