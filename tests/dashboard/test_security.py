@@ -55,9 +55,9 @@ def everything_shown(app: AppTest) -> str:
     return "\n".join(parts)
 
 
-@pytest.mark.parametrize("box, name", [
-    ("mech_sr_file", "{secret}"), ("lc_file", "{secret}"), ("lc_q_file", "{secret}"),
-    ("mech_sr_file", "../outside/secret.txt"), ("mech_sr_file", "leak.txt"), ("mech_sr_file", "missing.txt"),
+@pytest.mark.parametrize("box, name", [  # each form, each way of naming the planted file, and a missing one
+    ("mech_sr_file", "{secret}"), ("lc_file", "../outside/secret.txt"), ("lc_q_file", "leak.txt"),
+    ("mech_sr_file", "missing.txt"),
 ])
 def test_a_file_outside_the_data_folders_is_one_error_stores_nothing_shows_nothing(
         db_path: Path, planted: dict[str, Path], load_calls: list[str], box: str, name: str) -> None:

@@ -5,11 +5,11 @@ Streamlit's environment variable, so the address comes from the repository's own
 """
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -31,11 +31,6 @@ def other_local_addresses() -> list[str]:
     """This machine's IPv4 addresses that are not loopback (the ones a neighbour would use)."""
     return [a.address for addrs in psutil.net_if_addrs().values() for a in addrs
             if a.family == socket.AF_INET and not a.address.startswith("127.")]
-
-
-def listening(port: int) -> set[str]:
-    return {c.laddr.ip for c in psutil.net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN and c.laddr.port == port}
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -102,20 +97,27 @@ def test_make_run_listens_on_loopback_only(make_run: set[tuple[str, int]]) -> No
                 socket.create_connection((address, port), timeout=2).close()
 
 
-def test_sinkfix_dashboard_shared_without_sign_in_refuses(tmp_path: Path) -> None:
-    pytest.importorskip("sinkfix.cli.dashboard", reason="the `sinkfix dashboard` command (issue 21) is not here yet")
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "sinkfix", "dashboard", "--host", "0.0.0.0", "--port", str(port)],
-                               cwd=tmp_path, env=clean_env(HOME=str(tmp_path)), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:  # it started a server after all: stop it and whatever it started
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    assert process.returncode == 2
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("sinkfix: error: refusing to serve the dashboard on 0.0.0.0 "
-                                                   "without sign-in")
-    assert listening(port) == set()
+def test_sinkfix_dashboard_shared_without_sign_in_refuses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command's own code, in process: a SinkFixError (which `sinkfix` prints as one `sinkfix: error:` line,
+    exit status 2) before any server is started; with a token it goes on to start one."""
+    dashboard = pytest.importorskip("sinkfix.cli.dashboard",
+                                    reason="the `sinkfix dashboard` command (issue 21) is not here yet")
+    from sinkfix.policy.signin import SharedWithoutSignInError
+
+    def started(*args, **kwargs):
+        raise AssertionError(f"a server was started: {args}")
+
+    # Every way the command could become or start Streamlit ends the test instead (never a real server).
+    for module, name in ((dashboard.os, "execv"), (dashboard.os, "execvp"), (dashboard.subprocess, "Popen"),
+                         (dashboard.subprocess, "call"), (dashboard.subprocess, "run")):
+        monkeypatch.setattr(module, name, started)
+    monkeypatch.chdir(tmp_path)  # no .streamlit/secrets.toml here
+    monkeypatch.setenv("HOME", str(tmp_path))  # nor in the user's folder
+    monkeypatch.delenv("SINKFIX_DASHBOARD_TOKEN", raising=False)
+    shared = argparse.Namespace(host="0.0.0.0", port=free_port())
+    with pytest.raises(SharedWithoutSignInError, match="^refusing to serve the dashboard on 0.0.0.0 without "
+                                                       "sign-in: set SINKFIX_DASHBOARD_TOKEN"):
+        dashboard.run_dashboard(shared)
+    monkeypatch.setenv("SINKFIX_DASHBOARD_TOKEN", "lab-token-0123456789")
+    with pytest.raises(AssertionError, match="a server was started"):
+        dashboard.run_dashboard(shared)
