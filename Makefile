@@ -21,8 +21,10 @@ $(STAMP): requirements.txt pyproject.toml setup.py
 	$(PIP) install --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
+# This machine only (127.0.0.1, as .streamlit/config.toml says too). To share the dashboard:
+# `sinkfix dashboard --host 0.0.0.0`, which refuses to start without sign-in (docs/security.md).
 run: setup
-	$(VENV)/bin/streamlit run dashboard/Home.py
+	$(VENV)/bin/streamlit run dashboard/Home.py --server.address 127.0.0.1
 
 demo: setup
 	$(PY) -m sinkfix analyze "[MASK] [MASK] [MASK] [MASK] The actual sentence contains no useful semantic content." --model minilm --no-save

@@ -1,7 +1,8 @@
 """Which text files a visitor may make the server read: files in the data folders, or their own upload.
 
 The data folders are ``SINKFIX_DATA`` (default: the project's shared data folder, ``../shared/data``
-beside the repository) and every folder in ``SINKFIX_DATA_DIRS`` (separated by ``os.pathsep``).
+beside a source checkout; installed, ``data/`` in SinkFix's cache folder) and every folder in
+``SINKFIX_DATA_DIRS`` (separated by ``os.pathsep``).
 A visitor names a file relative to a data folder (``tinyshakespeare.txt``) or by its absolute path.
 The name is resolved first (symlinks and ``..``), then checked: it must lie inside a data folder and be
 a regular file. Anything else, a missing file, a forbidden one, a folder, a device, a symlink that
@@ -19,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sinkfix.errors import InputError
-from sinkfix.paths import REPO_ROOT
+from sinkfix import paths
 
 DATA_ENV = "SINKFIX_DATA"
 MORE_DATA_ENV = "SINKFIX_DATA_DIRS"
-DEFAULT_DATA = REPO_ROOT.parent / "shared" / "data"
 REFUSAL = "that file is not available here: name a text file in the data folders, or upload one"
 LISTED = 200  # at most this many file names are listed for a form (a data folder may be large)
 
@@ -40,9 +40,14 @@ class TextFile:
     cut: bool  # only the first ``limit`` bytes were read
 
 
+def default_data() -> Path:
+    """``../shared/data`` beside a source checkout (where this project keeps its data); installed, the cache's."""
+    return paths.REPO_ROOT.parent / "shared" / "data" if paths.is_source_checkout() else paths.cache_dir() / "data"
+
+
 def data_folders() -> tuple[Path, ...]:
     """The allowed folders, resolved, in order (SINKFIX_DATA first)."""
-    raw = [os.environ.get(DATA_ENV) or str(DEFAULT_DATA)]
+    raw = [os.environ.get(DATA_ENV) or str(default_data())]
     raw += [part for part in os.environ.get(MORE_DATA_ENV, "").split(os.pathsep) if part.strip()]
     folders: list[Path] = []
     for entry in raw:

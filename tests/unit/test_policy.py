@@ -36,6 +36,17 @@ def test_data_folders_are_sinkfix_data_then_the_listed_ones(layout: dict[str, Pa
     assert files.data_folders() == (layout["data"].resolve(), layout["more"].resolve())
 
 
+def test_the_default_data_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sinkfix import paths
+
+    monkeypatch.delenv("SINKFIX_DATA", raising=False)
+    monkeypatch.delenv("SINKFIX_DATA_DIRS", raising=False)
+    assert files.data_folders() == ((paths.REPO_ROOT.parent / "shared" / "data").resolve(),)  # beside the checkout
+    monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "site-packages")  # installed: no checkout around it
+    monkeypatch.setenv("SINKFIX_CACHE", str(tmp_path / "cache"))
+    assert files.data_folders() == ((tmp_path / "cache" / "data").resolve(),)
+
+
 @pytest.mark.parametrize("name, folder, real", [("story.txt", "data", "story.txt"),
                                                 ("sub/deep.txt", "data", "sub/deep.txt"),
                                                 ("sub/../story.txt", "data", "story.txt"),
