@@ -61,6 +61,8 @@ FAMILIES: dict[str, dict] = {
     "gemma3n_text": dict(activation_sparsity_pattern=[0.0, 0.0], num_kv_shared_layers=0),
     # Gemma 4 widens the heads of its global layers per layer (512 vs 256); the tiny one: 16 vs 8.
     "gemma4_text": dict(per_layer_config={"01": {"head_dim": 16}}),
+    "gemma4_unified_text": dict(per_layer_config={"01": {"head_dim": 16}}),
+    "falcon_h1": dict(mamba_d_ssm=64),  # its Mamba width defaults to 1024 whatever hidden_size is
     "neomme": dict(head_dim=16),  # its M-RoPE rotates a quarter of each head in pairs of 2 x 2 dims
     # dots.llm3 gives some layers 64 MLA heads instead of the default's (per_layer_config); the tiny
     # one keeps that shape: layer 1 has 8 heads where the others have 4 (SinkFix refuses that).
@@ -69,6 +71,8 @@ FAMILIES: dict[str, dict] = {
     # Gemma 4's assistant shares every layer's KV cache and has no per-layer embeddings.
     "gemma4_assistant": dict(text_config={"hidden_size_per_layer_input": 0, "vocab_size_per_layer_input": 0,
                                           "num_kv_shared_layers": 2}),
+    "gemma4_unified_assistant": dict(text_config={"hidden_size_per_layer_input": 0, "vocab_size_per_layer_input": 0,
+                                                  "num_kv_shared_layers": 2}),
 }
 FAMILIES.update({
     # DeepSeek-style sliding layers of dots.llm3 use the MLA head size (8 nope + 8 rope).
@@ -96,9 +100,6 @@ FAMILIES.update({
     "qwen4_exp_text": dict(hc_lowrank=8, ngram_vocab_size_base=64, make_ngram_vocab_size_divisible_by=8,
                            indexer_n_heads=4, indexer_kv_heads=1, indexer_head_dim=8, indexer_budget=4,
                            indexer_compress_ratio=2),  # sparse: each query keeps 4 key blocks
-    # xLSTM: transformers 5.24 sizes the inference-mode mLSTM state wrongly for small widths; the
-    # parallel (train-mode) kernel with chunks of one token runs any length.
-    "xlstm": dict(embedding_dim=32, mode="train", chunk_size=1, return_last_states=False),
     "xmod": dict(default_language="en_XX"),  # X-MOD picks a language adapter; without one it cannot run
     "squeezebert": dict(embedding_size=32),  # SqueezeBERT asserts embedding_size == hidden_size
     "mobilebert": dict(embedding_size=16, intra_bottleneck_size=16),  # the bottleneck below hidden_size
@@ -200,6 +201,6 @@ UPSTREAM: dict[str, str] = {
     "gemma3n": "Gemma 3n's vision tower is a timm model, and timm is not installed (not a SinkFix dependency)",
     "gemma4_assistant": "Gemma 4's assistant reuses a backbone's KV cache in every layer, so it cannot run a forward "
                         "pass on its own",
-    "xlstm": "xLSTM's native mLSTM kernels build a recurrent state of the wrong shape for small configs "
-             "(1, 2 and 4 heads tried, recurrent and chunkwise kernels)",
+    "gemma4_unified_assistant": "Gemma 4's assistant reuses a backbone's KV cache in every layer, so it cannot run a "
+                                "forward pass on its own",
 }

@@ -92,6 +92,13 @@ class SinkCache(DynamicCache):
         super().__init__(config=config)
         if any(self.is_sliding):
             raise SettingsError("streaming needs full-attention layers; this model has sliding-window layers")
+        recurrent = [i for i, layer in enumerate(self.layers) if type(layer).__name__ == "LinearAttentionLayer"]
+        if recurrent:  # a hybrid (Qwen3-Next, Jamba, LFM2, ...): its other layers keep a state, not keys
+            raise SettingsError(
+                f"streaming evicts the middle of the KV cache, but layers {recurrent[:8]} of this hybrid model keep a "
+                f"recurrent state (linear attention, state space or convolution) that holds every past token, so "
+                f"StreamingLLM does not apply to it"
+            )
         self.shift = shift
         self.positions = torch.empty(0, dtype=torch.long)  # which token of the text each slot holds
 

@@ -145,7 +145,8 @@ def load_model(name: str, progress: Progress | None = None, device: str = "auto"
     assign_layer_indices(model)
     # The probe runs before the move: its inputs are CPU tensors, and where the weights live
     # changes nothing about how attention is routed.
-    attending = probe(model, tokenizer, n_layers, name)
+    probed = probe(model, tokenizer, n_layers, name)
+    attending = probed.attention_layers
     if device_map is None:
         if device_name != "cpu":
             say(f"moving weights to {device_name}")
@@ -154,7 +155,7 @@ def load_model(name: str, progress: Progress | None = None, device: str = "auto"
         device_name = devices.split_name(getattr(model, "hf_device_map", None) or {device_name: device_name})
     say("fingerprinting weights")
     config = model.config
-    n_heads = int(config.num_attention_heads)
+    n_heads = probed.n_heads  # as the attention layers have them (Whisper's decoder: not config's)
     offloaded = _offloaded(model)
     with _offloaded_weights_loaded(model):
         fingerprint_ = fingerprint(model)
@@ -174,7 +175,7 @@ def load_model(name: str, progress: Progress | None = None, device: str = "auto"
         lm_kind=lm_kind,
         n_layers=n_layers,
         n_heads=n_heads,
-        n_kv_heads=int(getattr(config, "num_key_value_heads", None) or n_heads),
+        n_kv_heads=probed.n_kv_heads,
         max_tokens=_max_tokens(config, tokenizer),
         fingerprint=fingerprint_,
         output_projections=projections,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -73,16 +74,28 @@ def check_interface(model_class: type, config: object, name: str) -> None:
         raise UnsupportedModelError(bypass_message(name, model_type))
 
 
-def probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> list[int] | None:
+@dataclass(frozen=True)
+class Probed:
+    """What the probe saw: a hybrid's attention layers (None: every layer attends) and the heads and
+    key-value heads every attention layer has (from the tensors, not the config: a decoder-only
+    wrapper's config may count its encoder's heads)."""
+
+    attention_layers: list[int] | None
+    n_heads: int
+    n_kv_heads: int
+
+
+def probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> Probed:
     """One short forward through SinkFix's function and one through the model's own eager attention.
 
     Every attention layer must reach SinkFix's function exactly once, every keyword must be one
     SinkFix implements or one eager ignores, and the two outputs must agree within the dtype's
-    tolerance. Returns the attention layers of a hybrid model (see ``attention_layers``), None
-    when every layer attends.
+    tolerance. Returns the attention layers of a hybrid model (see ``attention_layers``) and the
+    head counts.
     """
     model_type = model.config.model_type
-    inputs = model_inputs(model, tokenizer(PROBE_TEXT, return_tensors="pt"))
+    # No KV cache, as in an analysis (some families' cached path cannot run on a plain forward).
+    inputs = model_inputs(model, {**tokenizer(PROBE_TEXT, return_tensors="pt"), "use_cache": False})
     recorder = _Recorder()
     try:
         with torch.inference_mode(), capture.observing(recorder):
@@ -120,7 +133,8 @@ def probe(model: nn.Module, tokenizer: object, n_layers: int, name: str) -> list
             f"(outputs differ by {difference:.2g} of their scale, tolerance {tolerance:g}), so it is refused "
             f"rather than analysed wrongly; SinkFix supports {SUPPORTED}"
         )
-    return attending
+    heads, kv_heads = shapes[0][:2]
+    return Probed(attending, heads, kv_heads)
 
 
 def attention_layers(config: object, seen: list[int | None], n_layers: int, name: str) -> list[int] | None:
@@ -189,7 +203,10 @@ def _first_output(outputs: object) -> torch.Tensor:
 
 def model_inputs(model: nn.Module, encoded: dict) -> dict:
     """Keep only the tokenizer outputs the base model accepts (DistilBERT takes no token_type_ids)."""
-    return {key: value for key, value in encoded.items() if key in _accepted_inputs(type(model.base_model))}
+    base = model.base_model
+    if _accepted_inputs(type(base)) <= {"self", "args", "kwargs"} and isinstance(getattr(base, "decoder", None), nn.Module):
+        base = base.decoder  # the decoder-only wrappers of encoder-decoder families (Pegasus, Marian, ...) pass everything on
+    return {key: value for key, value in encoded.items() if key in _accepted_inputs(type(base))}
 
 
 @functools.cache

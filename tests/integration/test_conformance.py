@@ -1,7 +1,7 @@
 """Every architecture is exact or refused: SinkFix's attention against each model's own eager attention.
 
 The tiny models, the comparison and the states live in ``tests/conformance.py`` (shared with
-``benchmarks/conformance.py``, which writes the README table). The five architectures the issue
+``benchmarks/conformance.py``, which writes the table in docs/architectures.md). The five architectures the issue
 names run here every time; the sweep over every registered architecture is marked slow.
 """
 from __future__ import annotations
@@ -139,8 +139,8 @@ def test_probe_refuses_a_model_whose_capture_would_differ(tmp_path, monkeypatch)
     conformance.build(conformance.by_type("llama"), target)
     original = capture._probabilities
 
-    def perturbed(scores, dtype, sinks=None):
-        probs, sink = original(scores, dtype, sinks)
+    def perturbed(scores, dtype, *args, **kwargs):
+        probs, sink = original(scores, dtype, *args, **kwargs)
         return probs * 0.99, sink  # a silently wrong softmax
 
     monkeypatch.setattr(capture, "_probabilities", perturbed)

@@ -163,3 +163,30 @@ def test_mla_is_exact_and_value_norms_use_the_value_head_dimension(tmp_path):
     assert (qk_dim, value.shape[-1]) == (16, 8)
     expected = torch.stack([seen[layer][1][0].float().norm(dim=-1) for layer in sorted(seen)])  # [L, H, T]
     torch.testing.assert_close(torch.from_numpy(analysis.value_norm_head), expected, atol=1e-5, rtol=0)
+
+
+def test_streaming_refuses_a_hybrid_in_one_line(hybrid_models):
+    from sinkfix.experiments.sinkcache import SinkCache
+
+    with pytest.raises(SettingsError, match=r"layers \[0, 2\] of this hybrid model keep a recurrent state") as caught:
+        SinkCache(hybrid_models["lfm2"].model.config)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_intervention_edits_the_attention_layers_of_a_hybrid(hybrid_models):
+    """The plan covers layers 1 and 3; with beta = 1 it is the identity, with beta = 0 on token 0 it
+    changes the logits, and the clean forward's statistics hold the attention layers only."""
+    from sinkfix.experiments.evaluate import forward
+    from sinkfix.experiments.intervene import make_plan, stats_for
+
+    loaded = hybrid_models["jamba"]
+    ids = loaded.tokenizer(TEXT, return_tensors="pt")["input_ids"]
+    mask = torch.ones_like(ids)
+    stats = stats_for(mask, loaded.layer_numbers, None)
+    clean = forward(loaded, ids, mask, stats=stats)
+    assert sorted(stats.received_layers) == [1, 3] and stats.norm_layer == 3
+    keep = make_plan(Intervention(target="first", beta=1.0), stats, mask.bool(), loaded.layer_numbers, loaded.n_heads)
+    assert sorted(keep.heads) == [1, 3]
+    torch.testing.assert_close(forward(loaded, ids, mask, keep).logits, clean.logits, atol=1e-6, rtol=0)
+    moved = make_plan(Intervention(target="first", beta=0.0), stats, mask.bool(), loaded.layer_numbers, loaded.n_heads)
+    assert float((forward(loaded, ids, mask, moved).logits - clean.logits).abs().max()) > 1e-3
