@@ -28,7 +28,7 @@ from sinkfix.capture import fast_path
 from sinkfix.capture.attention import blocking, observing
 from sinkfix.capture.observers import SequenceStats, SinkObserver
 from sinkfix.errors import InputError, SettingsError
-from sinkfix.models import LoadedModel, get_model, model_inputs
+from sinkfix.models import LoadedModel, devices, get_model, model_inputs
 from sinkfix.settings import AnalysisSettings
 
 __all__ = ["Analysis", "Progress", "analyze", "analyze_many", "plan_batches", "validate_text"]
@@ -153,7 +153,7 @@ def _collate(loaded: LoadedModel, items: list[_Encoded]) -> dict:
 
 def _input_device(loaded: LoadedModel) -> torch.device:
     """Where the inputs go: the embeddings' device (the first device of a device_map split)."""
-    return loaded.model.get_input_embeddings().weight.device
+    return devices.input_device(loaded.model)
 
 
 def _run_batch(loaded: LoadedModel, settings: AnalysisSettings, items: list[_Encoded],

@@ -20,7 +20,7 @@ from sinkfix.analysis import classify
 from sinkfix.capture.attention import observing
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments.intervene import BatchStats, Intervention, Plan, intervene, make_plan, stats_for
-from sinkfix.models import LoadedModel, model_inputs
+from sinkfix.models import LoadedModel, devices, model_inputs
 
 DEFAULT_MAX_TOKENS = 512
 DEFAULT_BETAS = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)
@@ -83,7 +83,7 @@ def forward(loaded: LoadedModel, ids: torch.Tensor, mask: torch.Tensor, plan: Pl
     Query blocks follow the caller's ``capture.blocking(n)`` context (the CLI's --query-block), as
     in ``analyze()``. Inputs go to the model's (first) device; outputs come back to the CPU.
     """
-    device = loaded.model.get_input_embeddings().weight.device
+    device = devices.input_device(loaded.model)
     inputs = model_inputs(loaded.model, {"input_ids": ids.to(device), "attention_mask": mask.to(device)})
     with torch.inference_mode(), intervene(plan):
         if stats is not None:

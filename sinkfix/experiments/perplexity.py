@@ -15,7 +15,7 @@ import torch
 
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments.evaluate import paired_bootstrap
-from sinkfix.models import LoadedModel
+from sinkfix.models import LoadedModel, devices
 
 LOGIT_ROWS = 1024  # positions per lm-head call: 1024 x 49k vocab float32 logits are 200 MB
 
@@ -59,7 +59,7 @@ def token_nll(loaded: LoadedModel, hidden: torch.Tensor, targets: torch.Tensor) 
 
 def base_forward(loaded: LoadedModel, ids: torch.Tensor, **kwargs: object) -> torch.Tensor:
     """Final hidden states [T, D] of one sequence through the transformer without its head."""
-    device = loaded.model.get_input_embeddings().weight.device
+    device = devices.input_device(loaded.model)
     with torch.inference_mode():
         out = loaded.base(input_ids=ids[None].to(device), **kwargs)
     return out.last_hidden_state[0]

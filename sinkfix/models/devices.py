@@ -67,3 +67,11 @@ def split_name(hf_device_map: dict) -> str:
         if label not in seen:
             seen.append(label)
     return ",".join(seen) or "cpu"
+
+
+def input_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's inputs go: its input embeddings' device (the first device of a device_map
+    split). MusicGen keeps one embedding per codebook in a ModuleList: its first parameter's."""
+    embeddings = model.get_input_embeddings()
+    weight = getattr(embeddings, "weight", None)
+    return (weight if isinstance(weight, torch.Tensor) else next(embeddings.parameters())).device
