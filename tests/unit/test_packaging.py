@@ -136,8 +136,8 @@ print("ok")
 
 
 def test_cache_is_the_users_outside_a_checkout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    assert paths.is_source_checkout() and paths.cache_dir() == REPO / "cache" or os.environ.get("SINKFIX_CACHE")
     monkeypatch.delenv("SINKFIX_CACHE", raising=False)
+    assert paths.is_source_checkout() and paths.cache_dir() == REPO / "cache"  # a clone keeps cache/
     monkeypatch.setattr(paths, "REPO_ROOT", tmp_path / "site-packages")  # as installed: no pyproject.toml
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     if sys.platform.startswith("linux"):
