@@ -51,3 +51,22 @@ def test_every_command_with_query_block_has_kernel():
     with_blocks = [(path, p) for path, p in _commands(build_parser()) if "--query-block" in p._option_string_actions]
     assert len(with_blocks) >= 5
     assert [path for path, p in with_blocks if "--kernel" not in p._option_string_actions] == []
+
+
+class _Attention(torch.nn.Module):
+    layer_idx = 0
+
+
+def _why(**kwargs) -> str | None:
+    from sinkfix.capture.observers import SinkObserver
+
+    q, k = torch.zeros(1, 4, 6, 8), torch.zeros(1, 2, 6, 8)
+    return fast_path._reason_inside(_Attention().eval(), q, k, k, None, 0.0, kwargs, SinkObserver(False, [6]))
+
+
+def test_keywords_the_kernels_take_and_those_they_leave_to_the_blocked_path():
+    assert _why(softcap=2.0, s_aux=torch.zeros(4), sliding_window=4, position_ids=None, normaliser="softmax") is None
+    assert "position bias" in _why(position_bias=torch.zeros(1, 4, 6, 6))
+    assert "'normaliser'" in _why(normaliser="sigmoid")  # the lab's other normalisers
+    assert "'mystery'" in _why(mystery=0.5)
+    assert _why(mystery=None) is None  # a keyword left at None changes nothing, as in eager
