@@ -193,6 +193,7 @@ def get_run(run_id: int, maps: bool = Query(False, description="include the L x 
         "fingerprint": run.fingerprint, "created_at": run.created_at, "text": run.text, "n_tokens": run.n_tokens,
         "n_layers": run.n_layers, "n_heads": run.n_heads, "settings": run.settings.to_dict(), "rule": run.rule,
         "sink_indices": run.sink_indices, "warnings": run.warnings, "version": run.version,
+        "attention_layers": run.attention_layers,
     }})
 
 

@@ -27,11 +27,21 @@ def attention_modules(model: nn.Module) -> list[nn.Module]:
 
 
 def assign_layer_indices(model: nn.Module) -> None:
-    """DistilBERT's attention has no ``layer_idx``; give it one so observers know the layer."""
-    modules = attention_modules(model)
+    """DistilBERT's and LayoutLM's attention have no ``layer_idx``; give them one so observers know
+    the layer. The modules numbered are those whose forward asks the attention interface for its
+    function, in registration (layer) order."""
+    modules = [m for m in model.modules() if _calls_interface(type(m))]
     if modules and all(getattr(m, "layer_idx", None) is None for m in modules):
         for index, module in enumerate(modules):
             module.layer_idx = index
+
+
+@functools.cache
+def _calls_interface(module_class: type) -> bool:
+    try:
+        return "ALL_ATTENTION_FUNCTIONS" in inspect.getsource(module_class.forward)
+    except (OSError, TypeError):
+        return False
 
 
 SUPPORTED = (
