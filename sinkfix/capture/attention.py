@@ -26,7 +26,7 @@ from typing import Protocol
 import torch
 from torch import nn
 
-from sinkfix.capture import masks
+from sinkfix.capture import masks, normalisers
 from sinkfix.errors import UnsupportedModelError
 
 ATTN_NAME = "sinkfix"
@@ -155,6 +155,8 @@ def block_rows(batch: int, heads: int, n_queries: int, n_keys: int) -> int:
 #   s_aux          gpt-oss and other learned-sink models: one logit per head, a virtual key column.
 #   sinks          per-query sink logits [B, H, Tq, 1] (Inkling 2): the same virtual column.
 #   position_bias  T5-style relative bias [B|1, H, Tq, Tk], added before the mask.
+#   normaliser     "softmax" (the default), "sigmoid", "relu" or "softpick" (SinkFix's lab models;
+#                  the arithmetic is in capture.normalisers).
 # The others are safe to accept whatever their value, because eager attention itself ignores them
 # (the output then equals eager's by construction); each is listed with the reason:
 ACCEPTED_KEYWORDS: dict[str, str] = {
@@ -179,7 +181,7 @@ ACCEPTED_KEYWORDS: dict[str, str] = {
     "target_dtype": "the dtype flash attention casts to; eager keeps the model dtype",
     "deterministic": "a flash-attention kernel flag",
 }
-IMPLEMENTED_KEYWORDS = ("softcap", "s_aux", "sinks", "position_bias")
+IMPLEMENTED_KEYWORDS = ("softcap", "s_aux", "sinks", "position_bias", "normaliser")
 
 
 class UnsupportedKeywordError(UnsupportedModelError):
@@ -203,6 +205,19 @@ def _extras(module: nn.Module, kwargs: dict[str, object]) -> tuple[float | None,
     if s_aux is not None:
         sinks = s_aux.reshape(1, -1, 1, 1)
     return softcap, sinks, kwargs.get("position_bias")
+
+
+def _normaliser(module: nn.Module, kwargs: dict[str, object], sinks: torch.Tensor | None) -> str | None:
+    """The ``normaliser=`` keyword: None for softmax, else one of capture.normalisers'."""
+    name = kwargs.get("normaliser")
+    if name is None or name == "softmax":
+        return None
+    if name not in normalisers.NORMALISERS:
+        raise UnsupportedKeywordError(f"{type(module).__name__} asks for the attention normaliser {name!r}; SinkFix "
+                                      f"implements {', '.join(normalisers.NORMALISERS)}")
+    if sinks is not None:
+        raise UnsupportedKeywordError(f"{type(module).__name__} combines learned sinks with the {name} normaliser")
+    return str(name)
 
 
 def _rows(t: torch.Tensor | None, start: int, stop: int, n_queries: int) -> torch.Tensor | None:
@@ -277,15 +292,18 @@ def _fused_logits(query: torch.Tensor, key_states: torch.Tensor, mask: torch.Ten
     return scores
 
 
-def _probabilities(scores: torch.Tensor, dtype: torch.dtype,
-                   sinks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _probabilities(scores: torch.Tensor, dtype: torch.dtype, sinks: torch.Tensor | None = None,
+                   normaliser: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Softmax as eager attention takes it; returns (probs over the real keys, learned-sink mass [B, H, q]).
 
     Without sinks: softmax in float32, cast to the model dtype. With sink logits (gpt-oss): the
     logit is appended as one more key column, the row maximum is subtracted, the softmax is taken
     in the logits' dtype, and the column is split off again, as gpt-oss's eager attention does.
-    The real probabilities then sum to 1 - sink mass.
+    The real probabilities then sum to 1 - sink mass. Another ``normaliser`` (sigmoid, relu,
+    softpick) gives weights whose rows need not sum to 1, and no sink mass.
     """
+    if normaliser is not None:
+        return normalisers.weights(scores, normaliser).to(dtype), None
     if sinks is None:
         return nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(dtype), None
     batch, heads, rows, _ = scores.shape
@@ -317,6 +335,7 @@ def sinkfix_attention(
     if handler is not None:
         return handler(module, query, key, value, attention_mask, scaling, dropout, kwargs)
     softcap, sinks, position_bias = _extras(module, kwargs)
+    normaliser = _normaliser(module, kwargs, sinks)
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     layer = getattr(module, "layer_idx", None)
@@ -347,9 +366,10 @@ def sinkfix_attention(
             bias = None if bias is None else bias[..., :keys]
         scores = _logits(query[:, :, start:stop], key_states[:, :, :keys], mask, scaling, extra_rows, softcap, bias,
                          fused=rows < n_queries and softcap is None and bias is None)
-        weights, sink_mass = _probabilities(scores, query.dtype, _rows(sinks, start, stop, n_queries))
+        weights, sink_mass = _probabilities(scores, query.dtype, _rows(sinks, start, stop, n_queries), normaliser)
         if observer is not None:
-            observer.observe(layer, weights, value, scores, start=start, sink_mass=sink_mass)
+            handed = scores if normaliser is None else normalisers.log_weights(weights)  # see capture.normalisers
+            observer.observe(layer, weights, value, handed, start=start, sink_mass=sink_mass)
         del scores  # as in eager, the logits must not outlive the softmax: at long T they are the largest tensor
         if intervention is not None:
             weights = intervention.apply(layer, weights)

@@ -8,9 +8,11 @@ from sinkfix.store.database import Connection, dicts, now, to_json, write
 
 
 class ExperimentsTable(Connection):
-    def save_experiment(self, kind: str, result: dict, label: str = "", headline: float | None = None) -> int:
-        """Store one experiment result (``result`` must carry ``model``) and return its id."""
-        row = [now(), kind, result.get("model", ""), label, headline, to_json(result)]
+    def save_experiment(self, kind: str, result: dict, label: str = "", headline: float | None = None,
+                        model: str | None = None) -> int:
+        """Store one experiment result and return its id. The model column is ``model``, else the
+        result's own ``model`` (a lab sweep trains its models, so it names them in ``model``)."""
+        row = [now(), kind, model if model is not None else result.get("model", ""), label, headline, to_json(result)]
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):

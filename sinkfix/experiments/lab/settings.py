@@ -1,0 +1,96 @@
+"""A lab sweep's settings, their defaults per task, and each run's identity (its directory key).
+
+Defaults are chosen to finish the issue's targets on 2 CPU cores with a margin (see docs/lab.md for
+the timings): Bigram-Backcopy with 1 layer of 4 heads, d = 128, T = 64, 400 Adam steps of 32
+sequences; tinyshakespeare (characters) with 2 layers of 4 heads, d = 128, T = 64, 600 steps of 32.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, replace
+
+from sinkfix.errors import SettingsError
+from sinkfix.experiments.lab.tasks import TASKS, TOKENIZERS
+from sinkfix.experiments.lab.variants import parse_variants
+from sinkfix.settings import DEFAULT_EPSILON
+
+OPTIMIZERS = ("adam", "sgd")
+LAB_FORMAT = 1  # bump when a change makes stored runs incomparable; part of every run's key
+TASK_DEFAULTS = {
+    "backcopy": {"steps": 600, "layers": 1, "heads": 1, "length": 32, "checkpoint_every": 100, "adam": 5e-3, "sgd": 3e-2},
+    "text": {"steps": 600, "layers": 2, "heads": 4, "length": 64, "checkpoint_every": 100, "adam": 3e-3, "sgd": 3e-2},
+}
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """What ``run_lab`` trains: one model per (variant, seed). ``None`` fields take the task's default."""
+
+    task: str = "backcopy"
+    variants: tuple[str, ...] = ("softmax", "relu")
+    seeds: int = 3
+    steps: int | None = None
+    batch_size: int = 32
+    layers: int | None = None
+    hidden: int = 128
+    heads: int | None = None
+    length: int | None = None  # content tokens per sequence (after the registers and <s>)
+    optimizer: str = "adam"
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    checkpoint_every: int | None = None
+    registers: int = 4  # tokens the ``registers`` variant prepends
+    tokenizer: str = "char"  # text task: char or smollm2
+    text_file: str | None = None
+    epsilon: float = DEFAULT_EPSILON
+    device: str = "auto"
+
+    def resolved(self) -> LabSettings:
+        """The settings with every default filled in and checked."""
+        if self.task not in TASKS:
+            raise SettingsError(f"the task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        defaults = TASK_DEFAULTS[self.task]
+        out = replace(
+            self, variants=parse_variants(self.variants),
+            steps=self.steps if self.steps is not None else defaults["steps"],
+            layers=self.layers if self.layers is not None else defaults["layers"],
+            heads=self.heads if self.heads is not None else defaults["heads"],
+            length=self.length if self.length is not None else defaults["length"],
+            checkpoint_every=self.checkpoint_every if self.checkpoint_every is not None else defaults["checkpoint_every"],
+            lr=self.lr if self.lr is not None else defaults.get(self.optimizer, 0.0),
+        )
+        _check(out)
+        return out
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "variants": list(self.variants)}
+
+
+def _check(s: LabSettings) -> None:
+    if s.optimizer not in OPTIMIZERS:
+        raise SettingsError(f"the optimiser must be one of {', '.join(OPTIMIZERS)}, got {s.optimizer!r}")
+    if s.tokenizer not in TOKENIZERS:
+        raise SettingsError(f"the tokenizer must be one of {', '.join(TOKENIZERS)}, got {s.tokenizer!r}")
+    if not 1 <= s.layers <= 8 or s.hidden < 8 or s.heads < 1 or s.hidden % s.heads:
+        raise SettingsError(f"layers must be 1 to 8 and the width ({s.hidden}) a multiple of the heads ({s.heads})")
+    if s.seeds < 1 or s.steps < 1 or s.batch_size < 1 or s.checkpoint_every < 1 or s.length < 2:
+        raise SettingsError("seeds, steps, batch size and checkpoint interval must be at least 1, the length 2")
+    if s.lr <= 0 or s.weight_decay < 0 or not 0.0 <= s.epsilon <= 1.0 or s.registers < 0:
+        raise SettingsError("the learning rate must be positive, weight decay and registers not negative, ε in [0, 1]")
+    if "registers" in s.variants and s.registers < 1:
+        raise SettingsError("the registers variant needs at least 1 register (--registers)")
+
+
+def run_key(settings: LabSettings, variant: str, seed: int) -> str:
+    """Everything that changes what one run trains (not the device, not the other variants or seeds)."""
+    fields = settings.to_json()
+    for name in ("variants", "seeds", "device"):
+        fields.pop(name)
+    if variant != "registers":
+        fields.pop("registers")
+    if settings.task != "text":
+        fields.pop("tokenizer")
+        fields.pop("text_file")
+    payload = json.dumps({"format": LAB_FORMAT, "variant": variant, "seed": seed, **fields}, sort_keys=True)
+    return f"{settings.task}-{variant}-s{seed}-{hashlib.sha256(payload.encode()).hexdigest()[:12]}"
