@@ -66,7 +66,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--text-file", required=True, help="UTF-8 text (e.g. tinyshakespeare.txt)")
     parser.add_argument("--bits", default="8,4,2", help="comma-separated bit widths (16 = unquantised)")
     parser.add_argument("--keep", default="0,1,4", help="comma-separated: N first tokens kept, or 'sinks'")
-    parser.add_argument("--group", type=int, default=kvquant.DEFAULT_GROUP, help="values per quantisation group")
+    parser.add_argument("--group", type=int, default=kvquant.DEFAULT_GROUP,
+                        help="values per quantisation group (channels per token, or tokens per channel)")
+    parser.add_argument("--keys", choices=kvquant.GRANULARITIES, default="per-token",
+                        help="key scales per token, or per channel over groups of tokens (KIVI: per-channel)")
+    parser.add_argument("--values", choices=kvquant.GRANULARITIES, default="per-token",
+                        help="value scales per token (KIVI) or per channel")
     parser.add_argument("--max-tokens", type=int, default=kvquant.DEFAULT_MAX_TOKENS, help="tokens per chunk")
     parser.add_argument("--max-chunks", type=int, default=kvquant.DEFAULT_MAX_CHUNKS, help="chunks scored")
     parser.add_argument("--json", metavar="PATH|-", help="write the result JSON to PATH, or to stdout with -")
@@ -111,17 +116,19 @@ def run_kvquant(args: argparse.Namespace) -> int:
     loaded = load_with_progress(args.model)
     bar = _Bar()
     try:
-        result = kvquant.kv_quant(loaded, text, bits, keep, args.group, args.max_tokens, args.max_chunks, bar)
+        result = kvquant.kv_quant(loaded, text, bits, keep, args.group, args.max_tokens, args.max_chunks, bar,
+                                  keys=args.keys, values=args.values)
     finally:
         bar.close()
     data = result.to_json()
-    print(f"{data['model']}: {data['n_chunks']} chunks of {data['max_tokens']} tokens, unquantised ppl "
-          f"{data['dense_ppl']:.3f}", file=sys.stderr)
+    print(f"{data['model']}: {data['n_chunks']} chunks of {data['max_tokens']} tokens, keys {data['keys']}, values "
+          f"{data['values']}, group {data['group']}, unquantised ppl {data['dense_ppl']:.3f}", file=sys.stderr)
     for row in data["settings"]:
         low, high = row["delta_nll_ci95"]
         print(f"  {row['name']:<24} ppl {row['ppl']:9.3f}  dNLL {row['delta_nll']:+.4f} [{low:+.4f}, {high:+.4f}]",
               file=sys.stderr)
-    return _finish(store, "kvquant", data, f"{data['model']} bits={args.bits} keep={args.keep}", result.headline(),
+    return _finish(store, "kvquant", data, f"{data['model']} bits={args.bits} keep={args.keep} K {args.keys} "
+                   f"V {args.values}", result.headline(),
                    args.json)
 
 
