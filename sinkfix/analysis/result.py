@@ -167,6 +167,9 @@ class Analysis:
             out["non_attention_layers"] = self.non_attention_layers
         if self.attention_gate is not None:
             out["attention_gates"] = self.gate_table()
+        out["kernel"] = self.kernel  # which attention computation ran (triton or blocked)
+        if self.kernel_reason is not None:
+            out["kernel_reason"] = self.kernel_reason  # why a wanted triton run fell back
         return out
 
     def gate_table(self) -> list[dict] | None:

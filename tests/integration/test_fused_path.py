@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -209,8 +210,10 @@ def test_the_kernel_is_stored_with_the_run_and_shown_by_the_cli(zoo, tmp_path, c
         again = store.get(store.save(analysis))
         assert (again.kernel, again.kernel_reason) == (analysis.kernel, analysis.kernel_reason)
     model = str(loaded.source)
-    code = main(["analyze", TEXTS[0], "--model", model, "--no-save", "--map-limit", "0", "--kernel", "triton"])
-    assert code == 0 and "kernel: triton" in capsys.readouterr().err
+    code = main(["analyze", TEXTS[0], "--model", model, "--no-save", "--map-limit", "0", "--kernel", "triton",
+                 "--json", "-"])
+    printed = capsys.readouterr()
+    assert code == 0 and "kernel: triton" in printed.err and json.loads(printed.out)["kernel"] == "triton"
     code = main(["analyze", TEXTS[0], "--model", model, "--no-save", "--kernel", "triton"])
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("sinkfix: error:")]
     assert code == 2 and len(errors) == 1 and "maps" in errors[0]
