@@ -48,6 +48,7 @@ docs-serve: setup
 
 # A wheel with the dashboard and the `sinkfix` command inside, into dist/.
 wheel: setup
+	rm -rf build  # setuptools' staging folder: a module deleted since the last build would linger there
 	$(PIP) wheel --no-deps --no-build-isolation -w dist .
 
 bench: setup
