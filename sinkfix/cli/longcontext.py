@@ -125,7 +125,11 @@ def run_kvquant(args: argparse.Namespace) -> int:
           f"{data['values']}, group {data['group']}, unquantised ppl {data['dense_ppl']:.3f}", file=sys.stderr)
     for row in data["settings"]:
         low, high = row["delta_nll_ci95"]
-        print(f"  {row['name']:<24} ppl {row['ppl']:9.3f}  dNLL {row['delta_nll']:+.4f} [{low:+.4f}, {high:+.4f}]",
+        gain = ""
+        if "delta_vs_none" in row:
+            g_low, g_high = row["delta_vs_none_ci95"]
+            gain = f"  vs none kept {row['delta_vs_none']:+.4f} [{g_low:+.4f}, {g_high:+.4f}]"
+        print(f"  {row['name']:<24} ppl {row['ppl']:9.3f}  dNLL {row['delta_nll']:+.4f} [{low:+.4f}, {high:+.4f}]{gain}",
               file=sys.stderr)
     return _finish(store, "kvquant", data, f"{data['model']} bits={args.bits} keep={args.keep} K {args.keys} "
                    f"V {args.values}", result.headline(),

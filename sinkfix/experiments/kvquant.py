@@ -136,10 +136,17 @@ class KVQuantResult:
 
     def to_json(self) -> dict:
         base = summarise(self.baseline)
+        nothing_kept = {arm.bits: nll for arm, nll in zip(self.arms, self.nll) if arm.keep == 0}
         rows = []
         for arm, nll, kept in zip(self.arms, self.nll, self.kept):
-            rows.append({"name": arm.name, "bits": arm.bits, "keep": arm.keep, "kept_tokens": kept,
-                         **summarise(nll, self.baseline).to_json()})
+            row = {"name": arm.name, "bits": arm.bits, "keep": arm.keep, "kept_tokens": kept,
+                   **summarise(nll, self.baseline).to_json()}
+            if arm.keep != 0 and arm.bits in nothing_kept:
+                # What keeping these tokens buys: the paired change against the same bits with none kept
+                # (negative: keeping them helps), with its CI over the same chunks.
+                gain = summarise(nll, nothing_kept[arm.bits])
+                row["delta_vs_none"], row["delta_vs_none_ci95"] = gain.delta_nll, list(gain.delta_nll_ci95)
+            rows.append(row)
         return {"kind": "kvquant", "model": self.model, "n_chunks": self.n_chunks, "max_tokens": self.max_tokens,
                 "group": self.group, "keys": self.keys, "values": self.values,
                 "n_positions": int(sum(len(b) for b in self.baseline)), "ci_unit": "chunk",

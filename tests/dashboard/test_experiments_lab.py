@@ -52,3 +52,30 @@ def test_train_from_the_form(db_path: Path, tmp_path: Path, monkeypatch: pytest.
     assert [run["variant"] for run in stored["runs"]] == ["softmax", "relu"]
     assert all(Path(run["model_dir"]).is_relative_to(tmp_path / "cache") for run in stored["runs"])
     assert app.query_params["lab"] == [str(rows[0]["id"])] or app.query_params["lab"] == str(rows[0]["id"])
+
+
+def test_a_trained_lab_model_opens_in_the_analyze_page(db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       load_calls: list[str]) -> None:
+    import numpy as np
+
+    import sinkfix
+    from sinkfix.experiments.lab.runner import run_lab
+    from sinkfix.experiments.lab.settings import LabSettings
+
+    result = run_lab(LabSettings(variants=("softpick",), seeds=1, steps=2, hidden=16, heads=2, length=8, batch_size=4),
+                     root=tmp_path)
+    model_dir = result.runs[0]["model_dir"]
+    monkeypatch.setenv("SINKFIX_API_MODELS", f"minilm,{model_dir}")  # the server's model list (SEC's policy)
+    app = open_page("views/analyze.py")
+    app.selectbox(key="an_model").select("Other: hub id or local path").run()
+    app.text_input(key="an_model_other").set_value(model_dir)
+    text = "t1 t5 t9 t2"
+    app.text_area(key="an_text").set_value(text)
+    app = app.button(key="an_run").click().run()
+    assert_clean(app)
+    store = Store(db_path)
+    assert store.count() == 1
+    stored = store.get(store.list()[0]["id"])
+    direct = sinkfix.analyze(text, sinkfix.load_model(model_dir))
+    assert stored.tokens == direct.tokens and stored.tokens[0] == "<s>"
+    assert np.allclose(stored.att_received, direct.att_received, atol=1e-6)

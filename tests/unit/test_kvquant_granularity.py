@@ -62,6 +62,11 @@ def test_the_experiment_and_the_command_take_keys_and_values(llama, tiny_model_d
     result = kvquant.kv_quant(llama, TEXT, bits=(4,), keep=(0, 1), max_tokens=40, max_chunks=2,
                               keys="per-channel", values="per-token").to_json()
     assert (result["keys"], result["values"]) == ("per-channel", "per-token")
+    none, first = result["settings"]  # keep 0, keep 1: the gain of keeping token 0 is their paired difference
+    assert "delta_vs_none" not in none
+    assert first["delta_vs_none"] == pytest.approx(first["nll"] - none["nll"])
+    low, high = first["delta_vs_none_ci95"]
+    assert low <= first["delta_vs_none"] <= high
     per_token = kvquant.kv_quant(llama, TEXT, bits=(4,), keep=(0, 1), max_tokens=40, max_chunks=2).to_json()
     assert per_token["keys"] == "per-token"
     assert [r["nll"] for r in result["settings"]] != [r["nll"] for r in per_token["settings"]]
