@@ -21,7 +21,6 @@ Triton's interpreter (random shapes with 2 layers), so a test exercises this scr
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -38,6 +37,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+from benchmarks.gpu_report import table, write  # noqa: E402
 
 PARAGRAPH = ("Attention sinks are tokens that draw a large share of attention without adding much to the "
              "output. The first token of a causal language model is the usual example, and punctuation, "
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             except Exception as error:  # noqa: BLE001 - one failed row (out of memory, say) must not lose the rest
                 report["rows"].append({"row": name, "error": f"{type(error).__name__}: {error}"[:500],
                                        "trace": traceback.format_exc()[-2000:]})
-            _write(out, report)
+            write(out, report)
             _free()
     print(table(report))
     print(f"wrote {out}")
@@ -117,13 +118,6 @@ def _output_path() -> Path:
     from sinkfix import paths
 
     return paths.cache_dir() / "gpu_check.json"
-
-
-def _write(out: Path, report: dict) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_suffix(".tmp")
-    partial.write_text(json.dumps(report, indent=2))
-    partial.replace(out)  # never a half-written file
 
 
 def _free() -> None:
@@ -319,31 +313,6 @@ def _split(sinkfix, small, scale: Scale) -> dict:
     diff = float(np.abs(a.att_received - b.att_received).max())
     return {"row": "device_map split", "devices": split.device_name, "kernel": a.kernel, "kernel_reason": a.kernel_reason,
             "max_abs_diff_att_received": diff, "tolerance": 2e-3, "ok": diff <= 2e-3}
-
-
-def table(report: dict) -> str:
-    """The issue's table (markdown) from the rows measured so far."""
-    lines = [f"device: {report['device']} ({report['scale']}, {report['date']})", "",
-             "| row | analyze | SDPA forward | ratio | peak memory above the weights, analyze / SDPA | kernel |",
-             "|---|---:|---:|---:|---:|---|"]
-    for row in report["rows"]:
-        if "error" in row:
-            lines.append(f"| {row['row']} | error: {row['error'][:80]} | | | | |")
-        elif "sdpa_s" in row:
-            memory = "" if row["analyze_peak_mb"] is None else f"{row['analyze_peak_mb']:,.0f} / {row['sdpa_peak_mb']:,.0f} MB"
-            lines.append(f"| {row['row']} | {row['analyze_s']:.3f} s | {row['sdpa_s']:.3f} s | {row['ratio']:.1f}x "
-                         f"| {memory} | {row['kernel']} |")
-        elif "tokens_per_s" in row:
-            lines.append(f"| {row['row']} | {row['tokens_per_s']:,.0f} tokens/s | {row['bare_tokens_per_s']:,.0f} tokens/s "
-                         f"| {row['ratio']:.1f}x | | {row['kernel']} |")
-        elif "eager_s" in row:
-            lines.append(f"| {row['row']} | {row['analyze_s']:.3f} s | eager {row['eager_s']:.3f} s "
-                         f"| {row['analyze_over_eager']:.2f}x | {row['analyze_peak_mb'] or 0:,.0f} / eager "
-                         f"{row['eager_peak_mb'] or 0:,.0f} MB | |")
-        else:
-            facts = ", ".join(f"{k}={v}" for k, v in row.items() if k != "row")
-            lines.append(f"| {row['row']} | {facts} | | | | |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":
