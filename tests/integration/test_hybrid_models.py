@@ -190,3 +190,25 @@ def test_an_intervention_edits_the_attention_layers_of_a_hybrid(hybrid_models):
     torch.testing.assert_close(forward(loaded, ids, mask, keep).logits, clean.logits, atol=1e-6, rtol=0)
     moved = make_plan(Intervention(target="first", beta=0.0), stats, mask.bool(), loaded.layer_numbers, loaded.n_heads)
     assert float((forward(loaded, ids, mask, moved).logits - clean.logits).abs().max()) > 1e-3
+
+
+def test_corpus_summary_marks_a_hybrids_layers_without_attention():
+    """Store rows name layers 1 and 3 only: layers 0 and 2 are NaN rows, not heads with a sink rate of 0."""
+    import json
+
+    import numpy as np
+
+    from sinkfix.analysis.corpus import CorpusSummary, format_summary, run_stats_from_rows, summarize
+
+    heads = [{"line_no": line, "layer": layer, "head": head, "top_alpha": alpha}
+             for line, alpha in ((1, 0.9), (2, 0.1)) for layer in (1, 3) for head in (0, 1)]
+    tokens = [{"line_no": line, "idx": 0, "token": "a", "value_norm": 1.0, "sink_rate": 0.5, "label": "neutral"}
+              for line in (1, 2)]
+    summary = summarize(run_stats_from_rows(heads, tokens), epsilon=0.3)
+    assert np.isnan(summary.head_sink_rate[[0, 2]]).all()
+    assert summary.head_sink_rate[[1, 3]].tolist() == [[0.5, 0.5], [0.5, 0.5]]
+    data = json.loads(summary.to_json())  # standard JSON: no NaN
+    assert data["head_sink_rate"][0] == [None, None]
+    assert np.isnan(CorpusSummary.from_dict(data).head_sink_rate[0]).all()
+    text = format_summary(summary)
+    assert "L0    (not an attention layer)" in text and "heads that sink on every input: 0 of 4" in text
