@@ -43,7 +43,8 @@ def _form() -> None:
         steps = cols[0].number_input("Steps (0: the task's default)", 0, MAX_STEPS, 0, key="lab_steps")
         batch = cols[1].number_input("Batch size", 1, 512, 32, key="lab_batch")
         layers = cols[2].number_input("Layers (0: default)", 0, 4, 0, key="lab_layers")
-        hidden = cols[3].selectbox("Width d", (64, 128, 256), index=1, key="lab_hidden")
+        hidden = cols[3].selectbox("Width d", (0, 64, 128, 256), key="lab_hidden",
+                                   format_func=lambda d: "task default" if d == 0 else str(d))
         with st.expander("More settings"):
             cols = st.columns(4)
             heads = cols[0].number_input("Heads (0: default)", 0, 16, 0, key="lab_heads")
@@ -55,7 +56,7 @@ def _form() -> None:
         return
     settings = LabSettings(
         task=task, variants=tuple(variants), seeds=int(seeds), steps=int(steps) or None, batch_size=int(batch),
-        layers=int(layers) or None, hidden=int(hidden), heads=int(heads) or None, optimizer=optimizer,
+        layers=int(layers) or None, hidden=int(hidden) or None, heads=int(heads) or None, optimizer=optimizer,
         checkpoint_every=int(every) or None, registers=int(registers), tokenizer=tokenizer,
     )
     experiment_store.run_and_store("lab", f"Training {', '.join(variants) or 'no variant'} on {task}",

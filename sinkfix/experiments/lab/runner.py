@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from sinkfix import paths
 from sinkfix.experiments.lab.settings import LabSettings, run_key
 from sinkfix.experiments.lab.summary import summarise
@@ -49,6 +51,16 @@ def run_lab(settings: LabSettings, root: Path | None = None, progress: Progress 
     settings = settings.resolved()
     device = devices.resolve_device(settings.device)
     root = Path(root) if root is not None else runs_root()
+    threads = torch.get_num_threads()
+    if settings.threads is not None and device == "cpu":
+        torch.set_num_threads(settings.threads)
+    try:
+        return LabResult(settings, _train_all(settings, device, root, progress))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_all(settings: LabSettings, device: str, root: Path, progress: Progress | None) -> list[dict]:
     tasks = {}
     runs: list[dict] = []
     total = len(settings.variants) * settings.seeds * settings.steps
@@ -66,4 +78,4 @@ def run_lab(settings: LabSettings, root: Path | None = None, progress: Progress 
 
             directory = root / run_key(settings, variant, seed)
             runs.append(train_run(settings, variant, seed, tasks[n_registers], directory, device, on_step))
-    return LabResult(settings, runs)
+    return runs
