@@ -23,7 +23,7 @@ from sinkfix.capture import adapters
 from sinkfix.capture.gates import Gates, find_gates
 from sinkfix.capture import attention as capture
 from sinkfix.errors import ModelNotFoundError, SettingsError, UnsupportedModelError
-from sinkfix.models import devices
+from sinkfix.models import classes, devices
 from sinkfix.models.catalog import EMBEDDED, Progress, embedded_dir, embedded_names
 from sinkfix.models.probe import (SUPPORTED, assign_layer_indices, bypass_message, check_interface, first_line,
                                   is_causal, model_inputs, probe)
@@ -238,7 +238,7 @@ def _load_weights(name: str, source: _Source, dtype: torch.dtype = torch.float32
         config = AutoConfig.from_pretrained(source.location, **kwargs)
     except (OSError, ValueError) as error:
         raise _not_found(name, source, error) from None
-    model_class, lm_kind = _model_class(config)
+    model_class, lm_kind = classes.model_class(config)
     check_interface(model_class, config, name)  # Falcon, MPT, ...: refuse before an obscure load error
     try:
         model = model_class.from_pretrained(
@@ -269,29 +269,6 @@ def _not_found(name: str, source: _Source, error: Exception) -> ModelNotFoundErr
             f"models that work offline: {embedded_names()}, or a local model directory"
         )
     return ModelNotFoundError(f"could not load '{name}': {first_line(error)}")
-
-
-def _model_class(config: object) -> tuple[type, str | None]:
-    """Keep the LM head when the checkpoint has one: evaluation needs it, analysis ignores it."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
-
-    architectures = getattr(config, "architectures", None) or []
-    for auto, kind, endings in ((AutoModelForCausalLM, "causal", ("ForCausalLM", "LMHeadModel")),
-                                (AutoModelForMaskedLM, "masked", ("ForMaskedLM",))):
-        named = [a for a in architectures if a.endswith(endings)]
-        if named:
-            return (auto if type(config) in auto._model_mapping else _named_class(named[0], config) or auto), kind
-    return AutoModel, None
-
-
-def _named_class(name: str, config: object) -> type | None:
-    """The checkpoint's own transformers class when the auto class has no entry for its config class
-    (Emu3's or MusicGen's causal-LM class takes a text or decoder config the auto mapping lacks).
-    Only classes transformers itself defines: trust_remote_code stays off."""
-    import transformers
-
-    named = getattr(transformers, name, None)
-    return named if isinstance(config, getattr(named, "config_class", type(None))) else None
 
 
 def _max_tokens(config: object, tokenizer: object) -> int:
