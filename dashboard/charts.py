@@ -167,11 +167,13 @@ def compare_bars(frames: Sequence[tuple[str, pd.DataFrame]], field: str = "att_r
         .mark_bar()
         .encode(
             x=alt.X("position:N", sort=list(frame["position"]), axis=token_axis(len(frame))),
-            y=alt.Y(f"{field}:Q", scale=alt.Scale(domain=[0, top]), title=title_of(field)),
+            # One square-root scale for every run: shares of a 400-token run are ~25x smaller than a 15-token
+            # run's, and on a linear scale only its token 0 would show.
+            y=alt.Y(f"{field}:Q", scale=alt.Scale(type="sqrt", domain=[0, top]), title=f"{title_of(field)}, √ scale"),
             color=alt.Color("label:N", scale=label_scale(), legend=LABEL_LEGEND),
             tooltip=_token_tooltip(frame),
         )
-        .properties(width=alt.Step(band(len(frame))), height=150, title=name)
+        .properties(width=alt.Step(band(len(frame), target=900, low=2)), height=150, title=name)
         for name, frame in frames
     ]
     how = "aligned by position" if len(lengths) == 1 else "each run at its own width (lengths differ)"
@@ -209,5 +211,7 @@ def sink_token_bars(types: pd.DataFrame) -> alt.Chart:
 
 
 # The map and plane builders live in their own modules; pages keep calling them through ``charts``.
-from .map_charts import attention_change, attention_map, attention_pair, layer_curves, token_heatmap  # noqa: E402,F401
+from .map_charts import (  # noqa: E402,F401
+    RASTER_ABOVE, attention_change, attention_map, attention_pair, layer_curves, raster_map, token_heatmap,
+)
 from .plane_chart import classification_plane, label_layout  # noqa: E402,F401

@@ -14,8 +14,8 @@ import pandas as pd
 
 from .chart_base import LABEL_LEGEND, label_scale
 
-MAX_BINS = 1500  # bars in the overview strip, whatever the length: the browser draws ~1.5k marks fast
-STRIP_WIDTH = 1100
+MAX_BINS = 1000  # bars in the overview strip, whatever the length: about one per pixel pair, drawn fast
+STRIP_WIDTH = 900
 LABEL_RANK = {"detrimental": 2, "beneficial": 1, "neutral": 0}
 RANK_LABEL = {rank: label for label, rank in LABEL_RANK.items()}
 
@@ -24,17 +24,15 @@ def bin_size(n_tokens: int, max_bins: int = MAX_BINS) -> int:
     return max(1, -(-n_tokens // max_bins))
 
 
-def strip_frame(tokens: pd.DataFrame, size: int) -> pd.DataFrame:
+def strip_frame(att: np.ndarray, rate: np.ndarray, ranks: np.ndarray, size: int) -> pd.DataFrame:
     """Bins of ``size`` consecutive tokens: [start, end), the largest att_received and where it is, the
-    largest sink rate, and the strongest label in the bin (detrimental > beneficial > neutral)."""
-    n = len(tokens)
+    largest sink rate, and the strongest label in the bin (``LABEL_RANK``: detrimental > beneficial >
+    neutral). The inputs are per-token arrays (``Store.token_strengths`` columns)."""
+    n = len(att)
     if n == 0:
         return pd.DataFrame(columns=["start", "end", "att_max", "at", "sink_rate_max", "label"])
-    att = tokens["att_received"].to_numpy(dtype=float)
-    rate = tokens["sink_rate"].to_numpy(dtype=float)
-    ranks = tokens["label"].map(LABEL_RANK).fillna(0).to_numpy(dtype=int)
     pad = (-n) % size
-    grid = lambda values, fill: np.concatenate([values, np.full(pad, fill)]).reshape(-1, size)  # noqa: E731
+    grid = lambda values, fill: np.concatenate([np.asarray(values, dtype=float), np.full(pad, fill)]).reshape(-1, size)  # noqa: E731
     att_bins = grid(att, -np.inf)
     starts = np.arange(0, n, size)
     return pd.DataFrame({
@@ -43,7 +41,7 @@ def strip_frame(tokens: pd.DataFrame, size: int) -> pd.DataFrame:
         "att_max": att_bins.max(axis=1),
         "at": starts + att_bins.argmax(axis=1),
         "sink_rate_max": grid(rate, -np.inf).max(axis=1),
-        "label": [RANK_LABEL[r] for r in grid(ranks, 0).max(axis=1)],
+        "label": [RANK_LABEL[int(r)] for r in grid(ranks, 0).max(axis=1)],
     })
 
 
@@ -57,24 +55,27 @@ def overview_strip(frame: pd.DataFrame, n_tokens: int, span: tuple[int, int] | N
     brush = alt.selection_interval(name="span", encodings=["x"])
     bars = alt.Chart(frame).mark_bar(binSpacing=0).encode(
         x=x, x2="end:Q",
-        y=alt.Y("att_max:Q", title="attention received", scale=alt.Scale(type="sqrt")),
+        # y2 = 0: with a ranged x, Vega-Lite would otherwise draw each bar as a thin tick at its value.
+        y=alt.Y("att_max:Q", title="attention received (√ scale)", scale=alt.Scale(type="sqrt")), y2=alt.datum(0),
         color=alt.Color("label:N", scale=label_scale(), legend=LABEL_LEGEND),
         tooltip=[alt.Tooltip("start:Q", title="from"), alt.Tooltip("end:Q", title="to (excl.)"),
                  alt.Tooltip("att_max:Q", title="largest att_received", format=".4f"),
                  alt.Tooltip("at:Q", title="at position"),
                  alt.Tooltip("sink_rate_max:Q", title="largest sink rate", format=".2f"), "label:N"],
     ).add_params(brush)
-    layers: list = [bars]
+    # A bar is about a pixel wide: the bins holding a beneficial or detrimental token also get a dot, so
+    # the sinks along a 32k-token text can be found at a glance.
+    marked = alt.Chart(frame[frame["label"] != "neutral"]).mark_point(filled=True, size=45, opacity=1).encode(
+        x=alt.X("at:Q", scale=alt.Scale(domain=[0, n_tokens], nice=False)), y="att_max:Q",
+        color=alt.Color("label:N", scale=label_scale(), legend=LABEL_LEGEND),
+        tooltip=[alt.Tooltip("at:Q", title="position"), alt.Tooltip("att_max:Q", format=".4f", title="att_received"),
+                 "label:N"])
+    layers: list = [bars, marked]
     if span is not None:
         shade = pd.DataFrame({"start": [span[0]], "end": [span[1]]})
         layers.insert(0, alt.Chart(shade).mark_rect(color="#ff2d95", opacity=0.12).encode(x="start:Q", x2="end:Q"))
     return alt.layer(*layers).properties(width=STRIP_WIDTH, height=140,
                                          title="Attention received along the whole text (drag to select a span)")
-
-
-def span_frame(tokens: pd.DataFrame, start: int, end: int) -> pd.DataFrame:
-    """Rows start..end-1 of the per-token table (as the store gives them, token text shown as is)."""
-    return tokens.iloc[start:end].reset_index(drop=True)
 
 
 def span_bars(frame: pd.DataFrame) -> alt.Chart:

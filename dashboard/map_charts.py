@@ -22,7 +22,10 @@ def attention_map(
     scheme: str = "redblue",
     value_name: str = "attention",
 ) -> alt.Chart:
-    """A T x T attention map: rows are queries, columns are keys, both labelled by token."""
+    """A T x T attention map: rows are queries, columns are keys, both labelled by token. Above
+    ``RASTER_ABOVE`` tokens it is one image (see ``raster_map``): T² rectangles would take seconds to draw."""
+    if len(tokens) > RASTER_ABOVE:
+        return raster_map(matrix, title, domain, value_name)
     labels = token_axis_labels(tokens)
     n = len(labels)
     query, key = np.indices((n, n))
@@ -46,6 +49,57 @@ def attention_map(
         )
         .properties(width=side, height=side, title=title)
     )
+
+
+RASTER_ABOVE = 64  # tokens; a 256-token map is 65,536 cells, three maps ~200k SVG marks per head change
+POSITIVE = ((255, 255, 255), (8, 48, 107))  # white to dark blue, on a square-root ramp
+DIVERGING = ((103, 0, 31), (247, 247, 247), (5, 48, 97))  # Vega's redblue ends: red < 0 < blue
+
+
+def map_colours(matrix: np.ndarray, domain: tuple[float, float]) -> np.ndarray:
+    """[T, T, 3] uint8 colours: attention on the square-root white-to-blue ramp, signed changes on a
+    linear red-white-blue ramp centred on 0 (the legends beside the image use the same ramps)."""
+    values = np.asarray(matrix, dtype=np.float64)
+    low, high = domain
+    if low >= 0:
+        t = np.sqrt(np.clip((values - low) / ((high - low) or 1.0), 0.0, 1.0))[..., None]
+        start, end = (np.array(c, dtype=np.float64) for c in POSITIVE)
+        return (start + (end - start) * t).round().astype(np.uint8)
+    t = np.clip(values / (high or 1.0), -1.0, 1.0)[..., None]  # -1..1
+    red, white, blue = (np.array(c, dtype=np.float64) for c in DIVERGING)
+    out = np.where(t < 0, white + (red - white) * -t, white + (blue - white) * t)
+    return out.round().astype(np.uint8)
+
+
+def png_data_url(colours: np.ndarray) -> str:
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(colours, "RGB").save(buffer, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def raster_map(matrix: np.ndarray, title: str, domain: tuple[float, float] | None = None,
+               value_name: str = "attention") -> alt.LayerChart:
+    """A long map as one PNG image on position axes (0 at the top left), with its colour legend. Token
+    names are not on the axes here (at 256 tokens they could not be read anyway): positions are."""
+    values = np.asarray(matrix, dtype=float)
+    n = values.shape[0]
+    domain = domain or (0.0, float(values.max()) or 1.0)
+    image = pd.DataFrame({"x": [0], "x2": [n], "y": [0], "y2": [n], "url": [png_data_url(map_colours(values, domain))]})
+    x = alt.X("x:Q", title="key (attended to), position", scale=alt.Scale(domain=[0, n], nice=False))
+    y = alt.Y("y:Q", title="query, position", scale=alt.Scale(domain=[0, n], reverse=True, nice=False))
+    picture = alt.Chart(image).mark_image(aspect=False, smooth=False).encode(x=x, x2="x2:Q", y=y, y2="y2:Q",
+                                                                             url="url:N")
+    legend = pd.DataFrame({value_name: list(domain), "x": [0, 0], "y": [0, 0]})
+    scale = (alt.Scale(type="sqrt", domain=list(domain), range=["#ffffff", "#08306b"], interpolate="rgb")
+             if domain[0] >= 0 else alt.Scale(domain=[domain[0], 0, domain[1]], range=["#67001f", "#f7f7f7", "#053061"]))
+    key = alt.Chart(legend).mark_point(opacity=0).encode(x="x:Q", y="y:Q", color=alt.Color(
+        f"{value_name}:Q", scale=scale, title=value_name))
+    return alt.layer(picture, key).properties(width=320, height=320, title=title)
 
 
 def _map_scale(scheme: str, domain: tuple[float, float]) -> alt.Scale:

@@ -14,6 +14,9 @@ from sinkfix.settings import AnalysisSettings
 
 from . import charts, units
 
+# Above this many tokens, per-token tiles and bars give way to the long-run view (views/longrun.py).
+LONG_TOKENS = 1024
+
 # Everything Markdown (and Streamlit's :color[...] / :emoji: / $math$ extensions) gives meaning to.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&\"'])")
 
@@ -70,7 +73,7 @@ def run_summary(analysis: Analysis) -> None:
     """What a run is: model, text (shown as plain text, never markup), settings, label counts."""
     counts = analysis.label_counts()
     # The model is a line of text, not a metric tile: a tile cuts a long name ("google-bert/bert-base-unc…").
-    st.markdown(f"**Model:** {escape_md(analysis.model_name)} &nbsp;·&nbsp; `{escape_md(analysis.model_id)}`")
+    st.markdown(f"**Model:** {escape_md(analysis.model_name)} · {escape_md(analysis.model_id)}")
     cols = st.columns(4)
     cols[0].metric("Tokens", analysis.n_tokens)
     cols[1].metric("Beneficial", counts.get("beneficial", 0))
@@ -85,7 +88,9 @@ def run_summary(analysis: Analysis) -> None:
     s = analysis.settings
     st.caption(
         f"{analysis.n_layers} layers × {analysis.n_heads} heads ({analysis.n_kv_heads} KV heads) · "
-        f"value-norm layer {s.layer} · τ_att {s.tau_att:g} · τ_norm {s.tau_norm:g} · β {s.beta:g} · "
+        + ("" if getattr(analysis, "attention_layers", None) is None else  # a hybrid: which layers attend
+           f"attention in layers {', '.join(map(str, analysis.attention_layers))} · ")
+        + f"value-norm layer {s.layer} · τ_att {s.tau_att:g} · τ_norm {s.tau_norm:g} · β {s.beta:g} · "
         f"ε {s.epsilon:g} · rule {analysis.rule} · created {units.when(analysis.created_at)}"
     )
     for warning in analysis.warnings:

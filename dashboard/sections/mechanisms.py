@@ -119,8 +119,11 @@ def _show_massive(result: dict, experiment_id: int) -> None:
     cols[2].metric("Token", f"#{top['token']}", help="the token's text is on the line below")
     st.markdown(f"**Where:** layer {top['layer']}, feature dim {top['dim']}, token #{top['token']} "
                 f"{ui.escape_md(show_token(top['token_text']))}")
-    st.caption(f"Massive (|h| > 100 and > 1000 × median, Sun et al.) from layer {result['first_massive_layer']}, "
-               f"dims {result['massive_dims']}.")
+    if result["first_massive_layer"] is None:
+        st.caption("No entry is massive by Sun et al.'s rule (|h| > 100 and > 1000 × the layer's median |h|).")
+    else:
+        st.caption(f"Massive (|h| > 100 and > 1000 × median, Sun et al.) from layer {result['first_massive_layer']}, "
+                   f"dims {', '.join(map(str, result['massive_dims']))}.")
     ui.show_chart(mechanism_charts.peak_heatmap(result["peak"], result["tokens"]), f"mechanism-{experiment_id}-peak",
                   "Each cell: the largest |h| over feature dims at that layer's output (log colour).")
     ui.show_chart(mechanism_charts.top_features(result["top_features"]), f"mechanism-{experiment_id}-features",

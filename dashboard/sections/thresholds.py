@@ -52,13 +52,14 @@ def tau_att_input(prefix: str, n_tokens: int, exact: bool) -> float:
     def from_slider() -> None:
         st.session_state[key] = as_share(st.session_state[slider], n_tokens)
 
-    value = st.number_input("τ_att", 0.0, 1.0, step=0.0005, format="%g", key=key, on_change=from_box,
+    value = st.number_input("τ_att", 0.0, 1.0, step=0.0005, format="%.6f", key=key, on_change=from_box,
                             help=TAU_ATT_HELP)
     st.select_slider(
         f"τ_att in even shares (1/T, T {'=' if exact else '≈'} {n_tokens})", multiples(n_tokens), key=slider,
         on_change=from_slider, format_func=lambda m: f"{m:g}×",
         help=f"The even share of attention is 1/T = {1 / n_tokens:.4g}: a token at 1× gets exactly its share, "
              "a sink gets many times more. Moving the slider writes m/T into the box above.")
+    st.caption(share_caption(float(value), n_tokens, exact))
     return float(value)
 
 

@@ -86,17 +86,17 @@ def inputs(opened) -> tuple[model_picker.Choice, str, AnalysisSettings | None, s
         n_tokens = opened.n_tokens if exact else thresholds.estimate_tokens(st.session_state.an_text)
         tau_att = thresholds.tau_att_input("an", n_tokens, exact)
         tau_norm = st.number_input(
-            "τ_norm", 0.0, 1.0, step=0.01, format="%g", key="an_tau_norm",
+            "τ_norm", 0.0, 1.0, step=0.01, format="%.4f", key="an_tau_norm",
             help="Upper bound on value_norm (÷ max over tokens) for a detrimental token: high attention, "
             "little content. Token 0 is always beneficial; everything else is neutral. Typed values are kept exactly.",
         )
         beta = st.number_input(
-            "β", 0.0, 1.0, step=0.05, format="%g", key="an_beta",
+            "β", 0.0, 1.0, step=0.05, format="%.4f", key="an_beta",
             help="Correction (ACT): a detrimental sink keeps β of the attention it receives; the other 1−β is "
             "spread over the remaining tokens in proportion to their attention, so rows still sum to 1.",
         )
         epsilon = st.number_input(
-            "ε", 0.0, 1.0, step=0.05, format="%g", key="an_epsilon",
+            "ε", 0.0, 1.0, step=0.05, format="%.4f", key="an_epsilon",
             help="Sink rate of token j = fraction of (layer, head) pairs with α[l,h,j] > ε, where α is the "
             "attention token j receives averaged over the queries that can see it.",
         )
@@ -137,13 +137,20 @@ def results(analysis) -> None:
         st.page_link(links.ANALYZE, label=f"Re-run of run {analysis.parent_run_id} (open the original)",
                      icon=":material/subdirectory_arrow_left:", query_params={"run": str(analysis.parent_run_id)})
         st.caption(ui.provenance(analysis, services.run_info(analysis.parent_run_id)))
-    if analysis.maps is None:
+    if analysis.maps is None or analysis.n_tokens > ui.LONG_TOKENS:
         st.page_link(links.LONGRUN, label="Long-run view: where the sinks are along the whole text",
                      icon=":material/timeline:", query_params={"run": str(analysis.run_id)})
     if st.session_state.get("_sinkfix_cached") == analysis.run_id:
         st.info(f"This exact request (model, text and settings) was already stored as run {analysis.run_id}, "
                 "so it was served from the database instead of analysed again.")
 
+    if analysis.n_tokens > ui.LONG_TOKENS:
+        st.info(f"This run has {analysis.n_tokens:,} tokens: one bar or tile per token would be unreadable and slow "
+                "here. The long-run view (linked above) shows the whole text as a strip you can brush, the tokens "
+                "of a span, and where each head sinks.")
+        st.subheader("Downloads")
+        ui.analysis_downloads(analysis)
+        return
     frame = ui.token_frame(analysis)
     s = analysis.settings
     ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{analysis.run_id}-tokens",

@@ -179,7 +179,7 @@ try:
     same_length = len({a.n_tokens for a in analyses}) == 1
     ui.show_chart(charts.compare_bars(frames, field), f"compare-{field}-" + "-".join(map(str, ids)),
                   ("One bar chart per run, stacked with the same width per position so positions line up. "
-                   if same_length else "One bar chart per run on one value scale; the runs have different lengths, "
+                   if same_length else "One bar chart per run on one square-root value scale; the runs have different lengths, "
                    "so each gets its own width (positions do not line up: use Aligned by words for one text). ")
                   + "Bars are coloured by each run's own labels.")
     st.subheader("Sinks per run")

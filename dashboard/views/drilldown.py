@@ -4,6 +4,8 @@ The run id, layer, head and metric widgets are bound to the URL (``bind="query-p
 reload or a shared link shows the same head. Only the selected head's T x T map is read from the
 database and sent to the browser.
 """
+from collections import OrderedDict
+
 import pandas as pd
 import streamlit as st
 
@@ -13,6 +15,7 @@ from sinkfix import layers
 from sinkfix.engines.maps import needs_maps, recompute_maps
 from sinkfix.errors import SinkFixError
 
+MAPS_HELD = 24  # heads' maps kept per session (256 tokens: 0.5 MB per head)
 METRICS = {
     "top_alpha": ("α of the top sink", "α of the token that receives the most attention in the head "
                   "(averaged over the queries that can see it); hover to see which token."),
@@ -82,6 +85,18 @@ def head_grid(store, analysis) -> tuple[int, int]:
     return layer, head
 
 
+def cached_head_map(store, run_id: int, layer: int, head: int):
+    """One head's (original, corrected) maps, decoded once per session: going back to a head is free."""
+    held: OrderedDict = st.session_state.setdefault("_dd_maps", OrderedDict())
+    key = (run_id, layer, head)
+    if key not in held:
+        held[key] = store.head_map(run_id, layer, head)
+        while len(held) > MAPS_HELD:
+            held.popitem(last=False)
+    held.move_to_end(key)
+    return held[key]
+
+
 def head_summary(row) -> pd.DataFrame:
     """The selected head's row of ``Store.head_rows`` as (quantity, value) lines, each value a string."""
     share = row.top_contribution_share
@@ -133,7 +148,7 @@ def check_link(analysis) -> None:
 
 def head_map(store, analysis, layer: int, head: int) -> None:
     st.subheader(f"Layer {layer}, head {head}: attention map")
-    pair = store.head_map(analysis.run_id, layer, head)
+    pair = cached_head_map(store, analysis.run_id, layer, head)
     if pair is None:
         if needs_maps(analysis):
             offer_recompute(store, analysis)
@@ -145,7 +160,10 @@ def head_map(store, analysis, layer: int, head: int) -> None:
     ui.show_chart(
         charts.attention_pair(original, corrected, analysis.tokens, f"Layer {layer}, head {head}"),
         f"run{analysis.run_id}-L{layer}H{head}-map",
-        "Rows are queries, columns the tokens they attend to; each row sums to 1. Corrected: detrimental sinks "
+        ("Rows are queries, columns the tokens they attend to (by position: a map this long is drawn as one "
+         "image, without hover); each row sums to 1. " if analysis.n_tokens > charts.RASTER_ABOVE else
+         "Rows are queries, columns the tokens they attend to; each row sums to 1. ")
+        + "Corrected: detrimental sinks "
         f"keep β = {analysis.settings.beta:g} of their attention, the rest goes to the other tokens.",
     )
     if analysis.sink_indices:
@@ -199,18 +217,26 @@ def per_layer(analysis, layer: int) -> None:
         f"run{analysis.run_id}-value-norm-layers",
         "Norm of each token's full value vector per layer (not normalised). Sinks often have small norms.",
     )
-    kv_head = head_kv(analysis, st.session_state.get("head", 0))
     ui.show_chart(
         charts.token_heatmap(analysis.value_norm_head[analysis.row_of(layer)], analysis.tokens, "kv_head", "value_norm",
                              f"Value norm per KV head, layer {layer}"),
         f"run{analysis.run_id}-L{layer}-value-norm-heads",
         f"Per-head value norms at layer {layer}. This model has {analysis.n_kv_heads} KV heads for "
-        f"{analysis.n_heads} attention heads; the selected head reads KV head {kv_head}.",
+        f"{analysis.n_heads} attention heads; head h reads KV head h ÷ {max(1, analysis.n_heads // analysis.n_kv_heads)} "
+        "(rounded down).",
     )
 
 
-def head_kv(analysis, head: int) -> int:
-    return int(head) // max(1, analysis.n_heads // analysis.n_kv_heads)
+@st.fragment
+def head_view(store, analysis) -> None:
+    """The head picker, the grid and the selected head's map. A fragment: a new head reruns and redraws
+    only this part, not the run's header, token strip and per-layer charts (which need a new layer, and
+    then the whole page reruns)."""
+    layer, head = head_grid(store, analysis)
+    shown = st.session_state.get("_dd_layer_drawn")
+    if shown is not None and shown != (analysis.run_id, int(layer)):
+        st.rerun(scope="app")
+    head_map(store, analysis, int(layer), int(head))
 
 
 st.title("Drill-down")
@@ -228,9 +254,16 @@ try:
     check_link(analysis)
     st.page_link(links.ANALYZE, label="Token-level results of this run", icon=":material/science:",
                  query_params={"run": str(run_id)})
-    ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{run_id}-tokens")
-    layer, head = head_grid(store, analysis)
-    head_map(store, analysis, int(layer), int(head))
-    per_layer(analysis, int(layer))
+    long = analysis.n_tokens > ui.LONG_TOKENS
+    if long:
+        st.page_link(links.LONGRUN, label=f"Long-run view: where the sinks are along all {analysis.n_tokens:,} tokens",
+                     icon=":material/timeline:", query_params={"run": str(run_id)})
+    else:
+        ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{run_id}-tokens")
+    head_view(store, analysis)
+    layer = int(st.session_state.get("layer", 0) or 0)
+    st.session_state["_dd_layer_drawn"] = (analysis.run_id, layer)
+    if not long:  # per-token curves over thousands of tokens: the long-run view draws those
+        per_layer(analysis, layer)
 except SinkFixError as error:
     st.error(str(error))

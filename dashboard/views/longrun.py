@@ -8,6 +8,7 @@ layer x head grid of each head's top sink position.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -15,22 +16,38 @@ from dashboard import links, longrun_charts, services, ui, units
 from dashboard.tokens import show_token, show_tokens
 from sinkfix.errors import SinkFixError
 
-HELD = "_longrun_rows"  # (run id, info, tokens, heads) of the run this session looked at last
 DEFAULT_SPAN = 256
 MAX_SPAN = 2048  # tokens drawn one bar each; a wider brush is cut to this
+TEXT_SHOWN = 3000  # characters of the span's text shown
 
 
-def rows_of(store, run_id: int) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
-    """The run's row, per-token rows and per-head rows, read once per session and run."""
-    held = st.session_state.get(HELD)
-    if held is not None and held[0] == run_id:
-        return held[1:]
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _rows(path: str, run_id: int, created_at: str) -> tuple[dict, np.ndarray, pd.DataFrame, np.ndarray | None]:
+    """Held per server (keyed by database, run and its creation time, so a deleted and reused id is never
+    served stale): a second visitor, or a reload, opens the run without reading 32k rows again. Only
+    numbers are read for the whole text; token strings are read for the span shown."""
+    store = services.get_store()
     info = store.info(run_id)
-    tokens = pd.DataFrame.from_records(store.token_records(run_id), columns=list(store.TOKEN_COLUMNS))
+    strengths = np.array(store.token_strengths(run_id), dtype=np.float64).reshape(-1, 3)
     heads = pd.DataFrame(store.head_rows(run_id))
     heads["token"] = [show_token(t, 16) for t in heads["top_token_text"]]
-    st.session_state[HELD] = (run_id, info, tokens, heads)
-    return info, tokens, heads
+    return info, strengths, heads, offsets_array(info.get("offsets"))
+
+
+def offsets_array(raw: str | None) -> np.ndarray | None:
+    """The stored "[[0, 0], [0, 6], ...]" as an [T, 2] int array. json.loads builds 32k small lists (half
+    a second on a busy machine); numpy reads the numbers in one pass."""
+    if not raw:
+        return None
+    numbers = raw.replace("[", " ").replace("]", " ").replace(",", " ").split()
+    return np.array(numbers, dtype=np.int64).reshape(-1, 2)
+
+
+def rows_of(store, run_id: int) -> tuple[dict, np.ndarray, pd.DataFrame, np.ndarray | None]:
+    """The run's row, per-token (att_received, sink rate, label rank), per-head rows and token spans;
+    no blob is read."""
+    stamp = store.created_at(run_id)
+    return _rows(str(store.path), run_id, stamp)
 
 
 def _brushed() -> None:
@@ -78,7 +95,7 @@ def header(info: dict) -> None:
                   query_params=links.drilldown_query(info["id"]))
 
 
-def span_section(info: dict, tokens: pd.DataFrame, start: int, end: int) -> None:
+def span_section(store, info: dict, offsets: np.ndarray | None, start: int, end: int) -> None:
     st.subheader("The selected span")
     cols = st.columns([1, 1, 4])
     cols[0].number_input("From token", 0, info["n_tokens"] - 1, step=1, key="start", bind="query-params")
@@ -86,14 +103,16 @@ def span_section(info: dict, tokens: pd.DataFrame, start: int, end: int) -> None
     if end - start > MAX_SPAN:
         st.info(f"The span holds {end - start:,} tokens; the first {MAX_SPAN:,} are drawn one by one.")
         end = start + MAX_SPAN
-    frame = longrun_charts.span_frame(tokens, start, end)
+    frame = pd.DataFrame.from_records(store.token_records(info["id"], start, end), columns=list(store.TOKEN_COLUMNS))
     frame["token"] = show_tokens(frame["token"])
     ui.show_chart(longrun_charts.span_bars(frame), f"run{info['id']}-span-{start}-{end}",
                   "Attention each token of the span receives (share of all attention, mean over layers, heads and "
                   "queries), coloured by its label. Hover for the token.")
-    offsets = info.get("offsets")
     st.markdown("**Text of the span**")
-    st.text(span_text(info, offsets, start, end) if offsets else " ".join(frame["token"]))
+    text = span_text(info["text"], offsets, start, end) if offsets is not None else " ".join(frame["token"])
+    st.text(text if len(text) <= TEXT_SHOWN else text[:TEXT_SHOWN] + " …")
+    if len(text) > TEXT_SHOWN:
+        st.caption(f"The first {TEXT_SHOWN:,} of the span's {len(text):,} characters; every token is in the table.")
     st.dataframe(frame, hide_index=True, height=260, column_config={
         "index": st.column_config.NumberColumn("#", width="small"),
         "att_received": st.column_config.NumberColumn("att", format="%.5f"),
@@ -101,12 +120,11 @@ def span_section(info: dict, tokens: pd.DataFrame, start: int, end: int) -> None
         "sink_rate": st.column_config.NumberColumn("sink rate", format="%.2f")})
 
 
-def span_text(info: dict, offsets: str, start: int, end: int) -> str:
+def span_text(text: str, offsets: np.ndarray, start: int, end: int) -> str:
     """The characters the span's tokens cover (special tokens cover none)."""
-    import json
-
-    pairs = [p for p in json.loads(offsets)[start:end] if p[1] > p[0]]
-    return info["text"][pairs[0][0]:pairs[-1][1]] if pairs else "(special tokens only)"
+    pairs = offsets[start:end]
+    pairs = pairs[pairs[:, 1] > pairs[:, 0]]
+    return text[int(pairs[0, 0]):int(pairs[-1, 1])] if len(pairs) else "(special tokens only)"
 
 
 def heads_section(info: dict, heads: pd.DataFrame) -> None:
@@ -136,19 +154,19 @@ try:
         st.info("Give a run id (any run works; the view is made for long runs without maps). Long runs come from "
                 "`python -m sinkfix analyze --text-file long.txt --map-limit 0` or a long text on Analyze.")
         st.stop()
-    info, tokens, heads = rows_of(store, run_id)
+    info, strengths, heads, offsets = rows_of(store, run_id)
     start, end = span_of(info["n_tokens"])
     st.session_state.setdefault("start", start)
     st.session_state.setdefault("end", end)
     header(info)
     size = longrun_charts.bin_size(info["n_tokens"])
-    ui.show_chart(longrun_charts.overview_strip(longrun_charts.strip_frame(tokens, size), info["n_tokens"],
-                                                (start, end)),
+    strip = longrun_charts.strip_frame(strengths[:, 0], strengths[:, 1], strengths[:, 2], size)
+    ui.show_chart(longrun_charts.overview_strip(strip, info["n_tokens"], (start, end)),
                   f"run{run_id}-strip", f"Each bar covers {units.plural(size, 'token')} and shows the largest "
                   "attention any of them receives, so a sink is a spike; colour: the strongest label in the bar. "
                   "Drag across the strip to select a span; the shaded band is the span shown below.",
                   key="lr_strip", on_select=_brushed, selection_mode="span")
-    span_section(info, tokens, start, end)
+    span_section(store, info, offsets, start, end)
     heads_section(info, heads)
 except SinkFixError as error:
     st.error(str(error))

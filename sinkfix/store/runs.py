@@ -161,14 +161,25 @@ class RunsTable(Connection):
 
     TOKEN_COLUMNS = ("index", "token", "att_received", "value_norm", "sink_rate", "label")
 
-    def token_records(self, run_id: int) -> list[tuple]:
-        """The per-token rows as plain tuples in ``TOKEN_COLUMNS`` order: one SELECT, no dict per row, so
-        a 32k-token run reads in about 0.1 s (``pandas.DataFrame.from_records`` takes them as they are)."""
+    def token_records(self, run_id: int, start: int = 0, end: int | None = None) -> list[tuple]:
+        """The per-token rows ``start <= index < end`` as plain tuples in ``TOKEN_COLUMNS`` order: one
+        SELECT on the primary key, no dict per row (``pandas.DataFrame.from_records`` takes them as they are)."""
         with self._sql_errors():
             db = self._db()
             self._run_row(db, run_id)
             return db.execute("SELECT idx, token, att_received, value_norm, sink_rate, label FROM run_tokens "
-                              "WHERE run_id = ? ORDER BY idx", [run_id]).fetchall()
+                              "WHERE run_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
+                              [run_id, int(start), 2**62 if end is None else int(end)]).fetchall()
+
+    def token_strengths(self, run_id: int) -> list[tuple]:
+        """(att_received, sink_rate, label rank) of every token, in order, with the rank 2 for detrimental,
+        1 for beneficial, 0 for neutral: numbers only, so a 32k-token run's whole-text strip reads fast."""
+        with self._sql_errors():
+            db = self._db()
+            self._run_row(db, run_id)
+            return db.execute("SELECT att_received, sink_rate, CASE label WHEN 'detrimental' THEN 2 "
+                              "WHEN 'beneficial' THEN 1 ELSE 0 END FROM run_tokens WHERE run_id = ? ORDER BY idx",
+                              [run_id]).fetchall()
 
     def head_rows(self, run_id: int) -> list[dict]:
         with self._sql_errors():
@@ -188,6 +199,14 @@ class RunsTable(Connection):
         for name in ("tokens", "token_ids", "sink_indices", "warnings", "timings"):
             row[name] = json.loads(row[name]) if row.get(name) else []
         return row
+
+    def created_at(self, run_id: int) -> str:
+        """When the run was stored: with its id, what tells a cached copy of it from a newer run."""
+        with self._sql_errors():
+            row = self._db().execute("SELECT created_at FROM runs WHERE id = ?", [run_id]).fetchone()
+        if row is None:
+            raise RunNotFoundError(self._not_found(run_id))
+        return str(row[0])
 
     def _run_row(self, db, run_id: int) -> dict:
         cursor = db.execute("SELECT * FROM runs WHERE id = ?", [run_id])

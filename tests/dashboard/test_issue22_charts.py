@@ -139,3 +139,25 @@ def test_units_convention() -> None:
     assert units.headline("sinkrate", 0.5) == "Sink₁ 50.0 %" and units.headline("kvquant", 0.02) == \
         "largest ΔNLL +0.0200 nats"
     assert units.headline("streaming", None) == "—"
+
+
+def test_a_long_head_map_is_one_image_whose_dark_column_is_the_sink() -> None:
+    """At 256 tokens three maps were ~200k SVG rectangles per head change; now each is one PNG."""
+    import base64
+    from io import BytesIO
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(256, 256))
+    logits[:, 7] += 6.0  # key 7 is the sink
+    maps = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    spec = charts.attention_map(maps, [f"t{i}" for i in range(256)], "m").to_dict()
+    image = spec["layer"][0]
+    assert image["mark"]["type"] == "image"
+    url = spec["datasets"][image["data"]["name"]][0]["url"]
+    picture = np.asarray(Image.open(BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("L"), dtype=float)
+    assert picture.shape == (256, 256)
+    assert int(picture.mean(axis=0).argmin()) == int(maps.mean(axis=0).argmax()) == 7  # darkest = most attended
+    small = charts.attention_map(maps[:10, :10], [f"t{i}" for i in range(10)], "m").to_dict()
+    assert small["mark"]["type"] == "rect"  # short maps keep their token labels and hover

@@ -98,13 +98,11 @@ def test_a_bad_span_is_an_error_not_another_span(stored, start: str, end: str, m
 
 
 def test_strip_bins_keep_the_largest_value_and_the_strongest_label() -> None:
-    tokens = pd.DataFrame({"index": range(7), "token": list("abcdefg"),
-                           "att_received": [0.5, 0.01, 0.02, 0.3, 0.04, 0.05, 0.08],
-                           "value_norm": [1.0] * 7, "sink_rate": [1.0, 0, 0, 0.5, 0, 0, 0.25],
-                           "label": ["beneficial", "neutral", "neutral", "detrimental", "neutral", "neutral",
-                                     "neutral"]})
-    frame = longrun_charts.strip_frame(tokens, 3)
+    att = np.array([0.5, 0.01, 0.02, 0.3, 0.04, 0.05, 0.08])
+    rate = np.array([1.0, 0, 0, 0.5, 0, 0, 0.25])
+    ranks = np.array([1, 0, 0, 2, 0, 0, 0])  # beneficial, ..., detrimental, ...
+    frame = longrun_charts.strip_frame(att, rate, ranks, 3)
     assert frame[["start", "end", "at"]].values.tolist() == [[0, 3, 0], [3, 6, 3], [6, 7, 6]]
     assert frame["att_max"].tolist() == [0.5, 0.3, 0.08]
     assert frame["label"].tolist() == ["beneficial", "detrimental", "neutral"]
-    assert longrun_charts.bin_size(32_768) == 22 and longrun_charts.bin_size(100) == 1
+    assert longrun_charts.bin_size(32_768) == 33 and longrun_charts.bin_size(100) == 1  # at most MAX_BINS bars
