@@ -233,8 +233,10 @@ def head_view(store, analysis) -> None:
     only this part, not the run's header, token strip and per-layer charts (which need a new layer, and
     then the whole page reruns)."""
     layer, head = head_grid(store, analysis)
-    shown = st.session_state.get("_dd_layer_drawn")
-    if shown is not None and shown != (analysis.run_id, int(layer)):
+    drawn = (analysis.run_id, int(layer))
+    if st.session_state.pop("_dd_app_run", False):  # part of a whole-page run: the per-layer charts follow
+        st.session_state["_dd_layer_drawn"] = drawn
+    elif st.session_state.get("_dd_layer_drawn") != drawn:  # a fragment run that changed the layer
         st.rerun(scope="app")
     head_map(store, analysis, int(layer), int(head))
 
@@ -260,10 +262,9 @@ try:
                      icon=":material/timeline:", query_params={"run": str(run_id)})
     else:
         ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{run_id}-tokens")
+    st.session_state["_dd_app_run"] = True
     head_view(store, analysis)
-    layer = int(st.session_state.get("layer", 0) or 0)
-    st.session_state["_dd_layer_drawn"] = (analysis.run_id, layer)
     if not long:  # per-token curves over thousands of tokens: the long-run view draws those
-        per_layer(analysis, layer)
+        per_layer(analysis, st.session_state["_dd_layer_drawn"][1])
 except SinkFixError as error:
     st.error(str(error))

@@ -144,9 +144,9 @@ def test_the_compare_picker_matches_a_prefix_with_no_select_all(run_ids: dict[st
     app = open_page(COMPARE)
     picker = app.multiselect(key="cmp_recent")
     assert picker.options[0].startswith(f"#{min(run_ids.values())} ")  # ascending: "#3" comes before "#31"
-    proto = picker.proto
-    assert proto.filter_mode.lower().endswith("prefix") if isinstance(proto.filter_mode, str) else True
-    assert "select_all" not in str(proto) or "select_all: 0" in str(proto) or "select_all: false" in str(proto)
+    proto = str(picker.proto)
+    assert "filter_mode: FILTER_MODE_PREFIX" in proto  # "#3" matches "#3 ·…" and "#31 ·…" by prefix only
+    assert "select_all: 0" in proto  # no "Select 2 matches" entry for Enter to pick
 
 
 # ---------------------------------------------------------------- failed runs, the massive refusal
@@ -193,6 +193,20 @@ def test_a_cli_stored_evaluation_reopens_complete(db_path: Path, load_calls) -> 
     assert "stored by the CLI" in text and "cannot be placed" not in text
     assert "β=0\\.4" in text and "beta" not in text  # the header is escaped Markdown
     assert "38.5 %" in [m.value for m in app.metric]
+
+
+def test_an_evaluation_run_on_the_page_goes_into_the_url(db_path: Path, load_calls) -> None:
+    """Analyze and Experiments put their result in the URL; Evaluate now does too, so a reload keeps it."""
+    app = open_page(EVALUATE)
+    app.selectbox(key="ev_model").select("minilm")
+    app.text_area(key="ev_text").set_value("The cat sat on the mat.")
+    app.text_input(key="ev_sweep").set_value("")
+    app.number_input(key="ev_evidence").set_value(0)
+    app = app.button(key="ev_run").click().run()
+    assert_clean(app)
+    stored = Store(db_path).evaluations(limit=1)
+    assert stored and app.query_params["evaluation"] == str(stored[0]["id"])
+    assert f"Evaluation {stored[0]['id']} · minilm" in page_text(app)
 
 
 def test_stored_evaluations_table_has_the_link_first_and_no_none() -> None:
