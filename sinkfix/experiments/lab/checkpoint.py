@@ -73,9 +73,17 @@ def saved_info(directory: Path) -> dict | None:
 
 def save_model(directory: Path, model: torch.nn.Module, vocab: object) -> Path:
     """The trained model as a directory ``sinkfix.load_model`` opens; replaced atomically."""
+    from transformers.utils import logging as hf_logging
+
     target = directory / MODEL_DIR
     staging = directory / f".{MODEL_DIR}.{uuid.uuid4().hex}"
-    model.save_pretrained(staging)
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the lab's own bar is the progress; no "Writing model shards" per run
+    try:
+        model.save_pretrained(staging)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     vocab.save(staging)
     if target.exists():
         shutil.rmtree(target)
