@@ -97,3 +97,16 @@ def test_unknown_or_conflicting_normalisers_are_refused() -> None:
     with pytest.raises(capture.UnsupportedKeywordError, match="learned sinks"):
         capture.sinkfix_attention(_Module(), q, k, v, None, normaliser="relu", s_aux=torch.zeros(H))
     assert set(normalisers.NORMALISERS) == {"softmax", "sigmoid", "relu", "softpick"}
+
+
+def test_softpick_stays_finite_when_a_whole_row_is_far_below_zero() -> None:
+    # Zuhri et al.'s reference factors out the row maximum: e^{-m} overflows for m < -88 and the gradient
+    # turns NaN (a lab run diverged so). Every e^s - 1 < 0 there, so every weight is 0, gradient included.
+    scores = torch.tensor([[-200.0, -150.0, -120.0], [1.0, -200.0, 0.5]], requires_grad=True)
+    weights = normalisers.softpick(scores)
+    assert weights[0].tolist() == [0.0, 0.0, 0.0]
+    expected = [(math.e - 1) / ((math.e - 1) + 1 + (math.exp(0.5) - 1)), 0.0,
+                (math.exp(0.5) - 1) / ((math.e - 1) + 1 + (math.exp(0.5) - 1))]
+    assert weights[1].tolist() == pytest.approx(expected, rel=1e-6)
+    weights.sum().backward()
+    assert torch.isfinite(scores.grad).all()

@@ -77,9 +77,9 @@ def lab_eager_attention(module: nn.Module, query: torch.Tensor, key: torch.Tenso
         weights = torch.sigmoid(scores.float())
     elif normaliser == "relu":
         weights = torch.relu(scores.float())
-    elif normaliser == "softpick":  # Zuhri et al.'s reference form; masked keys leave the denominator
+    elif normaliser == "softpick":  # Zuhri et al.'s form with m = max(row max, 0); masked keys leave the denominator
         s = scores.float()
-        top = s.max(dim=-1, keepdim=True).values
+        top = s.max(dim=-1, keepdim=True).values.clamp_min(0.0)
         shifted = torch.exp(s - top) - torch.exp(-top)
         seen = s > torch.finfo(s.dtype).min / 2
         weights = torch.relu(shifted) / (torch.where(seen, shifted.abs(), 0.0).sum(dim=-1, keepdim=True) + 1e-8)

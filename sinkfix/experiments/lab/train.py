@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from sinkfix.capture import attention as capture
+from sinkfix.errors import SinkFixError
 from sinkfix.experiments.lab import checkpoint
 from sinkfix.experiments.lab.architecture import LabConfig, LabForCausalLM, register
 from sinkfix.experiments.lab.measure import measure
@@ -22,6 +23,10 @@ from sinkfix.experiments.lab.tasks import Task
 from sinkfix.experiments.lab.variants import VARIANTS
 
 Step = Callable[[int], None]  # called after each training step with the run's step count
+
+
+class TrainingDivergedError(SinkFixError):
+    """The training loss stopped being a finite number."""
 GRAD_CLIP = 1.0
 WARMUP_SHARE = 0.05  # linear warm-up over the first 5% of steps, then a constant rate
 # Position embeddings past the trained length exist so SinkFix's post-load probe (a ~100-character
@@ -96,6 +101,9 @@ def train_run(settings: LabSettings, variant: str, seed: int, task: Task, direct
         scored = torch.as_tensor(batch.scored, device=device)
         logits = model(input_ids=ids).logits[:, :-1]
         loss = torch.nn.functional.cross_entropy(logits[scored], ids[:, 1:][scored])
+        if not torch.isfinite(loss):  # the last checkpoint stays on disk; nothing after it is worth keeping
+            raise TrainingDivergedError(f"{variant} (seed {seed}) diverged at step {step + 1}: the training loss is "
+                                        f"{float(loss)}; try a lower --lr (now {settings.lr:g})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
