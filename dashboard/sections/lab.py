@@ -28,7 +28,9 @@ def _describe(data: dict) -> str:
         return "lab: no runs"
     task = runs[0]["task"]["task"]
     seeds = len({run["seed"] for run in runs})
-    return f"lab {task}: {','.join(data['variants'])} x {seeds} seeds, {runs[0]['steps']} steps"
+    optimizer = runs[0].get("settings", {}).get("optimizer", "adam")
+    return (f"{task}: {','.join(data['variants'])} x {seeds} seeds, {runs[0]['steps']} steps"
+            + ("" if optimizer == "adam" else f", {optimizer}"))
 
 
 def _form() -> None:

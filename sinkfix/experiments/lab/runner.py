@@ -43,7 +43,8 @@ class LabResult:
 
     def label(self) -> str:
         s = self.settings
-        return f"lab {s.task}: {','.join(s.variants)} x {s.seeds} seeds, {s.steps} steps"
+        optimizer = "" if s.optimizer == "adam" else f", {s.optimizer}"
+        return f"{s.task}: {','.join(s.variants)} x {s.seeds} seeds, {s.steps} steps{optimizer}"
 
 
 def run_lab(settings: LabSettings, root: Path | None = None, progress: Progress | None = None) -> LabResult:
