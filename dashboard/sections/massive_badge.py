@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import services, ui
+from dashboard import services, ui, units
 from dashboard.tokens import show_token
 from sinkfix.analysis.result import Analysis
 from sinkfix.errors import SinkFixError
@@ -44,10 +44,12 @@ def render(analysis: Analysis) -> None:
     top, first = data["top"], data["token0"]
     verdict = "massive by Sun et al.'s rule (|h| > 100 and > 1000× median)" if top["massive"] else "below Sun et al.'s massive rule"
     with st.container(border=True):
-        cols = st.columns(3)
+        # Short values only: a tile cuts a long one ("L11 · #0 · dim 14…"); where it is goes in the caption too.
+        cols = st.columns(4)
         cols[0].metric("Top |h|", f"{top['max_abs']:,.0f}", help="largest residual-stream activation over all layers")
-        cols[1].metric("Where", f"L{top['layer']} · #{top['token']} · dim {top['dim']}")
-        cols[2].metric("Ratio to median", f"{top['ratio']:,.0f}×")
+        cols[1].metric("Layer", top["layer"])
+        cols[2].metric("Feature dim", top["dim"])
+        cols[3].metric("Ratio to median", units.ratio(top["ratio"]))
         st.caption(
             f"Top token: #{top['token']} {ui.escape_md(show_token(top['token_text']))} — {verdict}. "
             f"Token 0 ({ui.escape_md(show_token(first['token_text']))}) peaks at |h| {first['max_abs']:,.0f} "

@@ -36,31 +36,29 @@ def as_share(multiple: float, n_tokens: int) -> float:
     return float(f"{multiple / n_tokens:.6g}")
 
 
-def _slider_key(prefix: str, n_tokens: int) -> str:
-    return f"{prefix}_tau_att_x_{n_tokens}"
-
-
 def tau_att_input(prefix: str, n_tokens: int, exact: bool) -> float:
     """The τ_att box (key ``{prefix}_tau_att``) and its even-share slider. ``exact``: n_tokens is the run's
-    token count, not an estimate from the text."""
-    key, slider = f"{prefix}_tau_att", _slider_key(prefix, n_tokens)
-    st.session_state.setdefault(slider, nearest(float(st.session_state[key]), n_tokens))
+    token count, not an estimate from the text.
 
-    def from_box() -> None:
-        st.session_state[slider] = nearest(float(st.session_state[key] or 0.0), n_tokens)
-
-    def from_slider() -> None:
-        st.session_state[key] = as_share(st.session_state[slider], n_tokens)
-
-    value = st.number_input("τ_att", 0.0, 1.0, step=0.0005, format="%.6f", key=key, on_change=from_box,
-                            help=TAU_ATT_HELP)
-    st.select_slider(
-        f"τ_att in even shares (1/T, T {'=' if exact else '≈'} {n_tokens})", multiples(n_tokens), key=slider,
-        on_change=from_slider, format_func=lambda m: f"{m:g}×",
+    No callback joins the two: a callback that set one widget from the other fired on reruns the user did
+    not make (Streamlit reported the slider as changed when another widget committed, and a typed 0.05
+    became 2/18). The slider is drawn afresh at the stop nearest the box (its key names the box's value);
+    only when the user moves it does the script write m/T into the box, on the next run."""
+    key, pending = f"{prefix}_tau_att", f"_{prefix}_tau_att_from_slider"
+    if pending in st.session_state:  # before the box is drawn: a widget's state cannot change after
+        st.session_state[key] = st.session_state.pop(pending)
+    value = float(st.number_input("τ_att", 0.0, 1.0, step=0.0005, format="%.6f", key=key, help=TAU_ATT_HELP) or 0.0)
+    start = nearest(value, n_tokens)
+    moved = st.select_slider(
+        f"τ_att in even shares (1/T, T {'=' if exact else '≈'} {n_tokens})", multiples(n_tokens), value=start,
+        key=f"{prefix}_tau_att_x_{n_tokens}_{value!r}", format_func=lambda m: f"{m:g}×",
         help=f"The even share of attention is 1/T = {1 / n_tokens:.4g}: a token at 1× gets exactly its share, "
              "a sink gets many times more. Moving the slider writes m/T into the box above.")
-    st.caption(share_caption(float(value), n_tokens, exact))
-    return float(value)
+    if moved != start:
+        st.session_state[pending] = as_share(moved, n_tokens)
+        st.rerun()
+    st.caption(share_caption(value, n_tokens, exact))
+    return value
 
 
 def share_caption(value: float, n_tokens: int, exact: bool) -> str:

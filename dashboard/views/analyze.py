@@ -16,9 +16,7 @@ from sinkfix.settings import AnalysisSettings
 
 OTHER = model_picker.OTHER
 LOADED = "_an_form_run"  # the run whose model, text and settings the form holds
-CUSTOM = "Your own text"
 PRESETS = {
-    CUSTOM: None,
     "Seed example ([MASK] sentence)": services.SEED_TEXT,
     "Plain sentence": "The quick brown fox jumps over the lazy dog near the river bank.",
     "Question": "What is the capital city of France, and why did it become the capital?",
@@ -27,18 +25,23 @@ PRESETS = {
 }
 
 
-def _fill_preset() -> None:
-    if PRESETS[st.session_state.an_preset] is not None:
-        st.session_state.an_text = PRESETS[st.session_state.an_preset]
+def _fill(name: str) -> None:
+    st.session_state.an_text = PRESETS[name]
 
 
-def preset_of(text: str) -> str:
-    """The preset whose text this is, or CUSTOM: the label never claims an example the box no longer holds."""
-    return next((name for name, value in PRESETS.items() if value == text), CUSTOM)
+def preset_of(text: str) -> str | None:
+    """The example this text is, or None for the user's own text."""
+    return next((name for name, value in PRESETS.items() if value == text), None)
 
 
-def _text_edited() -> None:
-    st.session_state.an_preset = preset_of(st.session_state.an_text)
+def examples() -> None:
+    """One button per example. Buttons hold no state, so what the box holds is said from its text on every
+    run: a label that stays "Seed example" after the text changes cannot happen (a selectbox kept it, and
+    changing the selectbox from a callback raced with the browser's own copy of it)."""
+    row = st.container(horizontal=True, gap="small")
+    row.caption("Examples:")
+    for index, name in enumerate(PRESETS):
+        row.button(name.split(" (")[0], key=f"an_example_{index}", on_click=_fill, args=(name,), type="tertiary")
 
 
 def load_into_form(analysis) -> None:
@@ -49,7 +52,6 @@ def load_into_form(analysis) -> None:
     s = analysis.settings
     model_picker.set_model("an", analysis.model_name, analysis.device, analysis.dtype)
     st.session_state.an_text = analysis.text
-    st.session_state.an_preset = preset_of(analysis.text)
     st.session_state.an_layer = s.layer
     st.session_state.an_tau_att = s.tau_att
     st.session_state.an_tau_norm = s.tau_norm
@@ -71,10 +73,10 @@ def inputs(opened) -> tuple[model_picker.Choice, str, AnalysisSettings | None, s
         model = model_picker.render("an")
         if "an_text" not in st.session_state:
             st.session_state.an_text = services.SEED_TEXT
-        st.session_state.setdefault("an_preset", preset_of(st.session_state.an_text))
-        st.selectbox("Preset", list(PRESETS), key="an_preset", on_change=_fill_preset,
-                     help="Fills the text box with an example; editing the text makes it your own text.")
-        text = st.text_area("Text", key="an_text", height=110, on_change=_text_edited)
+        examples()
+        text = st.text_area("Text", key="an_text", height=110)
+        holds = preset_of(text)
+        st.caption(f"The box holds the example “{holds}”." if holds else "The box holds your own text.")
     with right:
         st.markdown("**Settings**")
         layer = st.number_input(

@@ -38,14 +38,14 @@ def summary_of(store, corpus: dict) -> CorpusSummary:
 
 def overview(corpus: dict, summary: CorpusSummary) -> None:
     s = corpus["settings"]
-    cols = st.columns(4)
+    st.markdown(f"**Model:** {ui.escape_md(corpus['model'])}")  # text, not a tile: a tile cuts a long name
+    cols = st.columns(3)
     cols[0].metric("Inputs", summary.n_inputs)
     cols[1].metric("With a detrimental sink", f"{summary.detrimental_fraction:.0%}",
                    help=f"{summary.n_detrimental_inputs} of {summary.n_inputs} inputs have at least one token "
                         "the rule labels detrimental.")
     every = int((summary.head_sink_rate == 1).sum()) if summary.head_sink_rate.size else 0
     cols[2].metric("Heads that sink on every input", f"{every} of {summary.head_sink_rate.size}")
-    cols[3].metric("Model", corpus["model"])
     st.caption(f"Source `{corpus['source'] or '?'}` · created {units.when(corpus['created_at'])} · value-norm layer {s['layer']} · "
                f"τ_att {s['tau_att']:g} · τ_norm {s['tau_norm']:g} · β {s['beta']:g} · ε {s['epsilon']:g}")
 

@@ -94,7 +94,8 @@ def settle(tab) -> None:
     """Wait until the script run is over and every chart on the page has drawn."""
     tab.wait_for_load_state("networkidle")
     tab.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS
+        "() => document.querySelector('[data-testid=\"stApp\"]')?.dataset.testScriptState === 'notRunning' "
+        "&& !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=TIMEOUT_MS
     )
     tab.wait_for_timeout(1200)
     charts = tab.locator("[data-testid='stVegaLiteChart']")
@@ -139,8 +140,8 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:
 
     # A second analysis with looser thresholds, so some tokens are detrimental and the correction shows.
     tab.get_by_role("textbox", name="Text", exact=True).fill("The cat sat on the mat <b>bold</b> & friends.")
-    set_slider(tab, "τ_att", 0.04)
-    set_slider(tab, "τ_norm", 0.85)
+    set_number(tab, "τ_att", 0.04)
+    set_number(tab, "τ_norm", 0.85)
     tab.get_by_role("button", name="Analyze", exact=True).click()
     tab.wait_for_url(re.compile(r".*/analyze\?run=2"))
     tab.get_by_text(re.compile(r"Run 2 · minilm")).wait_for()
@@ -214,16 +215,13 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:
         snap(tab, f"{number:02d}-nav-{re.sub(r'[^a-z0-9]+', '-', title.lower()).strip('-') or 'home'}")
 
 
-def set_slider(tab, label: str, value: float) -> None:
-    """Move a Streamlit slider with the keyboard (steps of 0.01) from its current value."""
-    slider = tab.get_by_role("slider", name=label)
-    current = float(slider.input_value())
-    slider.focus()
-    key = "ArrowRight" if value > current else "ArrowLeft"
-    for _ in range(round(abs(value - current) / 0.01)):
-        tab.keyboard.press(key)
+def set_number(tab, label: str, value: float) -> None:
+    """Type a threshold into its number box (the Analyze form keeps typed values exactly) and commit it."""
+    box = tab.get_by_role("spinbutton", name=label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
     tab.wait_for_timeout(500)
-    assert float(slider.input_value()) == pytest.approx(value)
+    assert float(box.input_value()) == pytest.approx(value)
 
 
 def click_grid_cell(tab, layer: int, head: int, n_layers: int, n_heads: int) -> None:
@@ -277,7 +275,7 @@ def test_rerun_compare_models_reopen_an_evaluation(server: str, page) -> None:
     tab.get_by_role("button", name="Analyze", exact=True).wait_for()
     settle(tab)
     tab.get_by_role("textbox", name="Text", exact=True).fill(text)
-    set_slider(tab, "τ_att", 0.05)
+    set_number(tab, "τ_att", 0.05)
     tab.get_by_role("button", name="Analyze", exact=True).click()
     tab.get_by_text(re.compile(r"Run \d+ · minilm")).wait_for()
     settle(tab)
@@ -288,11 +286,11 @@ def test_rerun_compare_models_reopen_an_evaluation(server: str, page) -> None:
     tab.get_by_role("button", name="Re-run with these settings").wait_for()
     settle(tab)
     assert tab.get_by_role("textbox", name="Text", exact=True).input_value() == text
-    assert float(tab.get_by_role("slider", name="τ_att").input_value()) == pytest.approx(0.05)
+    assert float(tab.get_by_role("spinbutton", name="τ_att", exact=True).input_value()) == pytest.approx(0.05)
     snap(tab, "20-analyze-stored-run-in-form")
-    set_slider(tab, "τ_norm", 0.95)
+    set_number(tab, "τ_norm", 0.95)
     tab.get_by_role("button", name="Re-run with these settings").click()
-    tab.get_by_text(f"Re-run of run {original}").wait_for()
+    tab.get_by_text(f"Re-run of run {original}").first.wait_for()
     settle(tab)
     rerun = run_id_in(tab.url)
     assert rerun != original and not errors_on(tab)

@@ -165,10 +165,24 @@ def coloured_pixels(png: bytes, rgb: tuple[int, int, int], tolerance: int = 40) 
 def test_issue22_pages_and_links(server: str, tab, filled: dict) -> None:
     # Analyze: the stored seed run, thresholds at the run's precision, nothing cut.
     visit(tab, f"{server}/analyze?run={filled['seed']}", f"Run {filled['seed']} · minilm")
-    inputs = tab.evaluate("() => Array.from(document.querySelectorAll('input')).map(e => [e.getAttribute('aria-label'), e.value])")
-    assert ["τ_att", "0.035000"] in inputs, inputs  # the stored value, not rounded to 0.04
+    box = tab.get_by_role("spinbutton", name="τ_att", exact=True)
+    box.wait_for()
+    settled(tab)
+    assert box.input_value() == "0.035000"  # the stored value, not rounded to 0.04
     assert not cut_values(tab) and not errors_on(tab)
     snap(tab, "issue22-analyze", clip_height=2600)
+    # The even-share slider writes m/T into the box (0.5× of 1/15 -> 0.75×), and a typed value stays typed.
+    slider = tab.get_by_role("slider", name=re.compile("τ_att in even shares"))
+    slider.focus()
+    tab.keyboard.press("ArrowRight")
+    tab.wait_for_function("() => Array.from(document.querySelectorAll('input')).some("
+                          "e => e.getAttribute('aria-label') === 'τ_att' && e.value === '0.050000')")
+    box.fill("0.0123")
+    box.press("Enter")
+    tab.get_by_role("spinbutton", name="τ_norm", exact=True).fill("0.8")
+    tab.get_by_role("spinbutton", name="τ_norm", exact=True).press("Enter")
+    settled(tab)
+    assert box.input_value() == "0.012300"  # not overwritten by the slider when another box commits
 
     # Compare with unequal lengths (15 vs 131 MiniLM tokens): each run at its own width, thresholds shown.
     visit(tab, f"{server}/compare?runs={filled['seed']},{filled['long']}", "Sinks per run")

@@ -53,7 +53,7 @@ def test_corpus_page_shows_the_summary_and_links_runs(pets: BatchResult, db_path
     titles = [json.dumps(s.get("title", ""), ensure_ascii=False) for s in vega_specs(app)]
     assert any("Sink rate per head over 3 inputs" in t for t in titles)
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["Inputs"] == "3" and metrics["Model"] == "minilm"
+    assert metrics["Inputs"] == "3" and "**Model:** minilm" in page_text(app)
     assert metrics["Heads that sink on every input"] == f"{int((summary.head_sink_rate == 1).sum())} of 72"
     # Inputs in file order, each linked to its drill-down; Compare links the two chosen runs.
     ids = [r["run_id"] for r in Store(db_path).corpus_runs(pets.corpus_id)]

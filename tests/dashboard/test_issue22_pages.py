@@ -39,8 +39,8 @@ def test_thresholds_keep_the_runs_precision_and_slide_in_even_shares(db_path: Pa
     assert_clean(app)
     assert app.number_input(key="an_tau_att").value == 0.035  # a 0.01-step slider showed 0.04
     assert app.number_input(key="an_tau_norm").value == 0.835
-    slider = app.select_slider(key=f"an_tau_att_x_{cat.n_tokens}")
-    assert "T = 9" in slider.label
+    slider = next(w for w in app.select_slider if w.key.startswith(f"an_tau_att_x_{cat.n_tokens}_"))
+    assert "T = 9" in slider.label and slider.value == 0.25  # the stop nearest 0.035 × 9 = 0.315
     slider.set_value(2.0)
     app = app.run()
     assert app.number_input(key="an_tau_att").value == thresholds.as_share(2.0, cat.n_tokens) == pytest.approx(2 / 9)
@@ -51,10 +51,13 @@ def test_thresholds_keep_the_runs_precision_and_slide_in_even_shares(db_path: Pa
 
 def test_the_preset_label_follows_the_text(db_path: Path, load_calls) -> None:
     app = open_page(ANALYZE)
-    assert app.selectbox(key="an_preset").value.startswith("Seed example")
+    assert "The box holds the example “Seed example ([MASK] sentence)”." in page_text(app)
     app.text_area(key="an_text").set_value("A text of my own.")
     app = app.run()
-    assert app.selectbox(key="an_preset").value == "Your own text"
+    assert "The box holds your own text." in page_text(app) and "Seed example" not in page_text(app)
+    app = app.button(key="an_example_1").click().run()
+    assert app.text_area(key="an_text").value.startswith("The quick brown fox")
+    assert "The box holds the example “Plain sentence”." in page_text(app)
 
 
 def test_a_rerun_names_what_changed(run_ids: dict[str, int], db_path: Path, minilm, load_calls) -> None:
