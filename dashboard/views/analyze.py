@@ -38,7 +38,7 @@ def examples() -> None:
     """One button per example. Buttons hold no state, so what the box holds is said from its text on every
     run: a label that stays "Seed example" after the text changes cannot happen (a selectbox kept it, and
     changing the selectbox from a callback raced with the browser's own copy of it)."""
-    row = st.container(horizontal=True, gap="small")
+    row = st.container(horizontal=True, gap="small", horizontal_alignment="left", vertical_alignment="center")
     row.caption("Examples:")
     for index, name in enumerate(PRESETS):
         row.button(name.split(" (")[0], key=f"an_example_{index}", on_click=_fill, args=(name,), type="tertiary")
