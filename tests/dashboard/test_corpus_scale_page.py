@@ -47,7 +47,7 @@ def test_drilldown_recomputes_the_maps_of_a_summary_only_run(db_path: Path, mini
     assert_clean(app)
     new_id = store.corpus_runs(result.corpus_id)[0]["run_id"]
     assert new_id != old_id and app.text_input(key="run").value == str(new_id)
-    assert f"Recomputed from run {old_id}" in page_text(app)
-    assert "Layer 1, head 3: attention map" in page_text(app) and "stored summaries only" not in page_text(app)
+    assert f"Maps recomputed from run {old_id}, which stored summaries only" in page_text(app)  # not "a re-run"
+    assert "Layer 1, head 3: attention map" in page_text(app) and "This run stored summaries only" not in page_text(app)
     original, _ = store.head_map(new_id, 1, 3)
     np.testing.assert_allclose(original, sinkfix.analyze("A dog ran.", minilm).maps[1, 3], atol=1e-3)

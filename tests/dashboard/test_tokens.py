@@ -52,7 +52,8 @@ def test_classification_plane_names_only_the_tokens_that_matter() -> None:
     sink_rate = np.zeros(n)
     sink_rate[12] = 0.6
     frame = charts.token_frame([f"t{i}" for i in range(n)], labels, att, np.linspace(0.1, 1, n), sink_rate)
-    names = charts.classification_plane(frame, 0.04, 0.5).layer[4].data
+    names = pd.concat([layer.data for layer in charts.classification_plane(frame, 0.04, 0.5).layer[5:]])
+    names = frame[frame["position"].isin(names["position"])]  # the name layers carry positions; map back
     # Beneficial and detrimental, the 3 largest by att_received (0, 7, 9) and the sink of half the heads (12).
     assert sorted(names["index"]) == [0, 7, 9, 12, 30]
 
