@@ -39,7 +39,7 @@ def examples() -> None:
     run: a label that stays "Seed example" after the text changes cannot happen (a selectbox kept it, and
     changing the selectbox from a callback raced with the browser's own copy of it)."""
     row = st.container(horizontal=True, gap="small", horizontal_alignment="left", vertical_alignment="center")
-    row.caption("Examples:")
+    row.caption("Examples:", width="content")
     for index, name in enumerate(PRESETS):
         row.button(name.split(" (")[0], key=f"an_example_{index}", on_click=_fill, args=(name,), type="tertiary")
 
