@@ -31,6 +31,7 @@ def test_hybrid_drilldown_shows_model_layer_numbers_and_gates(hybrid_run) -> Non
     assert list(picker.options) == ["1", "3"] and picker.value == 3
     text = page_text(app)
     assert "Attention in layers 1, 3 of 0..3. Layers 0, 2 mix tokens without softmax attention" in text
+    assert "4 layers × 4 heads (2 KV heads) · attention in layers 1, 3 · value-norm layer 3" in text
     assert "Layer 3, head 1: attention map" in text
     summary = next(t.value for t in app.table if "quantity" in t.value.columns)
     lines = dict(zip(summary["quantity"], summary["value"]))
