@@ -9,7 +9,6 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from sinkfix.experiments.lab.summary import SUMMARY_METRICS
 from sinkfix.experiments.lab.variants import VARIANTS
 
 METRICS = {
@@ -52,15 +51,27 @@ def training_curves(result: dict, metric: str) -> alt.LayerChart:
     return (band + line).properties(width=520, height=260, title=f"{METRICS.get(metric, metric)} during training")
 
 
+# The final table's columns: (summary metric, column name, scale) in the units convention (dashboard.units):
+# a rate in %, attention mass as a decimal share, ratios and losses as numbers.
+FINAL_COLUMNS = (
+    ("first_token_mass", "first-token mass", 1.0),
+    ("sink_rate", "Sink₁ %", 100.0),
+    ("massive_ratio", "top |h| ÷ median", 1.0),
+    ("value_norm_ratio", "value norm ÷ median", 1.0),
+    ("val_loss", "val loss (nats)", 1.0),
+)
+
+
 def final_frame(result: dict) -> pd.DataFrame:
     """One row per variant: each summary metric's mean and 95% CI over seeds, beside the paper's claim."""
     rows = []
     for variant, metrics in result["variants"].items():
         row: dict[str, object] = {"variant": variant}
-        for name in SUMMARY_METRICS:
+        for name, column, scale in FINAL_COLUMNS:
             entry = metrics[name]
-            row[name] = entry["mean"]
-            row[f"{name} CI"] = f"[{entry['ci95'][0]:.3f}, {entry['ci95'][1]:.3f}]"
+            low, high = entry["ci95"]
+            row[column] = scale * entry["mean"]
+            row[f"{column} CI"] = f"[{scale * low:.3f}, {scale * high:.3f}]"
         known = VARIANTS.get(variant)
         row["papers' claim"] = known.claim if known else ""
         row["source"] = known.source if known else ""

@@ -71,6 +71,7 @@ HEADLINES = {
     "kvquant": ("largest ΔNLL", nats),
     "sinkrate": ("Sink₁", percent),
     "massive": ("top |h| ratio", ratio),
+    "lab": ("first-token mass", lambda v: number(v, ".3f")),  # the first variant's, mean over seeds
 }
 
 

@@ -23,7 +23,7 @@ def test_deep_link_opens_a_stored_sweep(db_path: Path, load_calls: list[str]) ->
     assert f"Experiment {experiment_id} · lab" in page_text(app)
     finals = [frame.value for frame in app.dataframe if "papers' claim" in frame.value.columns][0]
     assert list(finals["variant"]) == ["softmax", "relu"]
-    assert finals["first_token_mass"].tolist() == pytest.approx([result["variants"][v]["first_token_mass"]["mean"]
+    assert finals["first-token mass"].tolist() == pytest.approx([result["variants"][v]["first_token_mass"]["mean"]
                                                                  for v in ("softmax", "relu")])
     titles = [spec.get("title", {}) for spec, _ in chart_specs(app)]
     assert any("during training" in str(t) for t in titles)

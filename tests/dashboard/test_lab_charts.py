@@ -40,9 +40,11 @@ def test_final_frame_sits_beside_the_papers_claims(result: dict) -> None:
     frame = lab_charts.final_frame(result)
     assert list(frame["variant"]) == ["softmax", "sinklogit", "registers"]
     softmax = frame.iloc[0]
-    assert softmax["first_token_mass"] == pytest.approx(np.mean([0.21, 0.42]))
+    assert softmax["first-token mass"] == pytest.approx(np.mean([0.21, 0.42]))
+    assert softmax["Sink₁ %"] == pytest.approx(100 * np.mean([0.21, 0.42]))  # a rate, in %
+    low, high = result["variants"]["softmax"]["sink_rate"]["ci95"]
+    assert softmax["Sink₁ % CI"] == f"[{100 * low:.3f}, {100 * high:.3f}]"
     assert "Gu et al." in softmax["source"] and "sink" in softmax["papers' claim"]
-    assert softmax["val_loss CI"].startswith("[")
 
 
 def test_sink_share_frame_shows_learned_sinks_and_registers(result: dict) -> None:
