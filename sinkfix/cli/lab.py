@@ -11,9 +11,7 @@ import sys
 
 from sinkfix.cli.common import write_json
 from sinkfix.cli.mechanisms import _Bar
-from sinkfix.experiments.lab.runner import run_lab
 from sinkfix.experiments.lab.settings import OPTIMIZERS, LabSettings
-from sinkfix.experiments.lab.summary import SUMMARY_METRICS, extra
 from sinkfix.experiments.lab.tasks import TASKS, TOKENIZERS
 from sinkfix.experiments.lab.variants import VARIANTS, parse_variants
 from sinkfix.store import Store
@@ -68,6 +66,8 @@ def _ci(entry: dict | None, scale: float = 1.0, digits: int = 3) -> str:
 
 
 def print_summary(data: dict, runs: list[dict]) -> None:
+    from sinkfix.experiments.lab.summary import SUMMARY_METRICS, extra
+
     print("95% CI over seeds (Student's t); Sink_1 and first-token mass of token index 0", file=sys.stderr)
     for variant, metrics in data["variants"].items():
         parts = [f"{name} {_ci(metrics[name])}" for name in SUMMARY_METRICS]
@@ -82,6 +82,9 @@ def print_summary(data: dict, runs: list[dict]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here: training pulls in transformers' model classes, seconds every CLI command would pay.
+    from sinkfix.experiments.lab.runner import run_lab
+
     settings = settings_from(args)
     store = None if args.no_save else Store()
     bar = _Bar()

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from sinkfix.analysis.pipeline import analyze
 from sinkfix.analysis.tokens import bos_ids
@@ -98,6 +97,8 @@ def first_massive_layer(hidden: torch.Tensor, abs_threshold: float = ABS_THRESHO
 def _rank_correlation(x: np.ndarray, y: np.ndarray) -> float | None:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
+    from scipy.stats import spearmanr  # scipy loads in ~1 s: only where a correlation is taken
+
     return float(spearmanr(x, y).statistic)
 
 

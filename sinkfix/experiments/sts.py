@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import rankdata, spearmanr
 from tqdm import tqdm
 
 from sinkfix.errors import InputError
@@ -197,12 +196,16 @@ class StsResult:
 
 
 def spearman(predicted: np.ndarray, gold: np.ndarray) -> float:
+    from scipy.stats import spearmanr  # scipy loads in ~1 s: only where a correlation is taken
+
     return float(spearmanr(predicted, gold).statistic)
 
 
 def bootstrap_difference(baseline: np.ndarray, modified: np.ndarray, gold: np.ndarray,
                          samples: int = BOOTSTRAP_SAMPLES, seed: int = 0) -> tuple[float, float]:
     """95% CI of Spearman(modified) - Spearman(baseline), resampling pairs (the same pairs for both)."""
+    from scipy.stats import rankdata
+
     rng = np.random.default_rng(seed)
     picks = rng.integers(0, len(gold), size=(samples, len(gold)))
     gold_ranks = rankdata(gold[picks], axis=1)

@@ -14,6 +14,7 @@ import torch
 
 import sinkfix
 from sinkfix.capture import attention as capture
+from sinkfix.capture import keywords
 from sinkfix.errors import UnsupportedModelError
 from tests import conformance
 
@@ -68,18 +69,18 @@ def test_softcap_and_sink_logits_change_the_tiny_models(tmp_path):
     for model_type, attribute in (("gemma2", "softcap"), ("gpt_oss", "s_aux")):
         loaded = _built(model_type, tmp_path)
         ids = loaded.tokenizer(conformance.TEXT, return_tensors="pt")["input_ids"]
-        original = capture._extras
+        original = keywords.extras
 
         def without(module, kwargs, _name=attribute):
             return original(module, {k: v for k, v in kwargs.items() if k != _name})
 
         with torch.inference_mode():
             exact = loaded.base(input_ids=ids)[0]
-            capture._extras = without
+            keywords.extras = without
             try:
                 ignored = loaded.base(input_ids=ids)[0]
             finally:
-                capture._extras = original
+                keywords.extras = original
         assert (exact - ignored).abs().max() > 1e-2, model_type
 
 

@@ -13,7 +13,6 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 SUMMARY_METRICS = ("first_token_mass", "sink_rate", "massive_ratio", "value_norm_ratio", "val_loss")
 
@@ -23,6 +22,8 @@ def t_interval(values: Sequence[float]) -> tuple[float, float]:
     mean = float(x.mean())
     if len(x) < 2:
         return mean, mean
+    from scipy import stats  # scipy loads in ~1 s: only where an interval is taken
+
     half = float(stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x)))
     return mean - half, mean + half
 
