@@ -43,9 +43,16 @@ def turn(model: str, where=None) -> Iterator[None]:
     A full line raises LineFullError (a SinkFixError: the caller's error box shows it). While waiting,
     ``where`` (a container, e.g. an st.status box; default the page) shows the place in line.
     """
+    check_model(model, limits())  # a refused name never takes a place in line
+    with job_turn(model, where):
+        yield
+
+
+@contextmanager
+def job_turn(job: str, where=None) -> Iterator[None]:
+    """``turn`` for work that loads no model by name (the lab's training): one line per job name."""
     config = limits()
-    check_model(model, config)  # a refused name never takes a place in line
-    line = LINES[model]
+    line = LINES[job]
     ticket = line.join(config.max_concurrency, config.max_queue)
     try:
         position = first = line.position(ticket)
@@ -53,10 +60,10 @@ def turn(model: str, where=None) -> Iterator[None]:
             box = (where or st).empty()
             while position:
                 running, waiting = line.counts()
-                box.info(f"Waiting for {model}: number {position} in line ({running} running, {waiting} waiting; "
+                box.info(f"Waiting for {job}: number {position} in line ({running} running, {waiting} waiting; "
                          "one job per model runs at a time on this server).", icon=":material/hourglass_top:")
                 position = line.wait(ticket, config.max_concurrency, POLL_SECONDS)
-            box.caption(f"Waited in line for {model}: number {first} when this job was asked for.")
+            box.caption(f"Waited in line for {job}: number {first} when this job was asked for.")
         yield
     finally:
         line.leave(ticket)

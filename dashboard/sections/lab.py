@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import lab_charts, services, ui
+from dashboard import lab_charts, services, ui, visitors
 from dashboard.sections import experiment_store
 from sinkfix.experiments.lab.runner import run_lab
 from sinkfix.experiments.lab.settings import OPTIMIZERS, LabSettings
@@ -20,6 +20,8 @@ from sinkfix.experiments.lab.variants import VARIANTS
 KINDS = ("lab",)
 QUERY = "lab"
 MAX_STEPS = 5000  # a form submission blocks its session while it trains
+# Training loads no model by name, so it takes its turn in a line of its own: one sweep at a time per server.
+TRAINING_LINE = "lab training"
 
 
 def _describe(data: dict) -> str:
@@ -62,7 +64,12 @@ def _form() -> None:
         checkpoint_every=int(every) or None, registers=int(registers), tokenizer=tokenizer,
     )
     experiment_store.run_and_store("lab", f"Training {', '.join(variants) or 'no variant'} on {task}",
-                                   lambda get, progress: run_lab(settings, progress=progress), _describe, QUERY)
+                                   lambda get, progress: _train(settings, progress), _describe, QUERY)
+
+
+def _train(settings: LabSettings, progress):
+    with visitors.job_turn(TRAINING_LINE):  # heavy work: one sweep at a time, the place in line shown
+        return run_lab(settings, progress=progress)
 
 
 def _show(result: dict, experiment_id: int) -> None:
@@ -80,7 +87,7 @@ def _show(result: dict, experiment_id: int) -> None:
         ui.show_chart(lab_charts.sink_share_bars(result), f"lab-{experiment_id}-sinks",
                       "Learned sink: the mass rows give the sink logit (sinklogit) or the +1 (softmax1). "
                       "Registers: the mass on the k prepended tokens. Whiskers: lowest to highest seed.")
-    with st.expander("Trained models (open one in Analyze: Model → Other, paste the path)"):
+    with st.expander("Trained models (open one in Analyze: Model → Other, where this server allows local folders)"):
         st.dataframe(pd.DataFrame([{"variant": r["variant"], "seed": r["seed"], "model directory": r["model_dir"],
                                     "seconds": round(r["seconds"], 1), "device": r["device"]}
                                    for r in result["runs"]]), hide_index=True)

@@ -79,3 +79,29 @@ def test_a_trained_lab_model_opens_in_the_analyze_page(db_path: Path, tmp_path: 
     direct = sinkfix.analyze(text, sinkfix.load_model(model_dir))
     assert stored.tokens == direct.tokens and stored.tokens[0] == "<s>"
     assert np.allclose(stored.att_received, direct.att_received, atol=1e-6)
+
+
+def test_training_takes_its_turn_in_the_servers_line(db_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     load_calls: list[str]) -> None:
+    """Training loads no model by name, so without a line of its own any visitor could start sweeps at will."""
+    from dashboard import visitors
+    from dashboard.sections import lab
+
+    monkeypatch.setenv("SINKFIX_CACHE", str(tmp_path / "cache"))
+    visitors.LINES.clear()
+    seen: list[tuple[int, int]] = []
+    real = lab.run_lab
+
+    def watched(*args, **kwargs):
+        seen.append(visitors.LINES[lab.TRAINING_LINE].counts())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(lab, "run_lab", watched)
+    app = open_page(EXPERIMENTS)
+    app.number_input(key="lab_seeds").set_value(1)
+    app.number_input(key="lab_steps").set_value(2)
+    app.number_input(key="lab_batch").set_value(4)
+    app = app.button(key="lab_run").click().run()
+    assert_clean(app)
+    assert seen == [(1, 0)]  # one sweep running while it trained, nobody waiting
+    assert visitors.LINES[lab.TRAINING_LINE].counts() == (0, 0)
