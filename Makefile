@@ -58,7 +58,7 @@ bench: setup
 conformance: setup
 	$(PY) benchmarks/conformance.py --write-docs
 
-# On a CUDA machine: bfloat16 vs float32, long contexts, a device_map split (see README).
+# On a CUDA machine: issue 20's table (fused statistics vs SDPA, memory, throughput), see docs/gpu.md.
 gpu-check: setup
 	$(PY) benchmarks/gpu_check.py
 
