@@ -6,16 +6,15 @@ Compare), a MiniLM massive-activation study, a stored 32,768-token run built fro
 a corpus and an STS-B result. The test visits each page and deep link the issue names and checks: no
 metric tile or table cell is cut, the Top features bars are drawn, a failed run shows its reason, the
 deep links open the right view or an error, the long-run view opens within 2 s and brushing selects a
-span. Screenshots of Analyze, Compare (unequal lengths), Mechanisms and the long-run view are written to
-docs/img/ (palette PNGs, small enough to track).
+span. Screenshots of Analyze, Compare (unequal lengths), Mechanisms and the long-run view go to
+tests/artifacts/ (git-ignored); with SINKFIX_DOCS_IMAGES=1 they also refresh docs/img/ (palette PNGs,
+small enough to track), so an ordinary test run leaves the tree clean.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from io import BytesIO
@@ -24,7 +23,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _wait_healthy, errors_on
+from .streamlit_server import streamlit_server
+from .test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS, errors_on
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
@@ -73,24 +73,8 @@ def filled(tmp_path_factory: pytest.TempPathFactory, minilm) -> dict:
 
 @pytest.fixture(scope="module")
 def server(filled: dict, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "SINKFIX_DB": str(filled["path"]), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    log = (tmp_path_factory.getbasetemp() / "streamlit-issue22.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port)],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, process)
+    with streamlit_server(filled["path"], tmp_path_factory.getbasetemp() / "streamlit-issue22.log") as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -143,8 +127,9 @@ def snap(tab, name: str, clip_height: int | None = None) -> Path:
     tab.wait_for_timeout(600)
     raw = tab.screenshot(clip={"x": 0, "y": 0, "width": 1440, "height": height})
     tab.set_viewport_size({"width": 1440, "height": 1000})
-    IMAGES.mkdir(parents=True, exist_ok=True)
-    path = IMAGES / f"{name}.png"
+    images = IMAGES if os.environ.get("SINKFIX_DOCS_IMAGES") == "1" else REPO / "tests" / "artifacts"
+    images.mkdir(parents=True, exist_ok=True)
+    path = images / f"{name}.png"
     # Octree quantisation keeps the few saturated label colours (median cut merged them into greys).
     Image.open(BytesIO(raw)).convert("RGB").quantize(colors=256, method=Image.Quantize.FASTOCTREE).save(
         path, optimize=True)
