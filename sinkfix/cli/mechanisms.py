@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from tqdm import tqdm
@@ -61,17 +62,30 @@ def _read(path: str) -> str:
 
 
 class _Bar:
-    """A tqdm bar on stderr driven by the experiments' (done, total, what) callback."""
+    """Progress on stderr driven by the experiments' (done, total, what) callback: a tqdm bar on a
+    terminal; elsewhere (logs, pipes, nohup) a line per new stage and at most one every ``every`` s,
+    so a long job in a log still says how far it is."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: float = 30.0) -> None:
         self.bar: tqdm | None = None
+        self.every = every
+        self.last: tuple[str, float] | None = None
 
     def __call__(self, done: int, total: int, what: str) -> None:
+        if not sys.stderr.isatty():
+            self._line(done, total, what)
+            return
         if self.bar is None:
-            self.bar = tqdm(total=total, file=sys.stderr, leave=False, disable=not sys.stderr.isatty())
+            self.bar = tqdm(total=total, file=sys.stderr, leave=False)
         self.bar.set_description_str(what)
         self.bar.n = done
         self.bar.refresh()
+
+    def _line(self, done: int, total: int, what: str) -> None:
+        now = time.monotonic()
+        if self.last is None or self.last[0] != what or now - self.last[1] >= self.every:
+            print(f"... {what}: {done}/{total}", file=sys.stderr, flush=True)
+            self.last = (what, now)
 
     def close(self) -> None:
         if self.bar is not None:
