@@ -12,67 +12,41 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(url: str) -> None:
-    for _ in range(240):
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read().strip() == b"ok":
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError("streamlit did not start")
+sys.path.insert(0, str(REPO))  # the browser tests' server helper
+from tests.browser.streamlit_server import streamlit_server
 
 
 def page_runs(env: dict, tokens: str, window: str, sinks: str, runs: int = 2) -> list[tuple[float, str]]:
     from playwright.sync_api import sync_playwright
 
-    port = _port()
-    url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.headless",
-                               "true", "--server.address", "127.0.0.1", "--server.port", str(port)], cwd=REPO, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     out = []
-    try:
-        _healthy(url)
-        with sync_playwright() as driver:
-            browser = driver.chromium.launch(executable_path="/usr/bin/chromium",
-                                             args=["--headless", "--no-sandbox", "--disable-gpu"])
-            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            tab.set_default_timeout(3_600_000)
-            for _ in range(runs):
-                tab.goto(f"{url}/experiments")
-                button = tab.get_by_role("button", name="Run the window experiment")
-                button.wait_for()
-                tab.wait_for_timeout(1500)
-                form = tab.locator("[data-testid='stForm']").first
-                form.get_by_label("Tokens").fill(tokens)
-                form.get_by_label("Window W (recent R)").fill(window)
-                form.get_by_label("Sinks (k)").fill(sinks)
-                started = time.perf_counter()
-                button.click()
-                done = tab.get_by_text(re.compile(r"Saved as experiment \d+|failed")).first
-                done.wait_for()
-                out.append((time.perf_counter() - started, done.inner_text()))
-            browser.close()
-    finally:
-        server.terminate()
-        server.wait(15)
+    with streamlit_server(Path(env["SINKFIX_DB"]), env=env) as url, sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path="/usr/bin/chromium",
+                                         args=["--headless", "--no-sandbox", "--disable-gpu"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+        tab.set_default_timeout(3_600_000)
+        for _ in range(runs):
+            tab.goto(f"{url}/experiments")
+            button = tab.get_by_role("button", name="Run the window experiment")
+            button.wait_for()
+            tab.wait_for_timeout(1500)
+            form = tab.locator("[data-testid='stForm']").first
+            form.get_by_label("Tokens").fill(tokens)
+            form.get_by_label("Window W (recent R)").fill(window)
+            form.get_by_label("Sinks (k)").fill(sinks)
+            started = time.perf_counter()
+            button.click()
+            done = tab.get_by_text(re.compile(r"Saved as experiment \d+|failed")).first
+            done.wait_for()
+            out.append((time.perf_counter() - started, done.inner_text()))
+        browser.close()
     return out
 
 

@@ -8,77 +8,50 @@ and saves the results part of the Analyze page it lands on.
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from playwright.sync_api import sync_playwright
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # one server helper for the browser tests and this script
+from tests.browser.streamlit_server import streamlit_server
 
 OUT = Path(__file__).resolve().parent / "dashboard.png"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_healthy(url: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.read().strip() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError("the dashboard did not start")
-
-
 def main() -> None:
-    port = free_port()
-    with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "SINKFIX_DB": str(Path(scratch) / "sinkfix.db"), "HF_HUB_OFFLINE": "1"}
-        server = subprocess.Popen([sys.executable, "-m", "sinkfix", "dashboard", "--port", str(port)], env=env)
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url)
-            with sync_playwright() as driver:
-                browser = driver.chromium.launch(executable_path=CHROMIUM,
-                                                 args=["--headless", "--no-sandbox", "--disable-gpu"])
-                tab = browser.new_page(viewport={"width": 1400, "height": 1050})
-                tab.set_default_timeout(120_000)
-                tab.goto(url)
-                tab.get_by_role("button", name="Run the example").click()
-                tab.wait_for_url(re.compile(r".*/analyze\?run=1"))
-                tab.get_by_text(re.compile(r"Run 1 · minilm")).wait_for()
-                tab.wait_for_load_state("networkidle")
-                tab.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
-                tab.wait_for_timeout(4000)  # the charts draw after the script run ends
-                charts = tab.locator("[data-testid='stVegaLiteChart']")
-                for index in range(charts.count()):
-                    charts.nth(index).locator("canvas, svg").first.wait_for(state="attached")
-                # Streamlit scrolls inside its main block: grow the viewport to the whole page, then
-                # keep the run's results (token tiles and the first charts), not the form above them.
-                height = tab.evaluate("() => Math.max(...Array.from(document.querySelectorAll("
-                                      "'[data-testid=\"stMain\"], section')).map(e => e.scrollHeight), 1050)")
-                tab.set_viewport_size({"width": 1400, "height": int(min(height + 80, 12000))})
-                tab.wait_for_timeout(3000)
-                top = tab.get_by_text("Tokens, coloured by label").first.bounding_box()["y"] - 16
-                tab.screenshot(path=str(OUT), full_page=True,
-                               clip={"x": 290, "y": top, "width": 1100, "height": 1150})
-                browser.close()
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with (tempfile.TemporaryDirectory() as scratch,
+          streamlit_server(Path(scratch) / "sinkfix.db", installed=True) as url,
+          sync_playwright() as driver):
+        browser = driver.chromium.launch(executable_path=CHROMIUM,
+                                         args=["--headless", "--no-sandbox", "--disable-gpu"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 1050})
+        tab.set_default_timeout(120_000)
+        tab.goto(url)
+        tab.get_by_role("button", name="Run the example").click()
+        tab.wait_for_url(re.compile(r".*/analyze\?run=1"))
+        tab.get_by_text(re.compile(r"Run 1 · minilm")).wait_for()
+        tab.wait_for_load_state("networkidle")
+        tab.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')")
+        tab.wait_for_timeout(4000)  # the charts draw after the script run ends
+        charts = tab.locator("[data-testid='stVegaLiteChart']")
+        for index in range(charts.count()):
+            charts.nth(index).locator("canvas, svg").first.wait_for(state="attached")
+        # Streamlit scrolls inside its main block: grow the viewport to the whole page, then
+        # keep the run's results (token tiles and the first charts), not the form above them.
+        height = tab.evaluate("() => Math.max(...Array.from(document.querySelectorAll("
+                              "'[data-testid=\"stMain\"], section')).map(e => e.scrollHeight), 1050)")
+        tab.set_viewport_size({"width": 1400, "height": int(min(height + 80, 12000))})
+        tab.wait_for_timeout(3000)
+        top = tab.get_by_text("Tokens, coloured by label").first.bounding_box()["y"] - 16
+        tab.screenshot(path=str(OUT), full_page=True,
+                       clip={"x": 290, "y": top, "width": 1100, "height": 1150})
+        browser.close()
     print(f"wrote {OUT}")
 
 

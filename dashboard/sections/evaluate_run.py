@@ -13,7 +13,8 @@ from dashboard.sections import evaluate_form
 from dashboard.sections.evaluate_results import View
 from sinkfix.errors import SinkFixError
 from sinkfix.experiments import calibrate
-from sinkfix.experiments.evaluate import SweepPoint, aggregate, control_arms, evaluate_many, run_chunks, token_evidence
+from sinkfix.experiments.evaluate import SweepPoint, aggregate, control_arms, evaluate_many, run_chunks
+from sinkfix.experiments.token_evidence import token_evidence
 from sinkfix.experiments.intervene import Intervention
 
 # Clean forwards kept per session for the per-position views. A causal LM's chunk holds T x vocabulary

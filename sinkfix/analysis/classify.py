@@ -52,7 +52,7 @@ def indices_with(labels: list[str], label: str) -> list[int]:
 
 @dataclass(frozen=True)
 class EvidenceRule:
-    """Labels from measured effects instead of the seed's thresholds (``sinkfix.evaluate.token_evidence``).
+    """Labels from measured effects instead of the seed's thresholds (``sinkfix.experiments.token_evidence``).
 
     ``delta_nll`` maps a token index to the NLL change when that token alone is redistributed
     away from. Removing a detrimental sink should help, so a token is detrimental only when the

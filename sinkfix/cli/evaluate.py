@@ -12,7 +12,8 @@ from sinkfix.experiments import calibrate
 from sinkfix.cli.common import write_json
 from sinkfix.cli.analyze import load_with_progress
 from sinkfix.errors import InputError
-from sinkfix.experiments.evaluate import DEFAULT_MAX_TOKENS, evaluate, sweep, token_evidence
+from sinkfix.experiments.evaluate import DEFAULT_MAX_TOKENS, evaluate, sweep
+from sinkfix.experiments.token_evidence import token_evidence
 from sinkfix.experiments.intervene import Intervention, parse_layers
 from sinkfix.models import DEFAULT_MODEL
 from sinkfix.settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM

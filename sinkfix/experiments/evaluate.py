@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from sinkfix.analysis import classify
 from sinkfix.capture.attention import observing
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments.intervene import BatchStats, Intervention, Plan, intervene, make_plan, stats_for
@@ -321,7 +320,7 @@ def paired_bootstrap(sums: Sequence[float], counts: Sequence[int], samples: int 
 # ---------------------------------------------------------------- the public entry points
 
 
-class _Ticker:
+class Ticker:
     """A tqdm bar on stderr and/or a callback, advanced once per forward-sized step."""
 
     def __init__(self, total: int, what: str, bar: bool, callback: Progress | None) -> None:
@@ -355,7 +354,7 @@ def evaluate_many(
     runs = texts if texts and isinstance(texts[0], ChunkRun) else None
     chunks = None if runs is not None else chunk_text(loaded, texts, max_tokens)
     n_chunks = len(runs) if runs is not None else len(chunks)
-    ticker = _Ticker(n_chunks * (1 + len(interventions)), "evaluate", bar, progress)
+    ticker = Ticker(n_chunks * (1 + len(interventions)), "evaluate", bar, progress)
     norm_layer = interventions[0].norm_layer if interventions else None
     built: list[ChunkRun] = []
     per_arm: list[list[ChunkScores]] = [[] for _ in interventions]
@@ -413,64 +412,3 @@ def sweep(loaded: LoadedModel, texts: str | Sequence[str], intervention: Interve
     keys = [(name, float(beta)) for name in arms for beta in betas]
     results = evaluate_many(loaded, texts, [arms[n].with_(beta=b) for n, b in keys], max_tokens, bar, progress)
     return [SweepPoint(name, beta, result) for (name, beta), result in zip(keys, results)]
-
-
-@dataclass(frozen=True)
-class TokenEvidence:
-    """What redistributing one token alone does (in the chosen heads, at the chosen beta)."""
-
-    index: int
-    token: str
-    att_received: float
-    value_norm: float
-    seed_label: str
-    delta_nll: float | None
-    kl_mean: float | None
-    top1_agreement: float | None
-    cosine_mean: float
-    evidence_label: str | None = None
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
-
-def token_evidence(loaded: LoadedModel, text: str, intervention: Intervention, top_k: int = 5,
-                   max_tokens: int = DEFAULT_MAX_TOKENS, margin: float = 0.0, bar: bool = False,
-                   progress: Progress | None = None) -> list[TokenEvidence]:
-    """For each candidate sink of the text's first chunk, redistribute it alone and measure.
-
-    Candidates: the ``top_k`` tokens by att_received, plus any the seed rule calls detrimental.
-    Token 0 is among them when it qualifies: asking for evidence names it. The evidence-based
-    label comes from ``classify.EvidenceRule`` (detrimental only if removing the token lowers NLL).
-    """
-    run = ChunkRun(loaded, chunk_text(loaded, [text], max_tokens)[0], intervention.norm_layer)
-    att = run.stats.att_received()[0].numpy()
-    norm = run.stats.normalised_value_norm(intervention.norm_layer)[0].numpy()
-    seed = run.stats.seed_labels(intervention.tau_att, intervention.tau_norm, intervention.norm_layer)[0]
-    candidates = sorted(set(np.argsort(-att)[:top_k].tolist()) | set(classify.indices_with(seed, classify.DETRIMENTAL)))
-    ticker = _Ticker(len(candidates), "token evidence", bar, progress)
-    rows = []
-    tokens = loaded.tokenizer.convert_ids_to_tokens(list(run.chunk.ids))
-    try:
-        for index in candidates:
-            target = "tokens:first" if index == 0 else f"tokens:{index}"
-            result = aggregate(loaded, intervention, [run], [run.score(run.plan(intervention.with_(target=target)))])
-            rows.append(TokenEvidence(
-                index, tokens[index], float(att[index]), float(norm[index]), seed[index], result.delta_nll,
-                result.kl_mean, result.top1_agreement, result.cosine_mean,
-            ))
-            ticker.step()
-    finally:
-        ticker.close()
-    if loaded.lm_kind is None:
-        return rows
-    rule = classify.EvidenceRule({r.index: r.delta_nll for r in rows}, margin)
-    labels = rule.labels(att, norm)
-    return [TokenEvidence(**{**r.__dict__, "evidence_label": labels[r.index]}) for r in rows]
-
-
-def compare_predictions(loaded: LoadedModel, text: str, intervention: Intervention, position: int, k: int = 5,
-                        max_tokens: int = DEFAULT_MAX_TOKENS) -> dict:
-    """Top-k predictions at ``position`` of the first chunk, before and after the intervention."""
-    run = ChunkRun(loaded, chunk_text(loaded, [text], max_tokens)[0], intervention.norm_layer)
-    return {"position": position, "before": run.top_k(None, position, k), "after": run.top_k(run.plan(intervention), position, k)}

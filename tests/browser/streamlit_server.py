@@ -35,15 +35,20 @@ def wait_healthy(url: str, server: subprocess.Popen, seconds: float = 90) -> Non
 
 
 @contextmanager
-def streamlit_server(database: Path, log_path: Path) -> Iterator[str]:
-    """Serve the dashboard over ``database``; yields its URL and stops it (its output goes to ``log_path``)."""
+def streamlit_server(database: Path, log_path: Path | None = None, env: dict[str, str] | None = None,
+                     installed: bool = False) -> Iterator[str]:
+    """Serve the dashboard over ``database``; yields its URL and stops it. Its output goes to ``log_path``
+    (or nowhere); ``env`` adds variables; ``installed`` starts it as ``sinkfix dashboard`` (the packaged
+    app) rather than ``streamlit run dashboard/Home.py``. Shared by the browser tests, docs/screenshot.py
+    and benchmarks/dashboard_speed.py."""
     port = free_port()
-    env = {**os.environ, "SINKFIX_DB": str(database), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.headless", "true",
-             "--server.address", "127.0.0.1", "--server.port", str(port)],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {**os.environ, "SINKFIX_DB": str(database), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           **(env or {})}
+    command = ([sys.executable, "-m", "sinkfix", "dashboard", "--port", str(port)] if installed else
+               [sys.executable, "-m", "streamlit", "run", "dashboard/Home.py", "--server.headless", "true",
+                "--server.address", "127.0.0.1", "--server.port", str(port)])
+    with (log_path.open("w") if log_path else open(os.devnull, "w")) as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
             wait_healthy(url, process)

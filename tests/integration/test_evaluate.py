@@ -9,7 +9,8 @@ import sinkfix
 from sinkfix.experiments import calibrate
 from sinkfix import cli
 from sinkfix.analysis.pipeline import analyze
-from sinkfix.experiments.evaluate import ChunkRun, chunk_text, evaluate, forward, sweep, token_evidence
+from sinkfix.experiments.evaluate import ChunkRun, chunk_text, evaluate, forward, sweep
+from sinkfix.experiments.token_evidence import token_evidence
 from sinkfix.experiments.intervene import Intervention, make_plan
 from sinkfix.store import Store
 
