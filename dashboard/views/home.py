@@ -10,7 +10,7 @@ def model_status(name: str, model) -> str:
         return ":green-badge[ready]"
     if model.installed():
         return ":blue-badge[converts on first use (~20 s)]"
-    return f":orange-badge[not installed: make setup installs {model.package}]"
+    return ":orange-badge[not installed]"
 
 
 st.title("SinkFix")
@@ -38,6 +38,8 @@ with left:
     st.subheader("Models that work here")
     for name, model in models.EMBEDDED.items():
         st.markdown(f"{model_status(name, model)} **{name}**: {model.description}")
+        if not model.installed():
+            st.caption(f"To install it: `{model.install}` (in a checkout, `make setup` does it).")
     st.caption(
         "Any Hugging Face hub id or local model directory also works when the hub is reachable or the "
         "model is in the local cache."

