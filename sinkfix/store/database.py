@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -98,8 +99,7 @@ class Connection:
                              "open it once with write access")
 
     def _migrate(self, db: _SqliteUtilsDatabase) -> None:
-        if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            db.execute("PRAGMA journal_mode=WAL")
+        _switch_to_wal(db.conn)
         plan = schema.migrations()
         if not plan.pending(db):
             return
@@ -149,6 +149,24 @@ class Connection:
         """How many schema steps this database has applied (1 = the first schema)."""
         with self._sql_errors():
             return len(schema.migrations().applied(self._db()))
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """WAL mode, retried while another process holds the lock. Two processes switching a fresh file at
+    the same instant both hold a read lock and want the exclusive one; SQLite sees the deadlock and
+    answers one of them SQLITE_BUSY at once, without waiting out the busy timeout. Retrying is safe:
+    the other process finishes its switch (or its migrations) and lets go."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            busy = (getattr(error, "sqlite_errorcode", 0) or 0) & 0xFF == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _read_only_file(path: Path) -> bool:

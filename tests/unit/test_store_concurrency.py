@@ -52,3 +52,34 @@ def test_two_processes_saving_at_once_lose_nothing(tmp_path: Path) -> None:
         expected = synthetic_analysis(n_layers=2, n_heads=3, n_tokens=8, seed=100 * worker + i, text=row["text"])
         assert_same_run(expected, store.get(row["id"]))
         assert len(store.head_rows(row["id"])) == 6
+
+
+def test_switching_to_wal_retries_a_busy_answer(tmp_path: Path) -> None:
+    """SQLite answers a lock deadlock (two processes switching a fresh file to WAL at once) with an
+    immediate SQLITE_BUSY, not a wait. A connection with no busy timeout gets that same answer while
+    another holds a read lock; the switch must retry until the lock is gone, not fail the open."""
+    import sqlite3
+    import threading
+
+    from sinkfix.store.database import _switch_to_wal
+
+    path = tmp_path / "fresh.db"
+    reader = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    reader.execute("CREATE TABLE t (x)")
+    reader.execute("BEGIN")
+    reader.execute("SELECT * FROM t").fetchall()  # a read transaction: a shared lock until COMMIT
+    switcher = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        try:
+            switcher.execute("PRAGMA journal_mode=WAL")
+            raise AssertionError("expected SQLITE_BUSY while the reader holds its lock")
+        except sqlite3.OperationalError as error:
+            assert "locked" in str(error)
+        release = threading.Timer(0.3, lambda: reader.execute("COMMIT"))
+        release.start()
+        _switch_to_wal(switcher)
+        release.join()
+        assert switcher.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        switcher.close()
+        reader.close()
