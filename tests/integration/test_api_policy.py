@@ -248,3 +248,17 @@ def test_an_unknown_field_is_answered_with_every_accepted_field(client: TestClie
         extra_setting: int = 0
 
     assert accepted_fields(Wider)[-1] == "extra_setting"
+
+
+def test_the_body_offers_every_analysis_setting_with_the_same_default() -> None:
+    """The body mirrors AnalysisSettings field by field (a strict pydantic schema for the HTTP contract);
+    a setting added to one and not the other, or a default changed in one only, fails here."""
+    import dataclasses
+
+    from sinkfix.api.body import AnalyzeRequest
+    from sinkfix.settings import AnalysisSettings
+
+    body = AnalyzeRequest.model_fields
+    for setting in dataclasses.fields(AnalysisSettings):
+        assert setting.name in body, f"AnalyzeRequest lacks the setting {setting.name}"
+        assert body[setting.name].default == setting.default, setting.name
