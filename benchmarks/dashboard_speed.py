@@ -20,18 +20,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # the browser tests' server helper
-from tests.browser.streamlit_server import streamlit_server
+from tests.browser.streamlit_server import chromium_tab, streamlit_server
 
 
 def page_runs(env: dict, tokens: str, window: str, sinks: str, runs: int = 2) -> list[tuple[float, str]]:
-    from playwright.sync_api import sync_playwright
-
     out = []
-    with streamlit_server(Path(env["SINKFIX_DB"]), env=env) as url, sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path="/usr/bin/chromium",
-                                         args=["--headless", "--no-sandbox", "--disable-gpu"])
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(3_600_000)
+    with streamlit_server(Path(env["SINKFIX_DB"]), env=env) as url, \
+            chromium_tab(width=1400, timeout_ms=3_600_000) as tab:
         for _ in range(runs):
             tab.goto(f"{url}/experiments")
             button = tab.get_by_role("button", name="Run the window experiment")
@@ -46,7 +41,6 @@ def page_runs(env: dict, tokens: str, window: str, sinks: str, runs: int = 2) ->
             done = tab.get_by_text(re.compile(r"Saved as experiment \d+|failed")).first
             done.wait_for()
             out.append((time.perf_counter() - started, done.inner_text()))
-        browser.close()
     return out
 
 

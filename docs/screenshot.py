@@ -9,29 +9,21 @@ and saves the results part of the Analyze page it lands on.
 from __future__ import annotations
 
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from playwright.sync_api import sync_playwright
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # one server helper for the browser tests and this script
-from tests.browser.streamlit_server import streamlit_server
+from tests.browser.streamlit_server import chromium_tab, streamlit_server
 
 OUT = Path(__file__).resolve().parent / "dashboard.png"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def main() -> None:
     with (tempfile.TemporaryDirectory() as scratch,
           streamlit_server(Path(scratch) / "sinkfix.db", installed=True) as url,
-          sync_playwright() as driver):
-        browser = driver.chromium.launch(executable_path=CHROMIUM,
-                                         args=["--headless", "--no-sandbox", "--disable-gpu"])
-        tab = browser.new_page(viewport={"width": 1400, "height": 1050})
-        tab.set_default_timeout(120_000)
+          chromium_tab(width=1400, height=1050) as tab):
         tab.goto(url)
         tab.get_by_role("button", name="Run the example").click()
         tab.wait_for_url(re.compile(r".*/analyze\?run=1"))
@@ -51,7 +43,6 @@ def main() -> None:
         top = tab.get_by_text("Tokens, coloured by label").first.bounding_box()["y"] - 16
         tab.screenshot(path=str(OUT), full_page=True,
                        clip={"x": 290, "y": top, "width": 1100, "height": 1150})
-        browser.close()
     print(f"wrote {OUT}")
 
 

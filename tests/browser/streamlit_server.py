@@ -1,7 +1,9 @@
-"""One `streamlit run dashboard/Home.py` on a free loopback port, for the browser tests."""
+"""One `streamlit run dashboard/Home.py` on a free loopback port, and one chromium tab to drive it: for the
+browser tests, docs/screenshot.py and benchmarks/dashboard_speed.py."""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,6 +14,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's, not Playwright's download
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -59,3 +66,18 @@ def streamlit_server(database: Path, log_path: Path | None = None, env: dict[str
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@contextmanager
+def chromium_tab(width: int = 1440, height: int = 1000, timeout_ms: int = 120_000) -> Iterator:
+    """A Playwright page in headless Debian chromium; closes the browser afterwards."""
+    from playwright.sync_api import sync_playwright  # only the browser callers need it
+
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            tab = browser.new_page(viewport={"width": width, "height": height})
+            tab.set_default_timeout(timeout_ms)
+            yield tab
+        finally:
+            browser.close()

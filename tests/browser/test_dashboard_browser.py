@@ -7,7 +7,6 @@ to look at.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from io import BytesIO
 from pathlib import Path
@@ -15,17 +14,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .streamlit_server import streamlit_server
+from .streamlit_server import chromium_tab, streamlit_server
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 TIMEOUT_MS = 90_000
 
 pytestmark = pytest.mark.browser
@@ -41,12 +35,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def page(server: str):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with playwright_api.sync_playwright() as driver:
-        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(TIMEOUT_MS)
+    with chromium_tab(width=1400, timeout_ms=TIMEOUT_MS) as tab:
         yield tab
-        browser.close()
 
 
 def settle(tab) -> None:
