@@ -3,14 +3,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-
-from tqdm import tqdm
 
 from sinkfix.analysis.display import show_token
 from sinkfix.cli.analyze import load_with_progress
-from sinkfix.cli.common import read_text_arg, write_json
+from sinkfix.cli.common import StageProgress, read_text_arg, write_json
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments import massive, sinkrate
 from sinkfix.models import DEFAULT_MODEL
@@ -61,37 +58,6 @@ def _read(path: str) -> str:
         raise InputError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
 
 
-class _Bar:
-    """Progress on stderr driven by the experiments' (done, total, what) callback: a tqdm bar on a
-    terminal; elsewhere (logs, pipes, nohup) a line per new stage and at most one every ``every`` s,
-    so a long job in a log still says how far it is."""
-
-    def __init__(self, every: float = 30.0) -> None:
-        self.bar: tqdm | None = None
-        self.every = every
-        self.last: tuple[str, float] | None = None
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        if not sys.stderr.isatty():
-            self._line(done, total, what)
-            return
-        if self.bar is None:
-            self.bar = tqdm(total=total, file=sys.stderr, leave=False)
-        self.bar.set_description_str(what)
-        self.bar.n = done
-        self.bar.refresh()
-
-    def _line(self, done: int, total: int, what: str) -> None:
-        now = time.monotonic()
-        if self.last is None or self.last[0] != what or now - self.last[1] >= self.every:
-            print(f"... {what}: {done}/{total}", file=sys.stderr, flush=True)
-            self.last = (what, now)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _r(value: float | None) -> str:
     return "n/a" if value is None else f"{value:+.2f}"
 
@@ -104,7 +70,7 @@ def run_sinkrate(args: argparse.Namespace) -> int:
     text = _read(args.text_file) if args.text_file else None
     store = None if args.no_save else Store()
     loaded = load_with_progress(args.model)
-    bar = _Bar()
+    bar = StageProgress()
     try:
         result = sinkrate.sink_rate_protocol(loaded, kinds, args.n, args.length, args.epsilon, args.text_file,
                                              args.seed, args.bos, args.batch_size, text=text, progress=bar)
@@ -132,7 +98,7 @@ def run_massive(args: argparse.Namespace) -> int:
     reference = [_read(args.reference_file)] if args.reference_file else None
     store = None if args.no_save else Store()
     loaded = load_with_progress(args.model)
-    bar = _Bar()
+    bar = StageProgress()
     try:
         result = massive.massive_activations(loaded, text, reference, not args.no_intervene, args.max_tokens,
                                              args.max_chunks, args.bos, seed=args.seed, progress=bar,
