@@ -23,16 +23,16 @@ from sinkfix.experiments.lab.tasks import Task
 from sinkfix.experiments.lab.variants import VARIANTS
 
 Step = Callable[[int], None]  # called after each training step with the run's step count
-
-
-class TrainingDivergedError(SinkFixError):
-    """The training loss stopped being a finite number."""
 GRAD_CLIP = 1.0
 WARMUP_SHARE = 0.05  # linear warm-up over the first 5% of steps, then a constant rate
 # Position embeddings past the trained length exist so SinkFix's post-load probe (a ~100-character
 # sentence) runs; they stay untrained, and analyses stop at the trained length, the saved tokenizer's
 # model_max_length.
 MIN_POSITIONS = 128
+
+
+class TrainingDivergedError(SinkFixError):
+    """The training loss stopped being a finite number."""
 
 
 def build_model(settings: LabSettings, variant: str, task: Task, seed: int) -> LabForCausalLM:
