@@ -56,6 +56,10 @@ POSITIVE = ((255, 255, 255), (8, 48, 107))  # white to dark blue, on a square-ro
 DIVERGING = ((103, 0, 31), (247, 247, 247), (5, 48, 97))  # Vega's redblue ends: red < 0 < blue
 
 
+def _hex(rgb: tuple[int, int, int]) -> str:
+    return "#" + "".join(f"{c:02x}" for c in rgb)
+
+
 def map_colours(matrix: np.ndarray, domain: tuple[float, float]) -> np.ndarray:
     """[T, T, 3] uint8 colours: attention on the square-root white-to-blue ramp, signed changes on a
     linear red-white-blue ramp centred on 0 (the legends beside the image use the same ramps)."""
@@ -95,8 +99,9 @@ def raster_map(matrix: np.ndarray, title: str, domain: tuple[float, float] | Non
     picture = alt.Chart(image).mark_image(aspect=False, smooth=False).encode(x=x, x2="x2:Q", y=y, y2="y2:Q",
                                                                              url="url:N")
     legend = pd.DataFrame({value_name: list(domain), "x": [0, 0], "y": [0, 0]})
-    scale = (alt.Scale(type="sqrt", domain=list(domain), range=["#ffffff", "#08306b"], interpolate="rgb")
-             if domain[0] >= 0 else alt.Scale(domain=[domain[0], 0, domain[1]], range=["#67001f", "#f7f7f7", "#053061"]))
+    # The legend's ramps are the image's own (map_colours), so a colour reads the same in both.
+    scale = (alt.Scale(type="sqrt", domain=list(domain), range=[_hex(c) for c in POSITIVE], interpolate="rgb")
+             if domain[0] >= 0 else alt.Scale(domain=[domain[0], 0, domain[1]], range=[_hex(c) for c in DIVERGING]))
     key = alt.Chart(legend).mark_point(opacity=0).encode(x="x:Q", y="y:Q", color=alt.Color(
         f"{value_name}:Q", scale=scale, title=value_name))
     return alt.layer(picture, key).properties(width=320, height=320, title=title)
@@ -106,7 +111,7 @@ def _map_scale(scheme: str, domain: tuple[float, float]) -> alt.Scale:
     """Attention: white at 0 and a square-root ramp, so structure outside a dominant sink column stays
     visible. Signed changes: the given diverging scheme, linear and centred on 0."""
     if domain[0] >= 0:
-        return alt.Scale(type="sqrt", domain=list(domain), range=["#ffffff", "#08306b"], interpolate="hcl")
+        return alt.Scale(type="sqrt", domain=list(domain), range=[_hex(c) for c in POSITIVE], interpolate="hcl")
     return alt.Scale(scheme=scheme, domain=list(domain))
 
 
