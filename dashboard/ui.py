@@ -12,7 +12,8 @@ import streamlit as st
 from sinkfix.analysis.pipeline import Analysis
 from sinkfix.settings import AnalysisSettings
 
-from . import charts, units
+from . import units
+from sinkfix.plots import analysis as charts
 
 # Above this many tokens, per-token tiles and bars give way to the long-run view (views/longrun.py).
 LONG_TOKENS = 1024

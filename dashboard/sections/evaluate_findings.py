@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import findings_charts, ui
+from dashboard import ui
+from sinkfix.plots import findings as findings_charts
 
 MOST = 60  # evaluations read; the newest first
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import eval_charts, ui, units
+from dashboard import ui, units
+from sinkfix.plots import evaluation as eval_charts
 from dashboard.sections.evaluate_form import LM_MODEL, _use_lm_model
 from dashboard.sections.evaluate_view import (  # noqa: F401  (View and stored_view are used through this module)
     View, intervention_label, intervention_of, kl_missing_reason, stored_view, target_names,
 )
-from dashboard.tokens import is_special, show_token, show_tokens
+from sinkfix.analysis.display import is_special, show_token, show_tokens
 
 
 def fmt(value: float | None, spec: str) -> str:

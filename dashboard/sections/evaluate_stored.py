@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, findings_charts, links, ui, units
+from dashboard import links, ui, units
+from sinkfix.plots import analysis as charts, findings as findings_charts
 
 
 def _heldout(row: dict, arm: str) -> tuple[float | None, list | None]:

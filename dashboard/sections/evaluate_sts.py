@@ -98,7 +98,7 @@ def run(request: dict, store) -> dict | None:
 
 def show(view) -> None:
     """One stored or fresh STS-B result: Spearman before and after, the change with its CI."""
-    from dashboard import findings_charts
+    from sinkfix.plots import findings as findings_charts
     from dashboard.sections.evaluate_results import intervention_label
 
     e = view.result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dashboard.tokens import show_token
+from sinkfix.analysis.display import show_token
 from sinkfix.errors import SinkFixError
 from sinkfix.experiments.intervene import Intervention
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import lab_charts, services, ui, visitors
+from dashboard import services, ui, visitors
+from sinkfix.plots import lab as lab_charts
 from dashboard.sections import experiment_store
 from sinkfix.experiments.lab.runner import run_lab
 from sinkfix.experiments.lab.settings import OPTIMIZERS, LabSettings

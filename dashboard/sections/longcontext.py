@@ -8,7 +8,8 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.sections import experiment_store, model_picker, text_source
-from dashboard import longcontext_charts, services, ui, units
+from dashboard import services, ui, units
+from sinkfix.plots import longcontext as longcontext_charts
 from sinkfix.errors import SettingsError
 from sinkfix.experiments import kvquant, streaming
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard import services, ui, units
-from dashboard.tokens import show_token
+from sinkfix.analysis.display import show_token
 from sinkfix.analysis.result import Analysis
 from sinkfix.errors import SinkFixError
 from sinkfix.experiments.massive import top_activation

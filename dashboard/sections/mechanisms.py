@@ -9,8 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.sections import experiment_store, model_picker, text_source
-from dashboard import mechanism_charts, services, ui, units, visitors
-from dashboard.tokens import show_token
+from dashboard import services, ui, units, visitors
+from sinkfix.plots import mechanisms as mechanism_charts
+from sinkfix.analysis.display import show_token
 from sinkfix.experiments import massive, sinkrate
 from sinkfix.settings import BOS_MODES
 

@@ -7,9 +7,10 @@ records the one it re-ran (``parent_run_id``) and links back to it.
 import numpy as np
 import streamlit as st
 
-from dashboard import charts, links, services, ui
+from dashboard import links, services, ui
+from sinkfix.plots import analysis as charts
 from dashboard.sections import massive_badge, model_picker, thresholds
-from dashboard.tokens import SINK_COLUMN
+from sinkfix.analysis.display import SINK_COLUMN
 from sinkfix import settings as defaults
 from sinkfix.errors import SinkFixError
 from sinkfix.settings import AnalysisSettings

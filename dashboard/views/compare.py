@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, compare_charts, links, services, ui
-from dashboard.tokens import show_token
+from dashboard import links, services, ui
+from sinkfix.plots import analysis as charts, compare as compare_charts
+from sinkfix.analysis.display import show_token
 from sinkfix.analysis.align import AlignmentError, align
 from sinkfix.errors import SinkFixError
 

@@ -9,8 +9,9 @@ read), and the inputs table is one page of ``PAGE_SIZE`` lines read with LIMIT/O
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, links, services, ui, units
-from dashboard.tokens import show_token
+from dashboard import links, services, ui, units
+from sinkfix.plots import analysis as charts
+from sinkfix.analysis.display import show_token
 from sinkfix.analysis.corpus import FIRST_TOKEN, CorpusSummary, summarize_stored
 from sinkfix.errors import SinkFixError
 

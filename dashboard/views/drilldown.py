@@ -9,8 +9,9 @@ from collections import OrderedDict
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, links, services, ui, units, visitors
-from dashboard.tokens import show_token, show_tokens
+from dashboard import links, services, ui, units, visitors
+from sinkfix.plots import analysis as charts
+from sinkfix.analysis.display import show_token, show_tokens
 from sinkfix import layers
 from sinkfix.engines.maps import needs_maps, recompute_maps
 from sinkfix.errors import SinkFixError

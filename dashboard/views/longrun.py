@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import links, longrun_charts, services, ui, units
-from dashboard.tokens import show_token, show_tokens
+from dashboard import links, services, ui, units
+from sinkfix.plots import longrun as longrun_charts
+from sinkfix.analysis.display import show_token, show_tokens
 from sinkfix.errors import SinkFixError
 
 DEFAULT_SPAN = 256

@@ -92,3 +92,5 @@ def show_tokens(tokens: Sequence[str], limit: int | None = None) -> list[str]:
 def position_labels(tokens: Sequence[str], limit: int = LABEL_CHARS) -> list[str]:
     """"3 ␣the": the position makes repeated tokens ([MASK] [MASK]) distinct categories on an axis."""
     return [f"{i} {show_token(t, limit)}" for i, t in enumerate(tokens)]
+
+SINK_COLUMN = "<sink>"  # the learned-sink virtual column (gpt-oss), never a real token

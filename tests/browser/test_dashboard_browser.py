@@ -178,7 +178,7 @@ def click_grid_cell(tab, layer: int, head: int, n_layers: int, n_heads: int) -> 
     chart = tab.locator("[data-testid='stVegaLiteChart']").nth(1)
     chart.scroll_into_view_if_needed()
     box = chart.bounding_box()
-    # head_grid's cell size (see dashboard/charts.py).
+    # head_grid's cell size (see sinkfix/plots/analysis.py).
     cell_w = min(36, max(14, 420 // n_heads))
     cell_h = min(30, max(12, 420 // n_layers))
     left, top = _plot_origin(chart, box, cell_w * n_heads)

@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import charts, ui
+from dashboard import ui
+from sinkfix.plots import analysis as charts
 
 TOKENS = ["[CLS]", "<script>", "[MASK]", "[MASK]", "a-very-long-token-indeed", "[SEP]"]
 LABELS = ["beneficial", "neutral", "detrimental", "neutral", "neutral", "detrimental"]

@@ -6,7 +6,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from dashboard import compare_charts, findings_charts, links
+from dashboard import links
+from sinkfix.plots import compare as compare_charts, findings as findings_charts
 from sinkfix.analysis.align import align
 
 from ..synthetic import synthetic_analysis

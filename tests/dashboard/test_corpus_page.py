@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import sinkfix
-from dashboard import charts
+from sinkfix.plots import analysis as charts
 from sinkfix.engines.local import BatchResult, CorpusLine, run_batch
 from sinkfix.analysis.corpus import FIRST_TOKEN
 from sinkfix.store import Store

@@ -54,7 +54,7 @@ def test_a_link_to_a_layer_without_attention_is_an_error_not_layer_0(hybrid_run)
 def test_depth_curves_place_a_hybrids_points_at_model_layers_and_mark_the_others() -> None:
     import dataclasses
 
-    from dashboard import compare_charts
+    from sinkfix.plots import compare as compare_charts
 
     from ..synthetic import synthetic_analysis
 

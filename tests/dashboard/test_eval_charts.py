@@ -4,7 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from dashboard import eval_charts, ui
+from dashboard import ui
+from sinkfix.plots import evaluation as eval_charts
 
 POINTS = [
     {"arm": "target", "target": "first", "beta": 1.0, "intervened_nll": 3.0, "delta_nll": 0.0,

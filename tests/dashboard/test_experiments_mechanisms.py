@@ -9,7 +9,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 import sinkfix
-from dashboard import mechanism_charts
+from sinkfix.plots import mechanisms as mechanism_charts
 from sinkfix.experiments import sinkrate
 from sinkfix.store import Store
 

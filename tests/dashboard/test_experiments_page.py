@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import sinkfix
-from dashboard import longcontext_charts
+from sinkfix.plots import longcontext as longcontext_charts
 from dashboard.sections import model_picker
 from sinkfix.experiments import kvquant, streaming
 from sinkfix.store import Store

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import charts, compare_charts, longcontext_charts, mechanism_charts, plane_chart, units
+from dashboard import units
+from sinkfix.plots import analysis as charts, compare as compare_charts, longcontext as longcontext_charts, mechanisms as mechanism_charts, plane as plane_chart
 from dashboard.ui import chart_bytes
 
 FEATURES = [{"layer": 11, "token": 0, "token_text": "The", "dim": 1415, "max_abs": 2543.2, "value": -2543.2,

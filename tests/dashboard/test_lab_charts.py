@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from dashboard import lab_charts
+from sinkfix.plots import lab as lab_charts
 from sinkfix.experiments.lab.summary import SUMMARY_METRICS, summarise
 
 

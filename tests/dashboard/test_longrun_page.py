@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import longrun_charts
+from sinkfix.plots import longrun as longrun_charts
 from sinkfix.store import Store, tensorio
 
 from .conftest import assert_clean, chart_specs, open_page, page_text

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard import charts, eval_charts
-from dashboard.tokens import is_special, position_labels, show_token
+from sinkfix.plots import analysis as charts, evaluation as eval_charts
+from sinkfix.analysis.display import is_special, position_labels, show_token
 
 
 @pytest.mark.parametrize(("token", "shown"), [

@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
 SOURCES = ["pyproject.toml", "setup.py", "README.md", "sinkfix", "dashboard", ".streamlit"]
 CORE = {"torch", "transformers", "tokenizers", "safetensors", "numpy", "sqlite-utils", "tqdm"}
 EXTRAS = {
-    "dashboard": {"streamlit", "altair", "vl-convert-python", "pandas"},
+    "viz": {"altair", "vl-convert-python", "pandas"},
+    "dashboard": {"streamlit", "sinkfix"},
     "server": {"fastapi", "uvicorn"},
     "ray": {"ray", "pyarrow"},
     "gguf": {"gguf", "accelerate"},

@@ -10,7 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .tokens import position_labels, show_token, show_tokens
+from sinkfix.analysis.display import position_labels, show_token, show_tokens
 
 LABELS = ("beneficial", "detrimental", "neutral")
 LABEL_COLORS = ("#1a9850", "#d73027", "#9e9e9e")
@@ -28,7 +28,7 @@ def label_scale() -> alt.Scale:
 
 
 def short_token(token: str, limit: int = TOKEN_LABEL_CHARS) -> str:
-    """A token as chart labels show it: the one display of ``dashboard.tokens``, cut with …"""
+    """A token as chart labels show it: the one display of ``sinkfix.analysis.display``, cut with …"""
     return show_token(token, limit)
 
 

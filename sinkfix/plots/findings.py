@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
-from .eval_charts import ARM_COLORS, ARMS
+from .evaluation import ARM_COLORS, ARMS
 
 NLL = "ΔNLL, nats per token (below 0: helps)"
 SPEARMAN = "ΔSpearman on STS-B (above 0: helps)"

@@ -15,8 +15,8 @@ import pandas as pd
 from sinkfix.analysis.align import Alignment
 from sinkfix.analysis.result import Analysis
 
-from .charts import LABEL_LEGEND, label_scale, title_of
-from .tokens import show_token
+from .analysis import LABEL_LEGEND, label_scale, title_of
+from sinkfix.analysis.display import show_token
 
 # How a word's tokens combine: shares add up; a norm or a rate is the largest of its pieces.
 HOW = {"att_received": "sum", "value_norm": "max", "sink_rate": "max"}

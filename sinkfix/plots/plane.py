@@ -13,7 +13,7 @@ import math
 import altair as alt
 import pandas as pd
 
-from .chart_base import LABEL_LEGEND, _token_tooltip, label_scale
+from .base import LABEL_LEGEND, _token_tooltip, label_scale
 
 WIDTH, HEIGHT = 440, 340
 Y_MAX = 1.05

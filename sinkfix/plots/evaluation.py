@@ -10,7 +10,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .charts import label_scale, short_token, token_axis, token_axis_labels
+from .analysis import label_scale, short_token, token_axis, token_axis_labels
 
 # The arm names SweepPoint uses, as the legend shows them, in legend order.
 ARMS = {"target": "target", "random": "random (control)", "first": "token 0 (control)"}

@@ -12,7 +12,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .chart_base import LABEL_LEGEND, label_scale
+from .base import LABEL_LEGEND, label_scale
 
 MAX_BINS = 1000  # bars in the overview strip, whatever the length: about one per pixel pair, drawn fast
 STRIP_WIDTH = 900

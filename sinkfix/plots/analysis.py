@@ -11,11 +11,11 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .chart_base import (  # noqa: F401  (re-exported: pages and other builders import them from here)
+from .base import (  # noqa: F401  (re-exported: pages and other builders import them from here)
     FIELD_TITLES, LABEL_COLORS, LABEL_LEGEND, LABELS, TOKEN_LABEL_CHARS, _band, _token_tooltip, band, label_scale,
     short_token, title_of, token_axis, token_axis_labels, token_frame,
 )
-from .tokens import SINK_COLUMN, show_tokens
+from sinkfix.analysis.display import SINK_COLUMN, show_tokens
 
 SINK_COLOR = "#6a51a3"  # the learned-sink virtual column: outlined, dashed, never a label colour
 
@@ -211,7 +211,7 @@ def sink_token_bars(types: pd.DataFrame) -> alt.Chart:
 
 
 # The map and plane builders live in their own modules; pages keep calling them through ``charts``.
-from .map_charts import (  # noqa: E402,F401
+from .maps import (  # noqa: E402,F401
     RASTER_ABOVE, attention_change, attention_map, attention_pair, layer_curves, raster_map, token_heatmap,
 )
-from .plane_chart import classification_plane, label_layout  # noqa: E402,F401
+from .plane import classification_plane, label_layout  # noqa: E402,F401

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
-from .charts import short_token, token_axis, token_axis_labels
+from .analysis import short_token, token_axis, token_axis_labels
 
 KINDS = ("natural", "random", "repeated")
 SOURCE_COLORS = {"SinkFix": "#2166ac"}
