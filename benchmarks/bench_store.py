@@ -9,6 +9,7 @@ from pathlib import Path
 
 import sinkfix
 from sinkfix.cache import analyze_or_fetch
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .common import interleaved_medians, text_of_tokens
@@ -43,7 +44,7 @@ def storage(workdir: Path) -> list[dict]:
     for n_tokens in (32, 128, 256):
         text = text_of_tokens(loaded.tokenizer, n_tokens)
         result = sinkfix.analyze(text, loaded)
-        run_id = store.save(result)
+        run_id = store.save(result, viewer=LOCAL)
         stored, raw = _run_bytes(workdir / "storage.db", run_id), _raw_float32(result)
         share = stored / raw
         rows.append({"benchmark": "stored bytes per run (with maps)", "case": f"minilm T={result.n_tokens}",
@@ -58,11 +59,11 @@ def cache_hit(workdir: Path, repeats: int = 7) -> list[dict]:
     loaded = sinkfix.get_model("minilm")
     store = Store(workdir / "cache.db")
     text = text_of_tokens(loaded.tokenizer, 128)
-    _, hit = analyze_or_fetch(text, loaded, None, store)
+    _, hit = analyze_or_fetch(text, loaded, None, store, viewer=LOCAL)
     assert not hit
     miss = interleaved_medians({"miss": lambda: sinkfix.analyze(text, loaded)}, repeats)["miss"]
-    hits = interleaved_medians({"hit": lambda: analyze_or_fetch(text, loaded, None, store)}, repeats)["hit"]
-    assert analyze_or_fetch(text, loaded, None, store)[1]
+    hits = interleaved_medians({"hit": lambda: analyze_or_fetch(text, loaded, None, store, viewer=LOCAL)}, repeats)["hit"]
+    assert analyze_or_fetch(text, loaded, None, store, viewer=LOCAL)[1]
     row = {"benchmark": "cache hit (same request stored)", "case": "minilm T=128, run loaded with maps",
            "fresh_analysis_ms": round(miss * 1000, 1), "value": round(hits * 1000, 1), "unit": "ms",
            "target": f"<= {CACHE_HIT_TARGET_MS}", "met": hits * 1000 <= CACHE_HIT_TARGET_MS}
@@ -85,16 +86,17 @@ def history(workdir: Path, n_runs: int = 10_000, repeats: int = 7) -> list[dict]
     for i in range(n_runs):
         base = templates[i % len(templates)]
         day = 1 + i % 28
-        store.save(dataclasses.replace(base, text=f"{base.text} #{i}", created_at=f"2026-{1 + i % 11:02d}-{day:02d}T12:00:00+00:00"))
+        store.save(dataclasses.replace(base, text=f"{base.text} #{i}",
+                                       created_at=f"2026-{1 + i % 11:02d}-{day:02d}T12:00:00+00:00"), viewer=LOCAL)
     fill_s = time.perf_counter() - started
-    middle = store.list(limit=1, offset=n_runs // 2)[0]["id"]
+    middle = store.list(limit=1, offset=n_runs // 2, viewer=LOCAL)[0]["id"]
     medians = interleaved_medians({
-        "list_plain": lambda: store.list(limit=50, offset=5000),
+        "list_plain": lambda: store.list(limit=50, offset=5000, viewer=LOCAL),
         "list_filtered": lambda: store.list(model="minilm", text_contains="#12", since="2026-03-01",
-                                            label="detrimental", limit=50),
+                                            label="detrimental", limit=50, viewer=LOCAL),
         "count_filtered": lambda: store.count(model="minilm", text_contains="#12", since="2026-03-01",
-                                              label="detrimental"),
-        "head_map": lambda: store.head_map(middle, 3, 7),
+                                              label="detrimental", viewer=LOCAL),
+        "head_map": lambda: store.head_map(middle, 3, 7, viewer=LOCAL),
     }, repeats)
     rows = [
         {"benchmark": "history, 10,000 runs", "case": f"fill through Store.save ({n_runs} runs)",

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sinkfix  # noqa: E402
 from sinkfix.engines.common import CorpusLine  # noqa: E402
 from sinkfix.engines.local import run_batch  # noqa: E402
+from sinkfix.policy.ownership import LOCAL  # noqa: E402
 from sinkfix.store import Store  # noqa: E402
 
 DATA = Path(os.environ.get("SINKFIX_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -52,7 +53,7 @@ def sentences(n: int) -> list[str]:
 def _local(lines: list[CorpusLine], loaded, size: int, workdir: Path, tag: str) -> float:
     store = Store(workdir / f"{tag}.db")
     started = time.perf_counter()
-    run_batch(lines, loaded, None, store, "bench", batch_size=size, progress=False)
+    run_batch(lines, loaded, None, store, "bench", batch_size=size, progress=False, viewer=LOCAL)
     return time.perf_counter() - started
 
 
@@ -63,7 +64,8 @@ def _ray(lines: list[CorpusLine], model: str, workdir: Path, tag: str) -> tuple[
 
     path = workdir / f"{tag}.db"
     started = time.perf_counter()
-    run_batch_ray(lines, model, None, Store(path), "bench", RayOptions(workers=2, batch_size=16), progress=False)
+    run_batch_ray(lines, model, None, Store(path), "bench", RayOptions(workers=2, batch_size=16), progress=False,
+                  viewer=LOCAL)
     total = time.perf_counter() - started
     with sqlite3.connect(path) as conn:
         timings = [json.loads(t) for (t,) in conn.execute("SELECT timings FROM runs")]
@@ -145,8 +147,9 @@ def corpus_page(workdir: Path, n_inputs: int = PAGE_INPUTS, repeats: int = 5) ->
 
     open_page()  # warm-up: imports and Streamlit's own start
     page = statistics.median(open_page() for _ in range(repeats))
-    sql = statistics.median(_seconds(lambda: (store.corpora(), store.corpus("big"), store.corpus_size(1),
-                                              store.corpus_runs(1, limit=100, offset=n_inputs // 2)))
+    sql = statistics.median(_seconds(lambda: (store.corpora(viewer=LOCAL), store.corpus("big", viewer=LOCAL),
+                                              store.corpus_size(1, viewer=LOCAL),
+                                              store.corpus_runs(1, limit=100, offset=n_inputs // 2, viewer=LOCAL)))
                             for _ in range(repeats))
     rows = [
         {"benchmark": f"corpus page, {n_inputs:,} inputs", "case": "fill through Store.insert_corpus_runs",

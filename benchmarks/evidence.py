@@ -36,6 +36,7 @@ import numpy as np  # noqa: E402
 
 import sinkfix  # noqa: E402
 from sinkfix.experiments import calibrate
+from sinkfix.policy.ownership import LOCAL  # noqa: E402
 from sinkfix import paths
 from sinkfix.experiments.evaluate import evaluate_many, run_chunks  # noqa: E402
 from sinkfix.experiments.intervene import Intervention  # noqa: E402
@@ -89,7 +90,7 @@ def minilm(data: Path, quick: bool) -> dict:
                            ("loose", Intervention(target="detrimental", **LOOSE))):
         say(f"minilm: head search ({name} detrimental) on {len(dev)} dev pairs")
         cal = calibrate.calibrate_sts(loaded, dev, pairs, template, bar=True)
-        calibrate.save(cal, f"minilm-sts-{name}")
+        calibrate.save(cal, f"minilm-sts-{name}", viewer=LOCAL)
         calibrations[name] = cal.to_json()
         say(f"minilm: {name}: kept {len(cal.kept_heads)} heads in {cal.seconds:.0f} s")
     out["calibrations"] = calibrations
@@ -120,7 +121,7 @@ def smollm2(data: Path, quick: bool) -> dict:
         tick = time.perf_counter()
         cal = calibrate.calibrate_nll(loaded, [dev_text], heldout, template, CHUNK_TOKENS,
                                       max_heads=4 if quick else SMOLLM2_MAX_HEADS, bar=True)
-        calibrate.save(cal, f"smollm2-nll-{name}")
+        calibrate.save(cal, f"smollm2-nll-{name}", viewer=LOCAL)
         calibrations[name] = cal.to_json()
         say(f"smollm2: {name}: kept {len(cal.kept_heads)} heads in {time.perf_counter() - tick:.0f} s")
     out["calibrations"] = calibrations

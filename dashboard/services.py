@@ -1,4 +1,5 @@
-"""What pages share: the loaded models (one per process), the run store (one per session), run look-ups.
+"""What pages share: the loaded models (one per process), the run store (one per session), the visitor
+(``viewer()``, whom every stored row is read as), run look-ups.
 
 Pages call these instead of the core directly, so caching and error display live in one place.
 """
@@ -9,12 +10,13 @@ from pathlib import Path
 
 import streamlit as st
 
-from dashboard import visitors
+from dashboard import access, visitors
 from sinkfix import models, paths
 from sinkfix.analysis.align import retokenized_offsets
 from sinkfix.analysis.pipeline import Analysis, validate_text
 from sinkfix.cache import analyze_or_fetch
 from sinkfix.errors import RunNotFoundError, SinkFixError
+from sinkfix.policy.ownership import Viewer
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 
@@ -48,27 +50,52 @@ def store_or_stop() -> Store:
         st.stop()
 
 
+def viewer() -> Viewer:
+    """Who this visitor is (``access.gate`` decided it for this script run). No viewer means no page: a
+    page never reads stored rows as anyone else."""
+    found = st.session_state.get(access.VIEWER)
+    if not isinstance(found, Viewer):
+        st.error("This page ran without a signed-in visitor; open it from the dashboard's home page.")
+        st.stop()
+    return found
+
+
+def _recent() -> OrderedDict[int, Analysis]:
+    """This session's decoded runs, kept per viewer: another sign-in in the same session starts empty."""
+    held = st.session_state.get("_sinkfix_runs")
+    if held is None or held[0] != viewer():
+        held = (viewer(), OrderedDict())
+        st.session_state["_sinkfix_runs"] = held
+    return held[1]
+
+
+def recent_run_ids() -> list[int]:
+    """The runs this session opened or made, oldest first."""
+    return list(_recent())
+
+
 def load_run(run_id: int) -> Analysis:
-    """A stored run, decoded once per session. Raises RunNotFoundError for an unknown id."""
-    recent: OrderedDict[int, Analysis] = st.session_state.setdefault("_sinkfix_runs", OrderedDict())
+    """A stored run the visitor may read, decoded once per session. Raises RunNotFoundError for an unknown id
+    and for one that is not theirs to read alike."""
+    recent = _recent()
     if run_id in recent:
         recent.move_to_end(run_id)
         return recent[run_id]
-    analysis = get_store().get(run_id)
+    analysis = get_store().get(run_id, viewer=viewer())
     remember(analysis)
     return analysis
 
 
 def run_info(run_id: int) -> dict | None:
-    """A run's row (``Store.info``: no blob decoded), or None when no such run is stored."""
+    """A run's row (``Store.info``: no blob decoded), or None when no such run is stored for this visitor."""
     try:
-        return get_store().info(run_id)
+        return get_store().info(run_id, viewer=viewer())
     except RunNotFoundError:
         return None
 
 
 def remember(analysis: Analysis) -> None:
-    recent: OrderedDict[int, Analysis] = st.session_state.setdefault("_sinkfix_runs", OrderedDict())
+    recent = _recent()
     if analysis.run_id is not None:
         recent[analysis.run_id] = analysis
         while len(recent) > RECENT_ANALYSES:
@@ -76,7 +103,7 @@ def remember(analysis: Analysis) -> None:
 
 
 def forget(run_id: int) -> None:
-    st.session_state.get("_sinkfix_runs", {}).pop(run_id, None)
+    _recent().pop(run_id, None)
 
 
 def run_analysis(text: str, model_name: str, settings: AnalysisSettings | None = None,
@@ -96,7 +123,8 @@ def run_analysis(text: str, model_name: str, settings: AnalysisSettings | None =
             with visitors.turn(model_name, status):  # one job per model at a time; the place in line shows here
                 loaded = model_shelf().get(model_name, progress=status.write, device=device, dtype=dtype)
                 status.write(f"running one forward pass over the text ({loaded.n_layers} layers)")
-                analysis, cached = analyze_or_fetch(text, loaded, settings, store, parent_run_id=parent_run_id)
+                analysis, cached = analyze_or_fetch(text, loaded, settings, store, parent_run_id=parent_run_id,
+                                                    viewer=viewer())
         except SinkFixError as error:
             status.update(label="Analysis failed", state="error", expanded=False)
             st.error(str(error))

@@ -3,6 +3,9 @@
 This is the service layer's one path down: the key is computed (``sinkfix.store.keys``), and on a
 miss the analysis runs (``analyze`` validates the text, once) and is saved under that key. A text
 that fails validation has no stored run, so the lookup before it can only miss.
+
+The key does not name the owner; the cache is per owner all the same (``Store.reuse``): a viewer is
+served their own run, or their own copy of a run they may read, never another owner's private run.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ from sinkfix.version import __version__
 from sinkfix.analysis.pipeline import Progress, analyze
 from sinkfix.analysis.result import Analysis
 from sinkfix.models import LoadedModel, get_model
+from sinkfix.policy.ownership import LOCAL, Viewer
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 from sinkfix.store.keys import key_of_analysis, request_key
@@ -29,8 +33,8 @@ def cache_key(text: str, model: LoadedModel, settings: AnalysisSettings | None =
 
 def analyze_or_fetch(text: str, model: LoadedModel | str, settings: AnalysisSettings | None,
                      store: Store, parent_run_id: int | None = None,
-                     progress: Progress | None = None) -> tuple[Analysis, bool]:
-    """The analysis (with ``run_id`` set) and whether it came from the store.
+                     progress: Progress | None = None, *, viewer: Viewer) -> tuple[Analysis, bool]:
+    """The analysis (with ``run_id`` set), stored as ``viewer``'s, and whether it came from the store.
 
     On a miss the fresh result is returned, so its maps are float32; a later hit returns the
     stored float16 maps (and corrected maps recomputed from them). ``parent_run_id`` records that
@@ -38,15 +42,16 @@ def analyze_or_fetch(text: str, model: LoadedModel | str, settings: AnalysisSett
     """
     loaded = get_model(model) if isinstance(model, str) else model
     key = cache_key(text, loaded, settings)
-    run_id = store.find(key)
+    run_id = store.reuse(key, parent_run_id, viewer=viewer)
     if run_id is not None:
-        return store.get(run_id), True
+        return store.get(run_id, viewer=viewer), True
     result = analyze(text, loaded, settings, progress=progress)
-    run_id = store.save(result, key, parent_run_id=parent_run_id)
+    run_id = store.save(result, key, parent_run_id=parent_run_id, viewer=viewer)
     return dataclasses.replace(result, run_id=run_id, parent_run_id=parent_run_id), False
 
 
 def analyze_cached(text: str, model: LoadedModel | str, settings: AnalysisSettings | None = None,
-                   store: Store | None = None) -> Analysis:
-    """``analyze()``, served from ``store`` (default: the SinkFix database) when already run."""
-    return analyze_or_fetch(text, model, settings, store if store is not None else Store())[0]
+                   store: Store | None = None, viewer: Viewer = LOCAL) -> Analysis:
+    """``analyze()``, served from ``store`` (default: the SinkFix database) when already run. A script on
+    this machine is ``local``, as the CLI is."""
+    return analyze_or_fetch(text, model, settings, store if store is not None else Store(), viewer=viewer)[0]

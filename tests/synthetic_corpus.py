@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sinkfix.analysis.corpus import RunStats, summarize
 from sinkfix.engines.rows import summary_only
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 from sinkfix.store.corpora import encode_run
@@ -24,7 +25,7 @@ def fill_synthetic_corpus(store: Store, name: str, n_inputs: int, model: str = "
     settings = AnalysisSettings(tau_att=0.12).resolved(6)
     templates = [summary_only(synthetic_analysis(n_layers=6, n_heads=12, n_tokens=8 + s % 16, seed=s,
                                                  model_name=model, settings=settings)) for s in range(TEMPLATES)]
-    corpus_id = store.open_corpus(name, model, settings.to_dict(), "synthetic")
+    corpus_id = store.open_corpus(name, model, settings.to_dict(), "synthetic", viewer=LOCAL)
     encoded = [encode_run(t, "") for t in templates]  # encode each template once; only text and key differ
     for start in range(0, n_inputs, CHUNK):
         items = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import ui
+from dashboard import services, ui
 from sinkfix.plots import findings as findings_charts
 
 MOST = 60  # evaluations read; the newest first
@@ -12,8 +12,10 @@ MOST = 60  # evaluations read; the newest first
 
 def render(store) -> None:
     st.subheader("Findings: does correcting sinks help?")
-    calibrations = [(store.calibration(r["name"]) or {}) | {"name": r["name"]} for r in store.calibrations()]
-    frame = findings_charts.findings_frame(store.evaluations(limit=MOST), calibrations)
+    viewer = services.viewer()
+    calibrations = [(store.calibration(r["name"], viewer=viewer) or {}) | {"name": r["name"]}
+                    for r in store.calibrations(viewer=viewer)]
+    frame = findings_charts.findings_frame(store.evaluations(limit=MOST, viewer=viewer), calibrations)
     if frame.empty:
         st.info("Nothing to draw yet: findings come from stored evaluations with an LM head (NLL), STS-B runs and "
                 "calibrations. Run one on the other tabs, or `python -m sinkfix evaluate/sts/calibrate`.")

@@ -9,7 +9,7 @@ import re
 
 import streamlit as st
 
-from dashboard import ui, visitors
+from dashboard import services, ui, visitors
 from dashboard.sections import model_picker
 from sinkfix import models
 from sinkfix import settings as defaults
@@ -82,7 +82,7 @@ def text_input() -> tuple[str, str | None]:
 def calibration_names(store) -> dict[str, str]:
     """name -> how the selectbox shows it."""
     return {r["name"]: f"@{r['name']} · {r['model']} · {len(r['kept_heads'])} heads ({r['task']})"
-            for r in store.calibrations()}
+            for r in store.calibrations(viewer=services.viewer())}
 
 
 def render(store) -> tuple[dict | None, bool]:

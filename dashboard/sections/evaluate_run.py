@@ -61,7 +61,7 @@ def measure(request: dict, texts: list[str], betas: list[float], store, status, 
                                         dtype=request.get("dtype", "auto"))
     intervention: Intervention = request["intervention"]
     if request["calibration"]:
-        heads = calibrate.resolve_heads(f"@{request['calibration']}", loaded.name)
+        heads = calibrate.resolve_heads(f"@{request['calibration']}", loaded.name, viewer=services.viewer())
         intervention = intervention.with_(heads=heads)
     max_tokens = int(request["max_tokens"])
     status.write(f"clean forward over {len(texts)} text(s), in chunks of at most {max_tokens} tokens")
@@ -87,6 +87,6 @@ def measure(request: dict, texts: list[str], betas: list[float], store, status, 
         evidence = [r.to_json() for r in rows]
     out = evaluation.to_json(detail=True) | {"source": "dashboard", "sweep": sweep, "token_evidence": evidence,
                                              "lm_kind": loaded.lm_kind}
-    evaluation_id = store.save_evaluation("evaluate", out)
+    evaluation_id = store.save_evaluation("evaluate", out, viewer=services.viewer())
     return View(id=evaluation_id, kind="evaluate", result=out, intervention=intervention,
                 runs=runs[:KEPT_CHUNKS], scores=scores[:KEPT_CHUNKS])

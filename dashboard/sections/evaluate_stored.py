@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import links, ui, units
+from dashboard import links, services, ui, units
 from sinkfix.plots import analysis as charts, findings as findings_charts
 
 
@@ -19,7 +19,7 @@ def _heldout(row: dict, arm: str) -> tuple[float | None, list | None]:
 
 def calibrations_table(store) -> None:
     st.subheader("Stored calibrations")
-    rows = store.calibrations()
+    rows = store.calibrations(viewer=services.viewer())
     if not rows:
         st.info("No calibrations yet. Search heads on a dev split and store them under a name: "
                 "`python -m sinkfix calibrate --model smollm2-135m --data tinyshakespeare.txt --name smol-first "
@@ -27,7 +27,7 @@ def calibrations_table(store) -> None:
         return
     table = []
     for row in rows:
-        full = store.calibration(row["name"]) or {}
+        full = store.calibration(row["name"], viewer=services.viewer()) or {}
         heldout = full.get("heldout") or {}
         target, ci = _heldout(heldout, "target")
         intervention = full.get("intervention") or {}
@@ -55,7 +55,7 @@ def calibrations_table(store) -> None:
 
 def evaluations_table(store) -> None:
     st.subheader("Recent evaluations")
-    rows = store.evaluations(limit=20)
+    rows = store.evaluations(limit=20, viewer=services.viewer())
     if not rows:
         st.info("No evaluations yet: run one above, or `python -m sinkfix evaluate --text ... --model smollm2-135m`.")
         return

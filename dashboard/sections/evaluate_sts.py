@@ -82,7 +82,7 @@ def run(request: dict, store) -> dict | None:
                 result = sts(loaded, data, request["intervention"], progress=tick)
             out = result.to_json() | {"model": loaded.name, "source": "dashboard", "data": request["data"],
                                       "split": request["split"]}
-            evaluation_id = store.save_evaluation("sts", out)
+            evaluation_id = store.save_evaluation("sts", out, viewer=services.viewer())
         except SinkFixError as error:
             failed = str(error)
         if failed is None:

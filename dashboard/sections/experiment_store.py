@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pandas as pd
 import streamlit as st
 
-from dashboard import services, units, visitors
+from dashboard import services, sharing, units, visitors
 from sinkfix.errors import SinkFixError
 
 Show = Callable[[dict, int], None]
@@ -55,7 +55,8 @@ def run_and_store(kind: str, label: str, work, describe: Callable[[dict], str], 
 
                 result = work(get, progress)
             data = result.to_json()
-            experiment_id = store.save_experiment(kind, data, describe(data), result.headline())
+            experiment_id = store.save_experiment(kind, data, describe(data), result.headline(),
+                                                  viewer=services.viewer())
         except SinkFixError as error:
             failed = str(error)
         if failed is None:
@@ -80,12 +81,13 @@ def open_from_query(store, query: str, shows: dict[str, Show], noun: str) -> Non
     if not str(raw).isdigit():
         st.error(f"'{raw}' is not an experiment id: ids are whole numbers from 1 up")
         return
-    row = store.experiment(int(raw))
+    row = store.experiment(int(raw), viewer=services.viewer())
     if row is None or row["kind"] not in shows:
         st.error(f"no stored {noun} experiment has id {raw}")
         return
     st.subheader(f"Experiment {row['id']} · {row['kind']} · {row['label']}")
     st.caption(f"Stored {units.when(row['created_at'])}; link: `?{query}={row['id']}`.")
+    sharing.control("experiment", row["id"])
     shows[row["kind"]](row["result"], row["id"])
 
 
@@ -106,7 +108,7 @@ def stored_frame(rows: list[dict], query: str) -> pd.DataFrame:
 
 def stored_table(store, query: str, kinds: tuple[str, ...], noun: str, headline_help: str, key: str) -> None:
     """Every stored experiment of ``kinds``, newest first, each with an 'open' link."""
-    rows = [row for kind in kinds for row in store.experiments(kind=kind)]
+    rows = [row for kind in kinds for row in store.experiments(kind=kind, viewer=services.viewer())]
     if not rows:
         st.caption(f"No stored {noun} experiments yet.")
         return

@@ -4,12 +4,11 @@
 one threshold and pressing "Re-run with these settings" analyses the same text; the new run
 records the one it re-ran (``parent_run_id``) and links back to it.
 """
-import numpy as np
 import streamlit as st
 
-from dashboard import links, services, ui
+from dashboard import links, services, sharing, ui
 from sinkfix.plots import analysis as charts
-from dashboard.sections import massive_badge, model_picker, thresholds
+from dashboard.sections import massive_badge, model_picker, run_charts, thresholds
 from sinkfix.analysis.display import SINK_COLUMN
 from sinkfix import settings as defaults
 from sinkfix.errors import SinkFixError
@@ -125,10 +124,11 @@ def inputs(opened) -> tuple[model_picker.Choice, str, AnalysisSettings | None, s
 def results(analysis) -> None:
     st.header(ui.run_title(analysis))
     ui.run_summary(analysis)
+    sharing.control("run", analysis.run_id)
     cols = st.columns(3)
     cols[0].page_link(links.DRILLDOWN, label="Open in drill-down", icon=":material/grid_on:",
                       query_params=links.drilldown_query(analysis.run_id))
-    previous = [r for r in st.session_state.get("_sinkfix_runs", {}) if r != analysis.run_id]
+    previous = [r for r in services.recent_run_ids() if r != analysis.run_id]
     if previous:
         cols[1].page_link(links.COMPARE, label=f"Compare with run {previous[-1]}", icon=":material/compare_arrows:",
                           query_params=links.compare_query([previous[-1], analysis.run_id]))
@@ -197,77 +197,12 @@ def results(analysis) -> None:
                                     "label": st.column_config.TextColumn(width=90),
                                     "sink_rate": st.column_config.NumberColumn("sink rate", format="%.2f", width=64)})
 
-    head_grid(analysis)
-    mean_maps(analysis)
+    run_charts.head_grid(analysis)
+    run_charts.mean_maps(analysis)
 
     st.subheader("Downloads")
     ui.analysis_downloads(analysis)
     st.caption("Every chart above has its own PNG and SVG buttons.")
-
-
-def head_grid(analysis) -> None:
-    st.subheader("Which heads sink where")
-    s = analysis.settings
-    labels = charts.token_axis_labels(analysis.tokens)
-    default = int(np.argmax(analysis.sink_rate))
-    left, right = st.columns([2, 3])
-    mode = left.radio("Show", ["α of one token", "α of each head's top sink"], key="an_grid_mode")
-    learned = analysis.learned_sink_mass
-    choices = list(range(analysis.n_tokens)) + ([-1] if learned is not None else [])
-    if mode == "α of one token":
-        token = right.selectbox("Token", choices, index=default,
-                                format_func=lambda j: f"{SINK_COLUMN} (learned sink, not a token)" if j < 0 else labels[j],
-                                key=f"an_grid_token_{analysis.run_id}")
-    if mode == "α of one token" and token < 0:
-        frame = charts.head_frame(learned, "sink_mass")
-        ui.show_chart(charts.head_grid(frame, "sink_mass", f"Learned sink {SINK_COLUMN}: mass per head",
-                                       scheme="purples", domain=(0, 1)),
-                      f"run{analysis.run_id}-head-grid-sink",
-                      "The attention each head gives to its learned sink logit (mean over queries): mass that "
-                      "goes to no token. It is shown apart from the tokens' α, which stay defined over real tokens.")
-        return
-    if mode == "α of one token":
-        values = analysis.alpha[:, :, token]
-        frame = charts.head_frame(values, "alpha", {"above_epsilon": values > s.epsilon})
-        title = f"α of token {labels[token]} in every head"
-        caption = (f"α[l,h,j]: attention token j receives in head (l, h), averaged over the queries that can see it. "
-                   f"Sink rate of this token = share of heads with α > ε ({s.epsilon:g}) = "
-                   f"{analysis.sink_rate[token]:.2f}.")
-    else:
-        top = analysis.alpha.argmax(axis=2)
-        extra = {"top_token": np.array(labels, dtype=object)[top]}
-        if learned is not None:
-            extra[f"{SINK_COLUMN} mass"] = learned
-        frame = charts.head_frame(analysis.alpha.max(axis=2), "alpha", extra)
-        title = "α of the strongest sink in every head"
-        caption = "For each head, the token with the largest α and its value; hover to see which token it is." + (
-            f" The tooltip also gives the head's learned-sink mass ({SINK_COLUMN})." if learned is not None else "")
-    ui.show_chart(charts.head_grid(frame, "alpha", title, domain=(0, 1)), f"run{analysis.run_id}-head-grid", caption)
-
-
-def mean_maps(analysis) -> None:
-    st.subheader("Attention before and after correction")
-    if analysis.mean_map is None:
-        st.info(f"This run has {analysis.n_tokens} tokens, above the map limit of "
-                f"{analysis.settings.map_token_limit}, so the full maps were not kept.")
-        return
-    sinks = ", ".join(charts.token_axis_labels(analysis.tokens)[i] for i in analysis.sink_indices)
-    ui.show_chart(
-        charts.attention_pair(analysis.mean_map, analysis.corrected_mean_map, analysis.tokens,
-                              "Attention averaged over layers and heads"),
-        f"run{analysis.run_id}-mean-maps",
-        f"Rows are queries, columns the tokens they attend to. Corrected: detrimental sinks ({sinks}) keep "
-        f"β = {analysis.settings.beta:g} of their attention and the rest is spread over the other tokens."
-        if sinks else "No token is detrimental under these thresholds, so the corrected map equals the original. "
-        "Lower τ_att or raise τ_norm to see a correction.",
-    )
-    if sinks:
-        ui.show_chart(
-            charts.attention_change(analysis.mean_map, analysis.corrected_mean_map, analysis.tokens,
-                                    "Change made by the correction (corrected − original)"),
-            f"run{analysis.run_id}-mean-change",
-            "Red: attention taken from the detrimental sinks; blue: where it went. Each row's changes sum to 0.",
-        )
 
 
 def opened_run():

@@ -25,7 +25,7 @@ def choose_runs(store) -> list[int]:
     left, right = st.columns([1, 3])
     left.text_input("Run ids", key="runs", bind="query-params", placeholder="e.g. 1,2",
                     help=f"2 to {links.MAX_COMPARE} run ids, separated by commas.")
-    recent = store.list(limit=40)
+    recent = store.list(limit=40, viewer=services.viewer())
     if recent:
         # Ascending ids, prefix matching and no "Select all matches" entry: typing "#3" and Enter picks
         # run 3 alone (it used to pick "2 matches": #3 and #31).
@@ -93,7 +93,7 @@ def sinks_table(analyses) -> pd.DataFrame:
 
 def head_values(store, run_id: int, metric: str, shape: tuple[int, int]) -> np.ndarray:
     grid = np.zeros(shape)
-    for row in store.head_rows(run_id):
+    for row in store.head_rows(run_id, viewer=services.viewer()):
         grid[row["layer"], row["head"]] = row[metric] if row[metric] is not None else np.nan
     return grid
 

@@ -9,7 +9,7 @@ read), and the inputs table is one page of ``PAGE_SIZE`` lines read with LIMIT/O
 import pandas as pd
 import streamlit as st
 
-from dashboard import links, services, ui, units
+from dashboard import links, services, sharing, ui, units
 from sinkfix.plots import analysis as charts
 from sinkfix.analysis.display import show_token
 from sinkfix.analysis.corpus import FIRST_TOKEN, CorpusSummary, summarize_stored
@@ -21,7 +21,7 @@ TYPE_COLUMNS = ["token", "sinks", "occurrences", "sink_share", "inputs", "mean_s
 
 
 def corpus_table(rows: list[dict]) -> None:
-    frame = pd.DataFrame(rows, columns=["name", "model", "n_runs", "created_at", "source"])
+    frame = pd.DataFrame(rows, columns=["name", "model", "n_runs", "created_at", "source", "owner", "shared"])
     frame["created_at"] = [units.when(t) for t in frame["created_at"]]
     frame["source"] = frame["source"].fillna(units.MISSING)
     st.dataframe(frame, hide_index=True, column_config={
@@ -34,7 +34,7 @@ def summary_of(store, corpus: dict) -> CorpusSummary:
         return CorpusSummary.from_json(corpus["summary"])
     st.warning("This corpus's batch did not finish (or is still running): the summary below covers the lines "
                "stored so far. Rerun the same `python -m sinkfix batch` command to complete it.")
-    return summarize_stored(store, corpus["id"], corpus["settings"]["epsilon"])
+    return summarize_stored(store, corpus["id"], corpus["settings"]["epsilon"], viewer=services.viewer())
 
 
 def overview(corpus: dict, summary: CorpusSummary) -> None:
@@ -89,12 +89,12 @@ def token_types(corpus: dict, summary: CorpusSummary) -> None:
 def runs(store, corpus: dict) -> None:
     """One page of the corpus's lines, read with LIMIT/OFFSET, so a 100k-line corpus loads as fast as a small one."""
     st.subheader("Inputs")
-    total = store.corpus_size(corpus["id"])
+    total = store.corpus_size(corpus["id"], viewer=services.viewer())
     pages = max(1, -(-total // PAGE_SIZE))
     page = 1
     if pages > 1:
         page = int(st.number_input(f"Page (of {pages}, {PAGE_SIZE} lines each)", 1, pages, step=1, key="co_page"))
-    rows = store.corpus_runs(corpus["id"], limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    rows = store.corpus_runs(corpus["id"], limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, viewer=services.viewer())
     frame = pd.DataFrame(rows, columns=["line_no", "run_id", "text", "n_tokens", "n_beneficial", "n_detrimental",
                                         "n_neutral", "has_maps"])
     frame["has_maps"] = frame["has_maps"].astype(bool)
@@ -128,13 +128,13 @@ st.caption("Sink statistics over a whole corpus: one stored run per input line, 
            "`python -m sinkfix batch FILE --model NAME`.")
 store = services.store_or_stop()
 try:
-    rows = store.corpora()
+    rows = store.corpora(viewer=services.viewer())
     if not rows:
         st.info("No corpora yet. Analyse a file with one input per line (or JSONL with a \"text\" field): "
                 "`python -m sinkfix batch inputs.txt --model minilm`.")
         st.stop()
     corpus_table(rows)
-    names = [r["name"] for r in rows]
+    names = list(dict.fromkeys(r["name"] for r in rows))  # one entry per name: the visitor's own corpus first
     asked = st.query_params.get("corpus")
     if asked and asked not in names and "corpus" not in st.session_state:
         # A bad link is an error, never a silent switch to the first corpus.
@@ -143,7 +143,8 @@ try:
                      query_params={"corpus": names[0]})
         st.stop()
     name = st.selectbox("Corpus", names, key="corpus", bind="query-params")
-    corpus = store.corpus(name)
+    corpus = store.corpus(name, viewer=services.viewer())
+    sharing.control("corpus", name)
     summary = summary_of(store, corpus)
     overview(corpus, summary)
     heads(corpus, summary)

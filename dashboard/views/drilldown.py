@@ -9,7 +9,7 @@ from collections import OrderedDict
 import pandas as pd
 import streamlit as st
 
-from dashboard import links, services, ui, units, visitors
+from dashboard import links, services, sharing, ui, units, visitors
 from sinkfix.plots import analysis as charts
 from sinkfix.analysis.display import show_token, show_tokens
 from sinkfix import layers
@@ -47,7 +47,7 @@ def choose_run(store) -> int | None:
         st.session_state.run = st.session_state.pop("dd_goto")
     left, right = st.columns([1, 3])
     left.text_input("Run id", key="run", bind="query-params", placeholder="e.g. 1")
-    recent = store.list(limit=30)
+    recent = store.list(limit=30, viewer=services.viewer())
     if recent:
         right.selectbox(
             "or pick a recent run", [r["id"] for r in recent], index=None, key="dd_recent", on_change=_pick_recent,
@@ -59,7 +59,7 @@ def choose_run(store) -> int | None:
 
 
 def head_grid(store, analysis) -> tuple[int, int]:
-    rows = pd.DataFrame(store.head_rows(analysis.run_id))
+    rows = pd.DataFrame(store.head_rows(analysis.run_id, viewer=services.viewer()))
     left, right = st.columns([2, 3], gap="large")
     with left:
         metric = st.selectbox("Metric", list(METRICS), key="metric", bind="query-params",
@@ -89,9 +89,10 @@ def head_grid(store, analysis) -> tuple[int, int]:
 def cached_head_map(store, run_id: int, layer: int, head: int):
     """One head's (original, corrected) maps, decoded once per session: going back to a head is free."""
     held: OrderedDict = st.session_state.setdefault("_dd_maps", OrderedDict())
-    key = (run_id, layer, head)
+    viewer = services.viewer()
+    key = (viewer, run_id, layer, head)  # per viewer: another sign-in in this session reads afresh
     if key not in held:
-        held[key] = store.head_map(run_id, layer, head)
+        held[key] = store.head_map(run_id, layer, head, viewer=viewer)
         while len(held) > MAPS_HELD:
             held.popitem(last=False)
     held.move_to_end(key)
@@ -191,7 +192,7 @@ def offer_recompute(store, analysis) -> None:
             with visitors.turn(analysis.model_name, status):  # one job per model at a time (docs/security.md)
                 loaded = services.model_shelf().get(analysis.model_name, progress=status.write)
                 status.write(f"running one forward pass over {analysis.n_tokens} tokens")
-                fresh = recompute_maps(store, analysis.run_id, loaded)
+                fresh = recompute_maps(store, analysis.run_id, loaded, viewer=services.viewer())
         except SinkFixError as error:
             status.update(label="Recomputing failed", state="error", expanded=False)
             st.error(str(error))
@@ -252,6 +253,7 @@ try:
     analysis = services.load_run(run_id)
     st.header(ui.run_title(analysis))
     ui.run_summary(analysis)
+    sharing.control("run", run_id)
     if analysis.parent_run_id is not None:
         st.caption(ui.provenance(analysis, services.run_info(analysis.parent_run_id)))
     check_link(analysis)

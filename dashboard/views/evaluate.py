@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import links, services
+from dashboard import links, services, sharing
 from dashboard.sections import evaluate_findings, evaluate_form, evaluate_results, evaluate_run, evaluate_stored
 from dashboard.sections import evaluate_sts
 from dashboard.sections.evaluate_results import View
@@ -23,9 +23,10 @@ def deep_link(store) -> bool:
     """Show the evaluation or calibration named in the URL; True when one was shown."""
     evaluation_id = links.parse_evaluation_id(st.query_params.get("evaluation"))
     if evaluation_id is not None:
-        row = store.evaluation(evaluation_id)
+        row = store.evaluation(evaluation_id, viewer=services.viewer())
         if row is None:
             raise links.LinkError(f"no evaluation with id {evaluation_id} in {store.path}")
+        sharing.control("evaluation", evaluation_id)
         latest = st.session_state.get(RESULT)
         if row["kind"] == "sts":
             latest = st.session_state.get(STS_RESULT)
@@ -35,7 +36,7 @@ def deep_link(store) -> bool:
         return True
     name = st.query_params.get("calibration")
     if name:
-        found = store.calibration(name)
+        found = store.calibration(name, viewer=services.viewer())
         if found is None:
             raise links.LinkError(f"no calibration named '{name}' in {store.path}")
         evaluate_stored.show_calibration(name, found)

@@ -1,4 +1,5 @@
-"""History: every stored run, filtered and paged in the database, so 10,000 runs stay fast."""
+"""History: every stored run the visitor may read (their own and those shared with them), filtered and
+paged in the database, so 10,000 runs stay fast."""
 import datetime as dt
 
 import pandas as pd
@@ -13,7 +14,7 @@ PAGE_SIZES = (25, 50, 100, 200)
 
 def filters(store) -> dict:
     cols = st.columns([2, 3, 2, 2])
-    model = cols[0].selectbox("Model", [ALL, *store.models()], key="hi_model")
+    model = cols[0].selectbox("Model", [ALL, *store.models(viewer=services.viewer())], key="hi_model")
     text = cols[1].text_input("Text contains", key="hi_text", placeholder="e.g. [MASK]")
     since = cols[2].date_input("Created on or after", value=None, key="hi_since", format="YYYY-MM-DD")
     cols[3].markdown("&nbsp;")
@@ -28,7 +29,7 @@ def filters(store) -> dict:
 
 def table(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["id", "created_at", "model", "text", "n_tokens",
-                                        "n_beneficial", "n_detrimental", "n_neutral"])
+                                        "n_beneficial", "n_detrimental", "n_neutral", "owner", "shared"])
     frame["text"] = frame["text"].map(lambda t: ui.shorten(t, 90))
     frame["created_at"] = frame["created_at"].map(units.when)
     frame["open"] = frame["id"].map(lambda i: links.url(links.DRILLDOWN, links.drilldown_query(int(i))))
@@ -53,7 +54,7 @@ def actions(store, selected: list[int]) -> None:
         if yes.button("Yes, delete", type="primary", key="hi_confirm_yes"):
             for run_id in pending:
                 try:
-                    store.delete(run_id)
+                    store.delete(run_id, viewer=services.viewer())
                 except SinkFixError as error:
                     st.error(str(error))
                 services.forget(run_id)
@@ -69,7 +70,7 @@ def actions(store, selected: list[int]) -> None:
 
 def export(store, where: dict, total: int) -> None:
     def everything() -> str:
-        rows = store.list(**where, limit=max(total, 1), offset=0)
+        rows = store.list(**where, limit=max(total, 1), offset=0, viewer=services.viewer())
         return pd.DataFrame(rows).to_csv(index=False)
 
     st.download_button(f"Export all {total} matching runs (CSV)", everything, file_name="sinkfix-runs.csv",
@@ -78,18 +79,18 @@ def export(store, where: dict, total: int) -> None:
 
 
 st.title("History")
-st.caption("Every stored analysis. Filters and paging run in the database. Select rows to open or compare them; "
-           "the link column opens a run's drill-down.")
+st.caption("Your stored analyses and those others shared with you. Filters and paging run in the database. Select "
+           "rows to open or compare them; the link column opens a run's drill-down.")
 store = services.store_or_stop()
 try:
     where = filters(store)
-    total = store.count(**where)
+    total = store.count(**where, viewer=services.viewer())
     left, right, info = st.columns([1, 1, 3])
     size = left.selectbox("Rows per page", PAGE_SIZES, index=1, key="hi_size")
     pages = max(1, -(-total // size))
     page = right.number_input(f"Page (of {pages})", min_value=1, value=1, step=1, key="hi_page")
     offset = (min(page, pages) - 1) * size
-    rows = store.list(**where, limit=size, offset=offset)
+    rows = store.list(**where, limit=size, offset=offset, viewer=services.viewer())
     info.markdown(f"&nbsp;  \n**{total}** matching runs; showing {offset + 1 if rows else 0}–{offset + len(rows)}.")
     if not rows:
         st.info("No runs match. Clear the filters, or analyse a text on the Analyze page.")
@@ -101,6 +102,9 @@ try:
             "created_at": st.column_config.TextColumn("created"),
             "text": st.column_config.TextColumn("text", width="medium"),
             **ui.count_columns(),
+            "owner": st.column_config.TextColumn("owner", width="small"),
+            "shared": st.column_config.CheckboxColumn("shared", width="small",
+                                                      help="Shared: every visitor can read it (only its owner changes it)."),
             "open": st.column_config.LinkColumn("drill-down", display_text="open"),
         },
     )

@@ -48,7 +48,7 @@ with left:
 with right:
     st.subheader("Latest runs")
     store = services.store_or_stop()
-    latest = store.list(limit=8)
+    latest = store.list(limit=8, viewer=services.viewer())
     if not latest:
         st.info("No runs yet. Run the example or analyse a text.")
     for row in latest:

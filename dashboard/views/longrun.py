@@ -23,14 +23,15 @@ TEXT_SHOWN = 3000  # characters of the span's text shown
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-def _rows(path: str, run_id: int, created_at: str) -> tuple[dict, np.ndarray, pd.DataFrame, np.ndarray | None]:
+def _rows(path: str, run_id: int, created_at: str, _viewer) -> tuple[dict, np.ndarray, pd.DataFrame, np.ndarray | None]:
     """Held per server (keyed by database, run and its creation time, so a deleted and reused id is never
     served stale): a second visitor, or a reload, opens the run without reading 32k rows again. Only
-    numbers are read for the whole text; token strings are read for the span shown."""
+    numbers are read for the whole text; token strings are read for the span shown. Not keyed by the
+    viewer: ``rows_of`` checks that each visitor may read the run before it asks for it."""
     store = services.get_store()
-    info = store.info(run_id)
-    strengths = np.array(store.token_strengths(run_id), dtype=np.float64).reshape(-1, 3)
-    heads = pd.DataFrame(store.head_rows(run_id))
+    info = store.info(run_id, viewer=_viewer)
+    strengths = np.array(store.token_strengths(run_id, viewer=_viewer), dtype=np.float64).reshape(-1, 3)
+    heads = pd.DataFrame(store.head_rows(run_id, viewer=_viewer))
     heads["token"] = [show_token(t, 16) for t in heads["top_token_text"]]
     return info, strengths, heads, offsets_array(info.get("offsets"))
 
@@ -47,8 +48,8 @@ def offsets_array(raw: str | None) -> np.ndarray | None:
 def rows_of(store, run_id: int) -> tuple[dict, np.ndarray, pd.DataFrame, np.ndarray | None]:
     """The run's row, per-token (att_received, sink rate, label rank), per-head rows and token spans;
     no blob is read."""
-    stamp = store.created_at(run_id)
-    return _rows(str(store.path), run_id, stamp)
+    stamp = store.created_at(run_id, viewer=services.viewer())  # missing, for a run this visitor may not read
+    return _rows(str(store.path), run_id, stamp, services.viewer())
 
 
 def _brushed() -> None:
@@ -104,7 +105,8 @@ def span_section(store, info: dict, offsets: np.ndarray | None, start: int, end:
     if end - start > MAX_SPAN:
         st.info(f"The span holds {end - start:,} tokens; the first {MAX_SPAN:,} are drawn one by one.")
         end = start + MAX_SPAN
-    frame = pd.DataFrame.from_records(store.token_records(info["id"], start, end), columns=list(store.TOKEN_COLUMNS))
+    frame = pd.DataFrame.from_records(store.token_records(info["id"], start, end, viewer=services.viewer()),
+                                      columns=list(store.TOKEN_COLUMNS))
     frame["token"] = show_tokens(frame["token"])
     ui.show_chart(longrun_charts.span_bars(frame), f"run{info['id']}-span-{start}-{end}",
                   "Attention each token of the span receives (share of all attention, mean over layers, heads and "

@@ -192,9 +192,10 @@ def run_stats_from_rows(head_rows: Sequence[dict], token_rows: Sequence[dict]) -
     return stats
 
 
-def summarize_stored(store, corpus_id: int, epsilon: float) -> CorpusSummary:
-    """The summary of a stored corpus, read from plain tables only."""
-    return summarize(run_stats_from_rows(store.corpus_head_rows(corpus_id), store.corpus_token_rows(corpus_id)),
+def summarize_stored(store, corpus_id: int, epsilon: float, *, viewer) -> CorpusSummary:
+    """The summary of a stored corpus the ``viewer`` may read, from plain tables only."""
+    return summarize(run_stats_from_rows(store.corpus_head_rows(corpus_id, viewer=viewer),
+                                         store.corpus_token_rows(corpus_id, viewer=viewer)),
                      epsilon)
 
 

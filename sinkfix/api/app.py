@@ -8,6 +8,10 @@ and every run goes to the same database as the CLI and the dashboard (``SINKFIX_
 
 The policy and limits (``sinkfix.policy``) are the server's, shared with the dashboard; the CLI
 keeps its local freedom. Error statuses are in ``sinkfix.api.errors``.
+
+Every endpoint that reads or writes stored rows takes the request's ``Viewer`` (``requester``): the
+name of the token it sent (``local`` when the server has no token), an administrator when
+``SINKFIX_ADMINS`` names it. A row that viewer may not read is answered exactly as a missing one.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ import threading
 import time
 from typing import Literal
 
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from starlette.middleware.gzip import GZipMiddleware
@@ -29,14 +33,15 @@ from sinkfix.analysis.pipeline import analyze
 from sinkfix.analysis.result import Analysis
 from sinkfix.api import errors
 from sinkfix.api.body import AnalyzeRequest
-from sinkfix.api.guards import BearerToken, BodyLimit
+from sinkfix.api.guards import OWNER, BearerToken, BodyLimit
 from sinkfix.api.queue import Gate, Gates, KeyLocks
 from sinkfix.api.shelf import BoundedShelf
 from sinkfix.cache import cache_key
 from sinkfix.errors import InputError, SettingsError, StoreError, StoreReadOnlyError
 from sinkfix.models import LoadedModel
-from sinkfix.policy import ServerConfig, check_model
+from sinkfix.policy import ServerConfig, check_model, identity
 from sinkfix.policy.config import char_budget
+from sinkfix.policy.ownership import LOCAL_NAME, Viewer
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 from sinkfix.version import __version__
@@ -82,6 +87,12 @@ app.add_middleware(BodyLimit)
 app.add_middleware(BearerToken)
 
 
+def requester(request: Request) -> Viewer:
+    """Who sent the request: its token's name (set by BearerToken), or ``local`` on a server without tokens."""
+    name = getattr(request.state, OWNER, None) or LOCAL_NAME
+    return identity.viewer_named(name, ServerConfig.from_env().admins)
+
+
 def _json(data: object, status_code: int = 200) -> Response:
     # json.dumps directly: FastAPI's jsonable_encoder walks every float of an L x H x T x T list first.
     return Response(json.dumps(data, ensure_ascii=False), status_code=status_code, media_type="application/json")
@@ -89,8 +100,10 @@ def _json(data: object, status_code: int = 200) -> Response:
 
 @app.post("/api/analyze")
 async def analyze_endpoint(request: AnalyzeRequest, maps: bool = Query(False, description="include the L x H x T x T "
-                                                                        "corrected_att_scores")) -> Response:
-    """Analyse one text (or serve the identical stored request): the seed's JSON plus run_id and maps_url."""
+                                                                        "corrected_att_scores"),
+                           viewer: Viewer = Depends(requester)) -> Response:
+    """Analyse one text (or serve the identical stored request): the seed's JSON plus run_id and maps_url.
+    The run is the requester's; a cache hit is their own run, or their copy of one shared with them."""
     config = ServerConfig.from_env()
     check_model(request.model_name, config)  # 403 before anything touches the name
     settings = request.settings()  # out-of-range settings fail before the model loads
@@ -103,9 +116,9 @@ async def analyze_endpoint(request: AnalyzeRequest, maps: bool = Query(False, de
                                      request.dtype)
     text, dropped = _cut(request.text, loaded, settings)
     key = cache_key(text, loaded, settings)  # also checks the layer against the model
-    run_id = await run_in_threadpool(runs.find, key)
+    run_id = await run_in_threadpool(lambda: runs.reuse(key, viewer=viewer))  # a hit skips the queue
     if run_id is not None:
-        analysis, cached = await run_in_threadpool(runs.get, run_id), True
+        analysis, cached = await run_in_threadpool(lambda: runs.get(run_id, viewer=viewer)), True
     else:
         if runs.read_only:
             raise StoreReadOnlyError("this server's database is read-only: stored runs can be read, new analyses "
@@ -114,7 +127,7 @@ async def analyze_endpoint(request: AnalyzeRequest, maps: bool = Query(False, de
         gate.admit(request.model_name, config.max_concurrency, config.max_queue)  # 503 when the queue is full
         try:
             analysis, cached = await run_in_threadpool(_compute, text, loaded, settings, runs, key, gate,
-                                                       config.max_concurrency)
+                                                       config.max_concurrency, viewer)
         finally:
             gate.leave()
     body = await run_in_threadpool(_seed_body, analysis, maps or request.include_maps)
@@ -141,17 +154,20 @@ def _cut(text: str, loaded: LoadedModel, settings: AnalysisSettings) -> tuple[st
 
 
 def _compute(text: str, loaded: LoadedModel, settings: AnalysisSettings, runs: Store, key: str, gate: Gate,
-             max_concurrency: int) -> tuple[Analysis, bool]:
-    """Analyse and save, once per key: an identical request that waited on the key finds the run stored."""
-    with KEYS.hold(key):
-        run_id = runs.find(key)
+             max_concurrency: int, viewer: Viewer) -> tuple[Analysis, bool]:
+    """Analyse and save, once per owner and key: an identical request that waited on the key finds the run
+    stored (or a copy of one shared with it). The lock is per owner, so waiting on it says nothing about
+    what another owner is computing."""
+    with KEYS.hold(f"{viewer.name}\n{key}"):
+        run_id = runs.reuse(key, viewer=viewer)
         if run_id is not None:
-            return runs.get(run_id), True
+            return runs.get(run_id, viewer=viewer), True
         with gate.slot(max_concurrency):
             started = time.perf_counter()
             result = analyze(text, loaded, settings)
             gate.record(time.perf_counter() - started)
-        return dataclasses.replace(result, run_id=runs.save(result, key)), False  # saved outside the model slot
+        saved = runs.save(result, key, viewer=viewer)  # outside the model slot
+        return dataclasses.replace(result, run_id=saved), False
 
 
 def _seed_body(analysis: Analysis, include_maps: bool) -> dict:
@@ -175,46 +191,52 @@ def list_runs(
     search: str | None = Query(None, description="only runs whose text contains this"),
     label: Literal[classify.LABELS] | None = Query(None, description="only runs with a token of this label"),
     since: str | None = Query(None, description="only runs created at or after this ISO date (UTC)"),
+    viewer: Viewer = Depends(requester),
 ) -> Response:
-    """Stored runs, newest first, paged: ``{"total", "limit", "offset", "runs": [...]}``."""
+    """The requester's stored runs and those shared with them, newest first, paged:
+    ``{"total", "limit", "offset", "runs": [...]}`` (each row names its ``owner`` and whether it is ``shared``)."""
     where = {"model": model, "text_contains": search, "since": since, "label": label}
     runs = store()
-    return _json({"total": runs.count(**where), "limit": limit, "offset": offset,
-                  "runs": runs.list(**where, limit=limit, offset=offset)})
+    return _json({"total": runs.count(**where, viewer=viewer), "limit": limit, "offset": offset,
+                  "runs": runs.list(**where, limit=limit, offset=offset, viewer=viewer)})
 
 
 @app.get("/api/runs/{run_id}")
-def get_run(run_id: int, maps: bool = Query(False, description="include the L x H x T x T corrected_att_scores")
-            ) -> Response:
-    """One stored run: the seed's JSON plus run_id and ``metadata`` (maps only with ``?maps=true``)."""
-    run = store().get(run_id)
+def get_run(run_id: int, maps: bool = Query(False, description="include the L x H x T x T corrected_att_scores"),
+            viewer: Viewer = Depends(requester)) -> Response:
+    """One stored run: the seed's JSON plus run_id and ``metadata`` (maps only with ``?maps=true``); 404 for a
+    run the requester may not read, exactly as for a missing one."""
+    runs = store()
+    run = runs.get(run_id, viewer=viewer)
+    sharing = runs.sharing("run", run_id, viewer=viewer)
     return _json({**_seed_body(run, maps), "metadata": {
         "model": run.model_name, "model_id": run.model_id, "model_type": run.model_type,
         "fingerprint": run.fingerprint, "created_at": run.created_at, "text": run.text, "n_tokens": run.n_tokens,
         "n_layers": run.n_layers, "n_heads": run.n_heads, "settings": run.settings.to_dict(), "rule": run.rule,
         "sink_indices": run.sink_indices, "warnings": run.warnings, "version": run.version,
-        "attention_layers": run.attention_layers,
+        "attention_layers": run.attention_layers, "owner": sharing["owner"], "shared": sharing["shared"],
     }})
 
 
 @app.get("/api/corpora")
-def list_corpora() -> Response:
-    """Corpora made by ``python -m sinkfix batch``, newest first."""
-    return _json({"corpora": store().corpora()})
+def list_corpora(viewer: Viewer = Depends(requester)) -> Response:
+    """The requester's corpora (made by ``python -m sinkfix batch``) and those shared with them, newest first."""
+    return _json({"corpora": store().corpora(viewer=viewer)})
 
 
 @app.get("/api/corpora/{name}")
-def get_corpus(name: str) -> Response:
-    """One corpus: its settings, its runs by line and its summary (see sinkfix.corpus for the definitions)."""
+def get_corpus(name: str, viewer: Viewer = Depends(requester)) -> Response:
+    """One corpus: its settings, its runs by line and its summary (see sinkfix.corpus for the definitions).
+    The requester's own corpus of that name first, then one shared with them."""
     runs = store()
-    corpus = runs.corpus(name)
+    corpus = runs.corpus(name, viewer=viewer)
     summary = (CorpusSummary.from_json(corpus["summary"]) if corpus["summary"]
-               else summarize_stored(runs, corpus["id"], corpus["settings"]["epsilon"]))
+               else summarize_stored(runs, corpus["id"], corpus["settings"]["epsilon"], viewer=viewer))
     return _json({
         "corpus": corpus["name"], "corpus_id": corpus["id"], "model": corpus["model"],
         "settings": corpus["settings"], "source": corpus["source"], "created_at": corpus["created_at"],
-        "complete": corpus["summary"] is not None,
-        "runs": [{"line_no": r["line_no"], "run_id": r["run_id"]} for r in runs.corpus_runs(corpus["id"])],
+        "complete": corpus["summary"] is not None, "owner": corpus["owner"], "shared": corpus["shared"],
+        "runs": [{"line_no": r["line_no"], "run_id": r["run_id"]} for r in runs.corpus_runs(corpus["id"], viewer=viewer)],
         "summary": summary.to_dict(),
     })
 

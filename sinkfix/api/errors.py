@@ -30,6 +30,8 @@ from sinkfix.errors import (
     UnsupportedModelError,
 )
 from sinkfix.policy import ModelNotAllowedError, ServerConfigError
+from sinkfix.policy.identity import IdentityConfigError
+from sinkfix.policy.ownership import NotOwnerError
 
 log = logging.getLogger("sinkfix.api")
 
@@ -47,6 +49,8 @@ STATUS: list[tuple[type[SinkFixError], int]] = [
     (StoreFullError, 507),
     (StoreReadOnlyError, 503),
     (ServerConfigError, 500),
+    (IdentityConfigError, 500),
+    (NotOwnerError, 403),
     (InputError, 422),
     (SettingsError, 422),
     (UnsupportedModelError, 422),

@@ -2,15 +2,19 @@
 
 They answer from the headers alone where they can, so an unauthenticated or oversized request
 costs the server neither a parse nor (for a declared Content-Length) reading the body at all.
+The token a request sent names its owner (``OWNER``, in the request's state); ``sinkfix.api.app``
+turns it into the viewer every stored row is read as.
 """
 from __future__ import annotations
 
-import hmac
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from sinkfix.api.config import ServerConfig
+from sinkfix.policy import identity
+
+OWNER = "sinkfix_owner"  # request.state key: the name of the token the request sent
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -35,10 +39,11 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class BearerToken:
-    """With SINKFIX_API_TOKEN set, every request needs ``Authorization: Bearer <token>``: 401 otherwise.
+    """With SINKFIX_API_TOKEN or SINKFIX_API_TOKENS set, every request needs ``Authorization: Bearer <token>``
+    with one of the tokens: 401 otherwise. The token's name becomes the request's owner.
 
-    The comparison is constant-time (``hmac.compare_digest``), so response times do not leak how
-    much of a guessed token was right.
+    Every token is compared, each in constant time (``hmac.compare_digest``), so response times leak
+    neither which token matched nor how much of a guessed token was right.
     """
 
     def __init__(self, app: ASGIApp) -> None:
@@ -47,13 +52,16 @@ class BearerToken:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        token = ServerConfig.from_env().token
-        if token is not None:
+        tokens = ServerConfig.from_env().named_tokens()
+        scope.setdefault("state", {}).pop(OWNER, None)
+        if tokens:
             given = _header(scope, b"authorization") or b""
             scheme, _, credential = given.partition(b" ")
-            if scheme.lower() != b"bearer" or not hmac.compare_digest(credential.strip(), token.encode()):
+            owner = identity.token_owner(credential, tokens)
+            if scheme.lower() != b"bearer" or owner is None:
                 return await send_json(send, 401, "this server needs a token: send the header "
                                        "'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"})
+            scope["state"][OWNER] = owner
         await self.app(scope, receive, send)
 
 

@@ -27,6 +27,7 @@ from sinkfix.settings import (
     DEFAULT_TAU_NORM,
     AnalysisSettings,
 )
+from sinkfix.cli.owner import viewer_of
 from sinkfix.store import Store
 
 
@@ -172,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             result = analyze(text, loaded, settings, progress=progress)
         else:
             started = time.perf_counter()
-            result, hit = analyze_or_fetch(text, loaded, settings, store, progress=progress)
+            result, hit = analyze_or_fetch(text, loaded, settings, store, progress=progress, viewer=viewer_of(args))
     finally:
         close()
     if store is None:

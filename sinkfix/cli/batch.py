@@ -12,6 +12,8 @@ from sinkfix.engines.parquet import import_corpus
 from sinkfix.cli.common import write_json
 from sinkfix.cli.analyze import add_settings_arguments, load_with_progress, settings_from
 from sinkfix.analysis.corpus import CorpusSummary, format_summary, summarize_stored
+from sinkfix.cli.owner import viewer_of
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
 
 
@@ -60,7 +62,7 @@ def run_batch_command(args: argparse.Namespace) -> int:
     settings = settings_from(args)  # validate before the slow part
     lines = read_corpus(args.file)
     name = args.corpus or Path(args.file).stem
-    store = Store()  # a bad database fails before the model loads
+    store, viewer = Store(), viewer_of(args)  # a bad database fails before the model loads
     source = str(Path(args.file).resolve())
     if args.engine == "ray":
         from sinkfix.engines.ray_engine import DEFAULT_BATCH_SIZE, RayOptions, run_batch_ray
@@ -68,36 +70,37 @@ def run_batch_command(args: argparse.Namespace) -> int:
         options = RayOptions(args.address, args.workers, args.gpus_per_worker, args.cpus_per_worker,
                              args.batch_size or DEFAULT_BATCH_SIZE)
         result = run_batch_ray(lines, args.model, settings, store, name, options, source=source,
-                               progress=not args.quiet, keep=args.keep, parquet=args.parquet)
+                               progress=not args.quiet, keep=args.keep, parquet=args.parquet, viewer=viewer)
     else:
         loaded = load_with_progress(args.model)
         result = run_batch(lines, loaded, settings, store, name, source=source, progress=not args.quiet,
-                           batch_size=args.batch_size, keep=args.keep, parquet=args.parquet)
-    _report(result, store, name, args.json)
+                           batch_size=args.batch_size, keep=args.keep, parquet=args.parquet, viewer=viewer)
+    _report(result, store, name, args.json, viewer)
     if args.parquet:
         print(f"Parquet shards in {args.parquet}", file=sys.stderr)
     return 0
 
 
-def _report(result: BatchResult, store: Store, name: str, json_target: str | None, verb: str = "analysed") -> None:
+def _report(result: BatchResult, store: Store, name: str, json_target: str | None, viewer: Viewer,
+            verb: str = "analysed") -> None:
     print(f"{result.n_lines} lines: {result.analysed} {verb}, {result.cached} served from the store"
           + (f", {result.dropped} old lines dropped" if result.dropped else "")
           + f"; corpus '{name}' in {store.path}", file=sys.stderr)
     print(format_summary(result.summary, name), file=sys.stderr)
     if json_target:
-        write_json(corpus_json(store, name, result.summary), json_target)
+        write_json(corpus_json(store, name, result.summary, viewer), json_target)
 
 
 def run_import(args: argparse.Namespace) -> int:
-    store = Store()
-    result = import_corpus(args.folder, store, args.corpus)
-    _report(result, store, result.name, None, verb="imported")
+    store, viewer = Store(), viewer_of(args)
+    result = import_corpus(args.folder, store, args.corpus, viewer=viewer)
+    _report(result, store, result.name, None, viewer, verb="imported")
     return 0
 
 
-def corpus_json(store: Store, name: str, summary: CorpusSummary) -> dict:
-    corpus = store.corpus(name)
-    runs = store.corpus_runs(corpus["id"])
+def corpus_json(store: Store, name: str, summary: CorpusSummary, viewer: Viewer) -> dict:
+    corpus = store.corpus(name, viewer=viewer)
+    runs = store.corpus_runs(corpus["id"], viewer=viewer)
     return {
         "corpus": name, "corpus_id": corpus["id"], "model": corpus["model"], "settings": corpus["settings"],
         "source": corpus["source"], "created_at": corpus["created_at"],
@@ -106,16 +109,16 @@ def corpus_json(store: Store, name: str, summary: CorpusSummary) -> dict:
     }
 
 
-def stored_summary(store: Store, corpus: dict) -> CorpusSummary:
+def stored_summary(store: Store, corpus: dict, viewer: Viewer) -> CorpusSummary:
     """The stored summary, or (for a corpus whose batch was interrupted) one computed from its lines so far."""
     if corpus["summary"]:
         return CorpusSummary.from_json(corpus["summary"])
-    return summarize_stored(store, corpus["id"], corpus["settings"]["epsilon"])
+    return summarize_stored(store, corpus["id"], corpus["settings"]["epsilon"], viewer=viewer)
 
 
 def run_list(args: argparse.Namespace) -> int:
     store = Store()
-    rows = store.corpora()
+    rows = store.corpora(viewer=viewer_of(args))
     if args.json:
         write_json(rows, "-")
         return 0
@@ -128,14 +131,15 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    store = Store()
-    corpus = store.corpus(args.name)
-    summary = stored_summary(store, corpus)
+    store, viewer = Store(), viewer_of(args)
+    corpus = store.corpus(args.name, viewer=viewer)
+    summary = stored_summary(store, corpus, viewer)
     if args.json:
-        write_json(corpus_json(store, args.name, summary), args.json)
+        write_json(corpus_json(store, args.name, summary, viewer), args.json)
         return 0
     s = corpus["settings"]
-    print(f"corpus '{corpus['name']}' (#{corpus['id']}), model {corpus['model']}, created {corpus['created_at']}")
+    print(f"corpus '{corpus['name']}' (#{corpus['id']}), model {corpus['model']}, created {corpus['created_at']}, "
+          f"owner {corpus['owner']}{' (shared)' if corpus['shared'] else ''}")
     print(f"source: {corpus['source']}")
     print(f"settings: layer={s['layer']} tau_att={s['tau_att']} tau_norm={s['tau_norm']} beta={s['beta']} "
           f"epsilon={s['epsilon']}")
@@ -143,7 +147,7 @@ def run_show(args: argparse.Namespace) -> int:
         print("note: the batch did not finish; this summary covers the lines stored so far")
     print(format_summary(summary, corpus["name"]))
     print(f"\n{'line':>6} {'run':>6} {'T':>4} {'det':>3}  text")
-    for row in store.corpus_runs(corpus["id"]):
+    for row in store.corpus_runs(corpus["id"], viewer=viewer):
         text = " ".join(row["text"].split())
         print(f"{row['line_no']:>6} {row['run_id']:>6} {row['n_tokens']:>4} {row['n_detrimental']:>3}  "
               f"{text if len(text) <= 60 else text[:59] + '…'}")
@@ -152,6 +156,6 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_delete(args: argparse.Namespace) -> int:
     store = Store()
-    store.delete_corpus(args.name)
+    store.delete_corpus(args.name, viewer=viewer_of(args))
     print(f"deleted corpus '{args.name}' from {store.path} (its runs are still in the history)", file=sys.stderr)
     return 0

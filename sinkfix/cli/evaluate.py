@@ -17,6 +17,7 @@ from sinkfix.experiments.token_evidence import token_evidence
 from sinkfix.experiments.intervene import Intervention, parse_layers
 from sinkfix.models import DEFAULT_MODEL
 from sinkfix.settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
+from sinkfix.cli.owner import viewer_of
 from sinkfix.store import Store
 from sinkfix.experiments.sts import load_sts, sts
 
@@ -41,7 +42,7 @@ def _intervention_arguments(parser: argparse.ArgumentParser, target_default: str
 def _intervention(args: argparse.Namespace, model_name: str | None = None) -> Intervention:
     return Intervention(
         target=args.target, beta=args.beta, layers=parse_layers(args.layers),
-        heads=calibrate.resolve_heads(args.heads, model_name), tau_att=args.tau_att, tau_norm=args.tau_norm,
+        heads=calibrate.resolve_heads(args.heads, model_name, viewer=viewer_of(args)), tau_att=args.tau_att, tau_norm=args.tau_norm,
         norm_layer=args.layer, match=args.match, seed=args.seed,
     )
 
@@ -126,7 +127,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
             print(f"  token {r.index:>4} {show_token(r.token, 14):<14} att={r.att_received:.3f} seed={r.seed_label:<11} "
                   f"evidence={r.evidence_label} {_metrics(r.to_json())}", file=sys.stderr)
     if not args.no_save:
-        _save("evaluate", out)
+        _save("evaluate", out, args)
     if args.json:
         write_json(out, args.json)
     return 0
@@ -134,7 +135,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 def _check_heads_model(args: argparse.Namespace, model_name: str) -> None:
     if args.heads and args.heads.strip().startswith("@"):
-        calibrate.resolve_heads(args.heads, model_name)
+        calibrate.resolve_heads(args.heads, model_name, viewer=viewer_of(args))
 
 
 def _metrics(row: dict) -> str:
@@ -174,15 +175,15 @@ def run_sts(args: argparse.Namespace) -> int:
               f"95% CI [{low:+.4f}, {high:+.4f}]); {result.sentences_with_targets} of {result.n_sentences} sentences "
               "had target tokens", file=sys.stderr)
     if intervention is not None and not args.no_save:
-        _save("sts", out)
+        _save("sts", out, args)
     if args.json:
         write_json(out, args.json)
     return 0
 
 
-def _save(kind: str, result: dict) -> None:
+def _save(kind: str, result: dict, args: argparse.Namespace) -> None:
     store = Store()
-    evaluation_id = store.save_evaluation(kind, result)
+    evaluation_id = store.save_evaluation(kind, result, viewer=viewer_of(args))
     print(f"stored as evaluation {evaluation_id} in {store.path}", file=sys.stderr)
 
 
@@ -213,7 +214,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     _print_calibration(out)
     if args.name:
         out["name"] = args.name
-        calibrate.save(result, args.name)
+        calibrate.save(result, args.name, viewer=viewer_of(args))
         print(f"stored the kept heads as @{args.name}", file=sys.stderr)
     if args.json:
         write_json(out, args.json)
@@ -249,7 +250,7 @@ def _print_calibration(out: dict) -> None:
 
 
 def run_list_evaluations(args: argparse.Namespace) -> int:
-    rows = Store().evaluations(model=args.model, limit=args.limit)
+    rows = Store().evaluations(model=args.model, limit=args.limit, viewer=viewer_of(args))
     if args.json:
         write_json(rows, "-")
         return 0
@@ -265,7 +266,7 @@ def run_list_evaluations(args: argparse.Namespace) -> int:
 
 
 def run_list_calibrations(args: argparse.Namespace) -> int:
-    rows = Store().calibrations(model=args.model)
+    rows = Store().calibrations(model=args.model, viewer=viewer_of(args))
     if args.json:
         write_json(rows, "-")
         return 0

@@ -13,6 +13,7 @@ from sinkfix.cli.common import StageProgress, write_json
 from sinkfix.experiments.lab.settings import OPTIMIZERS, LabSettings
 from sinkfix.experiments.lab.tasks import TASKS, TOKENIZERS
 from sinkfix.experiments.lab.variants import VARIANTS, parse_variants
+from sinkfix.cli.owner import viewer_of
 from sinkfix.store import Store
 
 KIND = "lab"
@@ -96,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     print("models: " + ", ".join(sorted({run["model_dir"] for run in result.runs})[:2])
           + (" ..." if len(result.runs) > 2 else ""), file=sys.stderr)
     if store is not None:
-        experiment_id = store.save_experiment(KIND, data, result.label(), result.headline(), model=f"lab/{settings.task}")
+        experiment_id = store.save_experiment(KIND, data, result.label(), result.headline(), model=f"lab/{settings.task}",
+                                                  viewer=viewer_of(args))
         print(f"saved as experiment #{experiment_id} in {store.path}", file=sys.stderr)
     if args.json:
         write_json(data, args.json)

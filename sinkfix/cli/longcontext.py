@@ -14,6 +14,8 @@ from sinkfix.cli.analyze import load_with_progress
 from sinkfix.cli.common import StageProgress, write_json
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments import kvquant, streaming
+from sinkfix.cli.owner import viewer_of
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
 
 MODES = ("masked", "stream", "recompute")
@@ -105,7 +107,7 @@ def run_streaming(args: argparse.Namespace) -> int:
         low, high = row["ppl_ci95"]
         print(f"  {row['name']:<22} ppl {row['ppl']:10.2f}  95% CI [{low:.2f}, {high:.2f}]", file=sys.stderr)
     return _finish(store, "streaming", data, f"{data['model']} {data['mode']} W={data['window']} T={data['n_tokens']}",
-                   result.headline(), args.json)
+                   result.headline(), args.json, viewer_of(args))
 
 
 def run_kvquant(args: argparse.Namespace) -> int:
@@ -132,12 +134,13 @@ def run_kvquant(args: argparse.Namespace) -> int:
               file=sys.stderr)
     return _finish(store, "kvquant", data, f"{data['model']} bits={args.bits} keep={args.keep} K {args.keys} "
                    f"V {args.values}", result.headline(),
-                   args.json)
+                   args.json, viewer_of(args))
 
 
-def _finish(store: Store | None, kind: str, data: dict, label: str, headline: float | None, target: str | None) -> int:
+def _finish(store: Store | None, kind: str, data: dict, label: str, headline: float | None, target: str | None,
+            viewer: Viewer) -> int:
     if store is not None:
-        data["id"] = store.save_experiment(kind, data, label, headline)
+        data["id"] = store.save_experiment(kind, data, label, headline, viewer=viewer)
         print(f"saved as experiment #{data['id']} in {store.path}", file=sys.stderr)
     if target:
         write_json(data, target)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from sinkfix.cli import analyze, batch, dashboard, evaluate, lab, longcontext, mechanisms, runs, serve
+from sinkfix.cli.owner import add_owner_everywhere
 from sinkfix.cli.common import EXIT_USAGE, Parser
 from sinkfix.errors import SinkFixError
 
@@ -23,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     for group in COMMAND_GROUPS:
         group.register(commands)
     analyze.add_model_options_everywhere(parser)  # --device, --dtype, --query-block wherever a model loads
+    add_owner_everywhere(parser)  # --owner wherever the run database is read or written
     return parser
 
 

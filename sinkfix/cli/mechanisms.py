@@ -12,6 +12,7 @@ from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments import massive, sinkrate
 from sinkfix.models import DEFAULT_MODEL
 from sinkfix.settings import BOS_MODES, DEFAULT_EPSILON
+from sinkfix.cli.owner import viewer_of
 from sinkfix.store import Store
 
 BOS_HELP = "auto: as the tokenizer does; always: prepend the model's BOS token; never: drop it"
@@ -86,7 +87,7 @@ def run_sinkrate(args: argparse.Namespace) -> int:
     data = result.to_json()
     if store is not None:
         data["id"] = store.save_experiment("sinkrate", data, f"{result.model} n={result.n} T={result.length}",
-                                           result.headline())
+                                           result.headline(), viewer=viewer_of(args))
         print(f"saved as experiment #{data['id']} in {store.path}", file=sys.stderr)
     if args.json:
         write_json(data, args.json)
@@ -129,7 +130,7 @@ def run_massive(args: argparse.Namespace) -> int:
     data = result.to_json()
     if store is not None:
         data["id"] = store.save_experiment("massive", data, f"{result.model} {len(result.tokens)} tokens",
-                                           result.headline())
+                                           result.headline(), viewer=viewer_of(args))
         print(f"saved as experiment #{data['id']} in {store.path}", file=sys.stderr)
     if args.json:
         write_json(data, args.json)

@@ -21,6 +21,7 @@ from sinkfix.analysis.result import Analysis
 from sinkfix.engines.rows import summary_only
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.settings import AnalysisSettings
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
 from sinkfix.store.keys import request_key
 from sinkfix.version import __version__
@@ -78,12 +79,12 @@ def request_key_of(identity: ModelIdentity, text: str, settings: AnalysisSetting
                        __version__, identity.device, identity.dtype)
 
 
-def find_stored(store: Store, key: str, keep: str) -> int | None:
+def find_stored(store: Store, key: str, keep: str, viewer: Viewer) -> int | None:
     """A stored run that serves this request: one with maps always does; a summary-only one only
-    when summaries are all that is asked for."""
-    run_id = store.find(key)
+    when summaries are all that is asked for. The viewer's own, or their copy of one they may read."""
+    run_id = store.reuse(key, viewer=viewer)
     if run_id is None and keep == "summary":
-        run_id = store.find(key + SUMMARY_SUFFIX)
+        run_id = store.reuse(key + SUMMARY_SUFFIX, viewer=viewer)
     return run_id
 
 
@@ -117,14 +118,14 @@ class CorpusWriter:
         return self.store.save_corpus_runs(self.corpus_id, rows)
 
 
-def split_stored(lines: list[CorpusLine], store: Store, keep: str, key_of: Callable[[str], str]
+def split_stored(lines: list[CorpusLine], store: Store, keep: str, key_of: Callable[[str], str], viewer: Viewer
                  ) -> tuple[list[tuple[CorpusLine, int]], list[CorpusLine], list[CorpusLine]]:
     """(lines already stored with their run ids, lines to analyse, repeats of a line to analyse),
     each in file order. A text repeated in the file is analysed once; ``link_repeats`` links the rest."""
     stored, todo, repeats = [], [], []
     pending: set[str] = set()
     for line in lines:
-        run_id = find_stored(store, key_of(line.text), keep)
+        run_id = find_stored(store, key_of(line.text), keep, viewer)
         if run_id is not None:
             stored.append((line, run_id))
         elif line.text in pending:
@@ -136,9 +137,9 @@ def split_stored(lines: list[CorpusLine], store: Store, keep: str, key_of: Calla
 
 
 def link_repeats(store: Store, corpus_id: int, repeats: list[CorpusLine], keep: str,
-                 key_of: Callable[[str], str]) -> list[tuple[CorpusLine, int]]:
+                 key_of: Callable[[str], str], viewer: Viewer) -> list[tuple[CorpusLine, int]]:
     """Link each repeated line to the run its first occurrence stored; returns (line, run_id) pairs."""
-    pairs = [(line, find_stored(store, key_of(line.text), keep)) for line in repeats]
+    pairs = [(line, find_stored(store, key_of(line.text), keep, viewer)) for line in repeats]
     store.add_corpus_runs(corpus_id, [(line.line_no, run_id) for line, run_id in pairs])
     return pairs
 
@@ -154,27 +155,27 @@ def interrupted(done: int, total: int) -> None:
 
 
 def finish(store: Store, corpus_id: int, name: str, lines: list[CorpusLine], epsilon: float,
-           analysed: int, cached: int) -> BatchResult:
+           analysed: int, cached: int, viewer: Viewer) -> BatchResult:
     """Drop lines no longer in the file, then compute and store the corpus summary."""
     dropped = store.trim_corpus(corpus_id, [line.line_no for line in lines])
-    summary = summarize_stored(store, corpus_id, epsilon)
+    summary = summarize_stored(store, corpus_id, epsilon, viewer=viewer)
     store.save_corpus_summary(corpus_id, summary.to_json())
     return BatchResult(corpus_id, name, len(lines), analysed, cached, dropped, summary)
 
 
 def wrap_up(store: Store, corpus_id: int, name: str, lines: list[CorpusLine], epsilon: float, *,
             analysed: int, stored: list[tuple[CorpusLine, int]], repeats: list[CorpusLine], keep: str,
-            key_of: Callable[[str], str], bar: tqdm, sink: object | None) -> BatchResult:
+            key_of: Callable[[str], str], bar: tqdm, sink: object | None, viewer: Viewer) -> BatchResult:
     """What every engine does once its batches are stored: link repeated lines, finish the Parquet
     shards, drop lines no longer in the file, and store the corpus summary."""
-    linked = link_repeats(store, corpus_id, repeats, keep, key_of)
+    linked = link_repeats(store, corpus_id, repeats, keep, key_of, viewer)
     bar.update(len(linked))
     bar.close()
     stored = stored + linked
     if sink is not None:
-        sink.write_stored(store, stored)
+        sink.write_stored(store, stored, viewer)
         sink.close()
-    return finish(store, corpus_id, name, lines, epsilon, analysed, len(stored))
+    return finish(store, corpus_id, name, lines, epsilon, analysed, len(stored), viewer)
 
 
 def chunks(items: list, size: int) -> Iterable[list]:

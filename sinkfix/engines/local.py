@@ -23,6 +23,7 @@ from sinkfix.engines.parquet import ParquetSink
 from sinkfix.errors import SettingsError
 from sinkfix.models import LoadedModel
 from sinkfix.settings import AnalysisSettings
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
 
 __all__ = ["BatchResult", "CorpusLine", "read_corpus", "run_batch", "batch_order"]
@@ -54,12 +55,15 @@ def run_batch(
     batch_size: int | None = None,
     keep: str = "summary",
     parquet: str | Path | None = None,
+    *,
+    viewer: Viewer,
 ) -> BatchResult:
     """Analyse (or fetch) every line into corpus ``name``, then compute and store its summary.
 
     ``keep="summary"`` stores no maps (the default for corpora); ``"maps"`` keeps them under the
     map limit. ``parquet`` also writes the per-text and per-head tables there as Parquet shards.
-    ``on_line(line, run_id, was_cached)`` is called after each line is stored.
+    ``on_line(line, run_id, was_cached)`` is called after each line is stored. The corpus and its runs
+    are ``viewer``'s; a line they already stored (or may read) is not analysed again.
     """
     check_keep(keep)
     size = default_batch_size(model) if batch_size is None else batch_size
@@ -71,9 +75,9 @@ def run_batch(
     def key_of(text: str) -> str:
         return request_key_of(identity, text, resolved)
 
-    corpus_id = store.open_corpus(name, model.name, resolved.to_dict(), source)
+    corpus_id = store.open_corpus(name, model.name, resolved.to_dict(), source, viewer=viewer)
     store.save_corpus_summary(corpus_id, None)  # out of date until this batch completes
-    stored, todo, repeats = split_stored(lines, store, keep, key_of)
+    stored, todo, repeats = split_stored(lines, store, keep, key_of, viewer)
     store.add_corpus_runs(corpus_id, [(line.line_no, run_id) for line, run_id in stored])
     if on_line is not None:
         for line, run_id in stored:
@@ -101,4 +105,4 @@ def run_batch(
         interrupted(analysed + len(stored), len(lines))
         raise
     return wrap_up(store, corpus_id, name, lines, resolved.epsilon, analysed=analysed, stored=stored,
-                   repeats=repeats, keep=keep, key_of=key_of, bar=bar, sink=sink)
+                   repeats=repeats, keep=keep, key_of=key_of, bar=bar, sink=sink, viewer=viewer)

@@ -2,7 +2,8 @@
 
 The choice: a **new run** that keeps the maps, linked to the summary-only one by
 ``parent_run_id``, saved under the request's usual cache key (so ``analyze_cached`` serves it
-afterwards). Every corpus line that held the old run now holds the new one; the corpus summary does
+afterwards). The new run is the viewer's (who may recompute a run shared with them); every line of
+*their* corpora that held the old run now holds the new one; the corpus summary does
 not change, because the numbers are those of the same text, model and settings. The old run stays
 in the history as what the batch stored, so nothing a link pointed to disappears.
 """
@@ -13,6 +14,7 @@ from sinkfix.analysis.result import Analysis
 from sinkfix.engines.common import ModelIdentity, request_key_of
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.models import LoadedModel
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
 
 
@@ -21,9 +23,9 @@ def needs_maps(analysis: Analysis) -> bool:
     return analysis.maps is None and analysis.n_tokens <= analysis.settings.map_token_limit
 
 
-def recompute_maps(store: Store, run_id: int, loaded: LoadedModel) -> Analysis:
-    """The run of the same request with its maps (stored now, or found already stored)."""
-    old = store.get(run_id)
+def recompute_maps(store: Store, run_id: int, loaded: LoadedModel, *, viewer: Viewer) -> Analysis:
+    """The run of the same request with its maps (stored now, or found already stored), ``viewer``'s."""
+    old = store.get(run_id, viewer=viewer)
     if old.maps is not None:
         return old
     if not needs_maps(old):
@@ -33,8 +35,8 @@ def recompute_maps(store: Store, run_id: int, loaded: LoadedModel) -> Analysis:
         raise SettingsError(f"run {run_id} was made with {old.model_name} (weights {old.fingerprint[:12]}); "
                             f"the loaded model is {loaded.name} (weights {loaded.fingerprint[:12]})")
     key = request_key_of(ModelIdentity.of(loaded), old.text, old.settings)
-    new_id = store.find(key)
-    if new_id is None or store.get(new_id).maps is None:
-        new_id = store.save(analyze(old.text, loaded, old.settings), key, parent_run_id=run_id)
-    store.relink_corpus_run(run_id, new_id)
-    return store.get(new_id)
+    new_id = store.reuse(key, run_id, viewer=viewer)
+    if new_id is None or store.get(new_id, viewer=viewer).maps is None:
+        new_id = store.save(analyze(old.text, loaded, old.settings), key, parent_run_id=run_id, viewer=viewer)
+    store.relink_corpus_run(run_id, new_id, viewer=viewer)
+    return store.get(new_id, viewer=viewer)

@@ -24,6 +24,7 @@ from sinkfix.engines.common import SUMMARY_SUFFIX, BatchResult, CorpusLine, fini
 from sinkfix.engines.rows import from_row, summary_only, to_row, schema
 from sinkfix.errors import InputError
 from sinkfix.settings import AnalysisSettings
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
 from sinkfix.store.keys import key_of_analysis
 
@@ -59,10 +60,10 @@ class ParquetSink:
             if len(self.texts) >= SHARD_ROWS:
                 self.flush()
 
-    def write_stored(self, store: Store, stored: list[tuple[CorpusLine, int]]) -> None:
+    def write_stored(self, store: Store, stored: list[tuple[CorpusLine, int]], viewer: Viewer) -> None:
         """Lines an earlier batch already stored: read back from the database (arrays only, no maps)."""
         for line, run_id in stored:
-            self.write([(line, run_id, summary_only(store.get(run_id)))])
+            self.write([(line, run_id, summary_only(store.get(run_id, viewer=viewer)))])
 
     def flush(self) -> None:
         if not self.texts:
@@ -77,8 +78,8 @@ class ParquetSink:
         self.flush()
 
 
-def import_corpus(folder: str | Path, store: Store, name: str | None = None) -> BatchResult:
-    """Load a ``--parquet`` folder into ``store`` as a corpus of summary-only runs, then summarise it.
+def import_corpus(folder: str | Path, store: Store, name: str | None = None, *, viewer: Viewer) -> BatchResult:
+    """Load a ``--parquet`` folder into ``store`` as ``viewer``'s corpus of summary-only runs, then summarise it.
 
     A text whose run is already stored (same cache key) is linked, not stored again, so importing
     twice stores nothing new.
@@ -93,7 +94,7 @@ def import_corpus(folder: str | Path, store: Store, name: str | None = None) -> 
         raise InputError(f"{folder} holds no texts-*.parquet shards")
     settings = AnalysisSettings.from_dict(meta["settings"])
     name = name or meta["name"]
-    corpus_id = store.open_corpus(name, meta["model"], settings.to_dict(), meta.get("source", ""))
+    corpus_id = store.open_corpus(name, meta["model"], settings.to_dict(), meta.get("source", ""), viewer=viewer)
     store.save_corpus_summary(corpus_id, None)
     lines: list[CorpusLine] = []
     analysed = cached = 0
@@ -102,13 +103,13 @@ def import_corpus(folder: str | Path, store: Store, name: str | None = None) -> 
         for row in pq.read_table(shard).to_pylist():
             analysis = from_row(row)
             key = key_of_analysis(analysis) + SUMMARY_SUFFIX
-            run_id = store.find(key)
+            run_id = store.reuse(key, viewer=viewer)
             if run_id is None:
-                run_id = store.save(analysis, key)
+                run_id = store.save(analysis, key, viewer=viewer)
                 analysed += 1
             else:
                 cached += 1
             links.append((int(row["line_no"]), run_id))
             lines.append(CorpusLine(int(row["line_no"]), analysis.text))
         store.add_corpus_runs(corpus_id, links)
-    return finish(store, corpus_id, name, lines, settings.epsilon, analysed, cached)
+    return finish(store, corpus_id, name, lines, settings.epsilon, analysed, cached, viewer)

@@ -27,6 +27,7 @@ from sinkfix.engines.parquet import ParquetSink
 from sinkfix.engines.rows import from_row
 from sinkfix.errors import SettingsError
 from sinkfix.settings import AnalysisSettings
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
 
 DEFAULT_BATCH_SIZE = 16
@@ -143,8 +144,9 @@ class TextAnalyzer:
 
 def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSettings | None, store: Store,
                   name: str, options: RayOptions, source: str = "", progress: bool = True, keep: str = "summary",
-                  parquet: str | Path | None = None, on_batch: Callable[[int], None] | None = None) -> BatchResult:
-    """``run_batch`` on Ray: the same stored runs and corpus summary as the local engine.
+                  parquet: str | Path | None = None, on_batch: Callable[[int], None] | None = None, *,
+                  viewer: Viewer) -> BatchResult:
+    """``run_batch`` on Ray: the same stored runs and corpus summary as the local engine, ``viewer``'s.
 
     ``on_batch(n)`` is called after each batch of ``n`` texts is stored (the benchmark times it).
     """
@@ -162,9 +164,9 @@ def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSe
         def key_of(text: str) -> str:
             return request_key_of(identity, text, resolved)
 
-        corpus_id = store.open_corpus(name, identity.name, resolved.to_dict(), source)
+        corpus_id = store.open_corpus(name, identity.name, resolved.to_dict(), source, viewer=viewer)
         store.save_corpus_summary(corpus_id, None)
-        stored, todo, repeats = split_stored(lines, store, keep, key_of)
+        stored, todo, repeats = split_stored(lines, store, keep, key_of, viewer)
         store.add_corpus_runs(corpus_id, [(line.line_no, run_id) for line, run_id in stored])
         writer = CorpusWriter(store, corpus_id, keep, key_of)
         sink = None if parquet is None else ParquetSink(parquet, name, identity.name, resolved, source)
@@ -198,7 +200,7 @@ def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSe
             interrupted(analysed + len(stored), len(lines))
             raise
         return wrap_up(store, corpus_id, name, lines, resolved.epsilon, analysed=analysed, stored=stored,
-                       repeats=repeats, keep=keep, key_of=key_of, bar=bar, sink=sink)
+                       repeats=repeats, keep=keep, key_of=key_of, bar=bar, sink=sink, viewer=viewer)
     finally:
         if started:
             ray.shutdown()

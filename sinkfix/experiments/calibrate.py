@@ -22,6 +22,7 @@ from sinkfix.errors import SettingsError
 from sinkfix.experiments.evaluate import DEFAULT_MAX_TOKENS, ChunkRun, Progress, control_arms, evaluate_many, run_chunks
 from sinkfix.experiments.intervene import Head, Intervention, head_map, head_mass
 from sinkfix.models import LoadedModel
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
 from sinkfix.experiments.sts import PairSet, StsData, spearman
 
@@ -234,34 +235,35 @@ def _check_name(name: str) -> str:
     return name
 
 
-def save(calibration: Calibration, name: str, store: Store | None = None) -> int:
-    """Store a calibration under ``name`` in the run database (replacing one of that name)."""
+def save(calibration: Calibration, name: str, store: Store | None = None, *, viewer: Viewer) -> int:
+    """Store a calibration under ``name`` in the run database as ``viewer``'s (replacing their one of that name)."""
     data = calibration.to_json() | {"name": _check_name(name)}
-    return (store or Store()).save_calibration(name, data)
+    return (store or Store()).save_calibration(name, data, viewer=viewer)
 
 
-def load(name: str, store: Store | None = None) -> dict:
+def load(name: str, store: Store | None = None, *, viewer: Viewer) -> dict:
+    """The calibration ``name`` the viewer may read: their own, else one shared with them."""
     store = store or Store()
-    data = store.calibration(_check_name(name))
+    data = store.calibration(_check_name(name), viewer=viewer)
     if data is None:
-        known = ", ".join(row["name"] for row in store.calibrations()) or "none yet"
+        known = ", ".join(row["name"] for row in store.calibrations(viewer=viewer)) or "none yet"
         raise SettingsError(f"no stored calibration named '{name}' (stored: {known}); "
                             f"run `python -m sinkfix calibrate --name {name}`")
     return data
 
 
-def stored(model: str | None = None, store: Store | None = None) -> list[dict]:
-    """Stored calibrations, newest first, without the per-head trials."""
-    return (store or Store()).calibrations(model)
+def stored(model: str | None = None, store: Store | None = None, *, viewer: Viewer) -> list[dict]:
+    """Stored calibrations the viewer may read, newest first, without the per-head trials."""
+    return (store or Store()).calibrations(model, viewer=viewer)
 
 
-def resolve_heads(text: str | None, model_name: str | None = None) -> tuple[Head, ...] | None:
-    """``--heads`` as given: ``L:H,...``, ``@name`` (a stored calibration), or nothing."""
+def resolve_heads(text: str | None, model_name: str | None = None, *, viewer: Viewer) -> tuple[Head, ...] | None:
+    """``--heads`` as given: ``L:H,...``, ``@name`` (a stored calibration the viewer may read), or nothing."""
     from sinkfix.experiments.intervene import parse_heads
 
     if text is None or not text.strip().startswith("@"):
         return parse_heads(text)
-    data = load(text.strip()[1:])
+    data = load(text.strip()[1:], viewer=viewer)
     if model_name is not None and data.get("model") != model_name:
         raise SettingsError(f"calibration '{text.strip()[1:]}' was made for {data.get('model')}, not {model_name}")
     heads = tuple(tuple(h) for h in data["kept_heads"])

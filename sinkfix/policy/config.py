@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sinkfix.errors import SinkFixError
 from sinkfix.models import EMBEDDED
+from sinkfix.policy import identity
 from sinkfix.settings import DEFAULT_MAP_TOKEN_LIMIT
 
 # A generous bound on characters per token, used to cut a text before tokenising it. Real
@@ -41,6 +42,8 @@ class ServerConfig:
     max_concurrency: int = DEFAULT_MAX_CONCURRENCY
     max_queue: int = DEFAULT_MAX_QUEUE
     map_limit: int = DEFAULT_MAP_TOKEN_LIMIT
+    tokens: identity.Tokens = ()  # named tokens (SINKFIX_API_TOKENS): each client's owner name
+    admins: frozenset[str] = frozenset()  # SINKFIX_ADMINS: owner names that read every stored row
 
     @classmethod
     def from_env(cls) -> ServerConfig:
@@ -53,7 +56,14 @@ class ServerConfig:
             max_concurrency=_whole("SINKFIX_MAX_CONCURRENCY", DEFAULT_MAX_CONCURRENCY, 1),
             max_queue=_whole("SINKFIX_MAX_QUEUE", DEFAULT_MAX_QUEUE, 0),
             map_limit=_whole("SINKFIX_API_MAP_LIMIT", DEFAULT_MAP_TOKEN_LIMIT, 0),
+            tokens=identity.named_tokens(os.environ.get("SINKFIX_API_TOKENS"), "SINKFIX_API_TOKENS"),
+            admins=identity.admins(),
         )
+
+    def named_tokens(self) -> identity.Tokens:
+        """Every token the API accepts with its owner name; the single SINKFIX_API_TOKEN is ``lab``."""
+        unnamed = ((identity.DEFAULT_TOKEN_NAME, self.token),) if self.token else ()
+        return identity.with_names(self.tokens + unnamed, "SINKFIX_API_TOKEN(S)")
 
     def allows(self, model_name: str) -> bool:
         """Exact names only: nothing is resolved on the server's disk for a name not on the list."""

@@ -5,9 +5,14 @@ Two kinds of sign-in (docs/security.md):
 - **OIDC**, Streamlit's built-in ``st.login``: an ``[auth]`` section in ``.streamlit/secrets.toml``
   (``redirect_uri``, ``cookie_secret``, and the provider's ``client_id``, ``client_secret``,
   ``server_metadata_url``);
-- **a shared token** for a lab without an identity provider: ``SINKFIX_DASHBOARD_TOKEN``, or
-  ``token`` under ``[sinkfix]`` in ``secrets.toml``. Never on a command line (``ps`` shows it) nor in
-  the code. At least ``MIN_TOKEN`` characters, compared in constant time.
+- **tokens** for a lab without an identity provider: one shared token, ``SINKFIX_DASHBOARD_TOKEN`` or
+  ``token`` under ``[sinkfix]`` in ``secrets.toml`` (everyone holding it is the owner ``lab``), and/or
+  named ones, one per person, ``SINKFIX_DASHBOARD_TOKENS="ada=TOKEN,bob=TOKEN"`` or a ``[sinkfix.tokens]``
+  table (the name is the owner of what that visitor stores). Never on a command line (``ps`` shows it)
+  nor in the code. At least ``MIN_TOKEN`` characters each, compared in constant time.
+
+Administrators (who read every stored row, ``sinkfix.policy.ownership``) are ``SINKFIX_ADMINS`` plus
+``admins = [...]`` under ``[sinkfix]``.
 
 The command that starts the dashboard reads the secrets files itself (this module never imports
 streamlit); the app passes ``st.secrets``. Both decide with ``SignIn.from_secrets``.
@@ -23,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sinkfix.errors import SinkFixError
+from sinkfix.policy import identity
 
 TOKEN_ENV = "SINKFIX_DASHBOARD_TOKEN"
+TOKENS_ENV = "SINKFIX_DASHBOARD_TOKENS"
 MIN_TOKEN = 16  # python -c 'import secrets; print(secrets.token_urlsafe(32))' gives 43
 
 
@@ -39,24 +46,40 @@ class SharedWithoutSignInError(SinkFixError):
 @dataclass(frozen=True)
 class SignIn:
     oidc: bool  # an [auth] section is configured: st.login
-    token: str | None  # the shared token, when there is one
+    token: str | None  # the shared token, when there is one (its holders are the owner ``lab``)
+    tokens: identity.Tokens = ()  # named tokens: (owner name, token)
+    admins: frozenset[str] = frozenset()  # owner names that read every stored row
 
     @property
     def configured(self) -> bool:
-        return self.oidc or self.token is not None
+        return self.oidc or bool(self.named_tokens())
+
+    def named_tokens(self) -> identity.Tokens:
+        """Every token a visitor may type, with the owner name it signs in as."""
+        unnamed = ((identity.DEFAULT_TOKEN_NAME, self.token),) if self.token is not None else ()
+        return identity.with_names(self.tokens + unnamed, "the dashboard's tokens")
 
     @classmethod
     def from_secrets(cls, secrets: Mapping) -> SignIn:
         """From the environment and the parsed ``secrets.toml`` (``st.secrets`` or ``read_secrets``)."""
         section = secrets.get("sinkfix") or {}
-        token = os.environ.get(TOKEN_ENV) or (section.get("token") if isinstance(section, Mapping) else None)
-        if token is not None:
-            token = str(token).strip()
-            if len(token) < MIN_TOKEN:
-                raise SignInConfigError(f"the dashboard token must have at least {MIN_TOKEN} characters (make one "
+        section = section if isinstance(section, Mapping) else {}
+        token = os.environ.get(TOKEN_ENV) or section.get("token")
+        token = None if token is None else str(token).strip()
+        if os.environ.get(TOKENS_ENV):
+            tokens = identity.named_tokens(os.environ[TOKENS_ENV], TOKENS_ENV)
+        else:
+            listed = section.get("tokens") or {}
+            if not isinstance(listed, Mapping):
+                raise SignInConfigError("[sinkfix.tokens] in secrets.toml must be a table of name = \"token\" lines")
+            tokens = identity.with_names(((str(k), str(v).strip()) for k, v in listed.items()), "[sinkfix.tokens]")
+        for value in [token] * (token is not None) + [t for _, t in tokens]:
+            if len(value) < MIN_TOKEN:
+                raise SignInConfigError(f"every dashboard token must have at least {MIN_TOKEN} characters (make one "
                                         "with: python -c 'import secrets; print(secrets.token_urlsafe(32))')")
         auth = secrets.get("auth")
-        return cls(oidc=isinstance(auth, Mapping) and bool(auth), token=token)
+        return cls(oidc=isinstance(auth, Mapping) and bool(auth), token=token, tokens=tokens,
+                   admins=identity.admins(identity.admins_in(section)))
 
 
 def secrets_files(folder: Path, script: Path | None = None) -> list[Path]:

@@ -1,14 +1,19 @@
-"""Evaluations (``sinkfix evaluate`` / ``sts``) and named calibrated head sets (``sinkfix calibrate``)."""
+"""Evaluations (``sinkfix evaluate`` / ``sts``) and named calibrated head sets (``sinkfix calibrate``).
+
+Both have an owner and a shared flag. A calibration's name is unique per owner; looked up by name, the
+viewer's own calibration comes first, then the newest one shared with them (any, for an administrator).
+"""
 from __future__ import annotations
 
 import json
 
+from sinkfix.policy.ownership import Viewer, check_viewer
 from sinkfix.store.database import Connection, dicts, now, to_json, write
 
 
 class EvaluationsTable(Connection):
-    def save_evaluation(self, kind: str, result: dict, run_id: int | None = None) -> int:
-        """Store one ``Evaluation.toto_json()`` (kind "evaluate") or ``StsResult.toto_json()`` (kind "sts")."""
+    def save_evaluation(self, kind: str, result: dict, run_id: int | None = None, *, viewer: Viewer) -> int:
+        """Store one ``Evaluation.to_json()`` (kind "evaluate") or ``StsResult.to_json()`` (kind "sts") as ``viewer``'s."""
         if kind == "sts":
             scalars = (result.get("baseline_spearman"), result.get("intervened_spearman"), result.get("delta_spearman"),
                        result.get("delta_ci95"))
@@ -19,70 +24,82 @@ class EvaluationsTable(Connection):
         heads = result.get("heads")
         row = [now(), kind, result.get("model", ""), result.get("target") or "", result.get("beta") or 0.0,
                None if heads is None else to_json(heads), run_id, baseline, intervened, delta,
-               None if ci is None else ci[0], None if ci is None else ci[1], to_json(result)]
+               None if ci is None else ci[0], None if ci is None else ci[1], to_json(result), check_viewer(viewer).name]
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
                 cursor = conn.execute(
                     "INSERT INTO evaluations (created_at, kind, model, target, beta, heads, run_id, baseline, "
-                    "intervened, delta, ci_low, ci_high, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                    "intervened, delta, ci_low, ci_high, result, owner, shared) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", row)
                 return int(cursor.lastrowid)
 
-    def evaluations(self, model: str | None = None, run_id: int | None = None, limit: int = 200) -> list[dict]:
-        """Stored evaluations, newest first, with ``result`` decoded."""
-        where, params = [], []
-        if model is not None:
-            where.append("model = ?")
-            params.append(model)
-        if run_id is not None:
-            where.append("run_id = ?")
-            params.append(run_id)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
+    def evaluations(self, model: str | None = None, run_id: int | None = None, limit: int = 200, *,
+                    viewer: Viewer) -> list[dict]:
+        """Stored evaluations the viewer may read, newest first, with ``result`` decoded."""
+        readable, params = check_viewer(viewer).readable_sql()
+        where = [readable]
+        for column, value in (("model", model), ("run_id", run_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
         with self._sql_errors():
             rows = dicts(self._db().execute(
-                f"SELECT * FROM evaluations {clause}ORDER BY created_at DESC, id DESC LIMIT ?", [*params, limit]))
-        for row in rows:
-            row["result"] = json.loads(row["result"])
-            row["heads"] = None if row["heads"] is None else json.loads(row["heads"])
-        return rows
+                f"SELECT * FROM evaluations WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?",
+                [*params, limit]))
+        return [_decoded(row) for row in rows]
 
-    def evaluation(self, evaluation_id: int) -> dict | None:
-        """One stored evaluation (``result`` and ``heads`` decoded), or None for an unknown id."""
+    def evaluation(self, evaluation_id: int, *, viewer: Viewer) -> dict | None:
+        """One stored evaluation (``result`` and ``heads`` decoded), or None (unknown, or not the viewer's to read)."""
+        readable, params = check_viewer(viewer).readable_sql()
         with self._sql_errors():
-            rows = dicts(self._db().execute("SELECT * FROM evaluations WHERE id = ?", [int(evaluation_id)]))
-        for row in rows:
-            row["result"] = json.loads(row["result"])
-            row["heads"] = None if row["heads"] is None else json.loads(row["heads"])
-        return rows[0] if rows else None
+            rows = dicts(self._db().execute(f"SELECT * FROM evaluations WHERE id = ? AND {readable}",
+                                            [int(evaluation_id), *params]))
+        return _decoded(rows[0]) if rows else None
 
-    def save_calibration(self, name: str, calibration: dict) -> int:
-        """Store a ``Calibration.toto_json()`` under ``name``, replacing an older one of that name."""
+    def save_calibration(self, name: str, calibration: dict, *, viewer: Viewer) -> int:
+        """Store a ``Calibration.to_json()`` under ``name`` as ``viewer``'s, replacing their older one of that name."""
+        owner = check_viewer(viewer).name
         target = (calibration.get("heldout") or {}).get("target") or {}
         delta = target.get("delta_spearman", target.get("delta_nll"))
-        row = [name, now(), calibration["model"], calibration["task"], calibration["metric"],
+        row = [owner, name, now(), calibration["model"], calibration["task"], calibration["metric"],
                to_json(calibration["kept_heads"]), calibration.get("dev_baseline"), delta, to_json(calibration)]
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
-                conn.execute("DELETE FROM calibrations WHERE name = ?", [name])
+                conn.execute("DELETE FROM calibrations WHERE owner = ? AND name = ?", [owner, name])
                 cursor = conn.execute(
-                    "INSERT INTO calibrations (name, created_at, model, task, metric, kept_heads, dev_baseline, "
-                    "heldout_delta, result) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                    "INSERT INTO calibrations (owner, shared, name, created_at, model, task, metric, kept_heads, "
+                    "dev_baseline, heldout_delta, result) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
                 return int(cursor.lastrowid)
 
-    def calibration(self, name: str) -> dict | None:
-        """The stored calibration JSON of that name, or None."""
+    def calibration(self, name: str, *, viewer: Viewer) -> dict | None:
+        """The stored calibration JSON of that name the viewer may read (their own first), or None."""
+        readable, params = check_viewer(viewer).readable_sql()
         with self._sql_errors():
-            found = self._db().execute("SELECT result FROM calibrations WHERE name = ?", [name]).fetchone()
+            found = self._db().execute(
+                f"SELECT result FROM calibrations WHERE name = ? AND {readable} "
+                "ORDER BY owner = ? DESC, created_at DESC, id DESC LIMIT 1", [name, *params, viewer.name]).fetchone()
         return None if found is None else json.loads(found[0])
 
-    def calibrations(self, model: str | None = None) -> list[dict]:
-        """Stored calibrations, newest first: the light columns (kept heads decoded), not the per-head trials."""
-        clause, params = ("WHERE model = ? ", [model]) if model is not None else ("", [])
+    def calibrations(self, model: str | None = None, *, viewer: Viewer) -> list[dict]:
+        """Stored calibrations the viewer may read, newest first: the light columns (kept heads decoded), not
+        the per-head trials."""
+        readable, params = check_viewer(viewer).readable_sql()
+        where = [readable] + (["model = ?"] if model is not None else [])
+        params += [model] if model is not None else []
         with self._sql_errors():
             rows = dicts(self._db().execute(
-                "SELECT id, name, created_at, model, task, metric, kept_heads, dev_baseline, heldout_delta "
-                f"FROM calibrations {clause}ORDER BY created_at DESC, id DESC", params))
+                "SELECT id, name, created_at, model, task, metric, kept_heads, dev_baseline, heldout_delta, owner, "
+                f"shared FROM calibrations WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC", params))
         for row in rows:
             row["kept_heads"] = json.loads(row["kept_heads"])
+            row["shared"] = bool(row["shared"])
         return rows
+
+
+def _decoded(row: dict) -> dict:
+    row["result"] = json.loads(row["result"])
+    row["heads"] = None if row["heads"] is None else json.loads(row["heads"])
+    row["shared"] = bool(row["shared"])
+    return row

@@ -1,44 +1,54 @@
-"""Experiments: long-context (streaming windows, KV quantisation) and mechanism (sink-rate protocol,
-massive activations) results. ``headline`` is the one number a list shows; ``result`` the full JSON."""
+"""Experiments: long-context (streaming windows, KV quantisation), mechanism (sink-rate protocol, massive
+activations), lab sweeps and every later kind, in one table. ``headline`` is the one number a list shows;
+``result`` the full JSON. Each row has an owner and a shared flag, whatever its kind."""
 from __future__ import annotations
 
 import json
 
+from sinkfix.policy.ownership import Viewer, check_viewer
 from sinkfix.store.database import Connection, dicts, now, to_json, write
 
 
 class ExperimentsTable(Connection):
     def save_experiment(self, kind: str, result: dict, label: str = "", headline: float | None = None,
-                        model: str | None = None) -> int:
-        """Store one experiment result and return its id. The model column is ``model``, else the
-        result's own ``model`` (a lab sweep trains its models, so it names them in ``model``)."""
-        row = [now(), kind, model if model is not None else result.get("model", ""), label, headline, to_json(result)]
+                        model: str | None = None, *, viewer: Viewer) -> int:
+        """Store one experiment result as ``viewer``'s and return its id. The model column is ``model``, else
+        the result's own ``model`` (a lab sweep trains its models, so it names them in ``model``)."""
+        row = [now(), kind, model if model is not None else result.get("model", ""), label, headline, to_json(result),
+               check_viewer(viewer).name]
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
                 cursor = conn.execute(
-                    "INSERT INTO experiments (created_at, kind, model, label, headline, result) "
-                    "VALUES (?, ?, ?, ?, ?, ?)", row)
+                    "INSERT INTO experiments (created_at, kind, model, label, headline, result, owner, shared) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 0)", row)
                 return int(cursor.lastrowid)
 
-    def experiments(self, kind: str | None = None, model: str | None = None, limit: int = 200) -> list[dict]:
-        """Stored experiments, newest first, without their results (light rows for lists)."""
-        where, params = [], []
+    def experiments(self, kind: str | None = None, model: str | None = None, limit: int = 200, *,
+                    viewer: Viewer) -> list[dict]:
+        """Stored experiments the viewer may read, newest first, without their results (light rows for lists)."""
+        readable, params = check_viewer(viewer).readable_sql()
+        where = [readable]
         for column, value in (("kind", kind), ("model", model)):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
         with self._sql_errors():
-            return dicts(self._db().execute(
-                f"SELECT id, created_at, kind, model, label, headline FROM experiments {clause}"
-                "ORDER BY created_at DESC, id DESC LIMIT ?", [*params, limit]))
+            rows = dicts(self._db().execute(
+                f"SELECT id, created_at, kind, model, label, headline, owner, shared FROM experiments "
+                f"WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?", [*params, limit]))
+        for row in rows:
+            row["shared"] = bool(row["shared"])
+        return rows
 
-    def experiment(self, experiment_id: int) -> dict | None:
-        """One stored experiment with ``result`` decoded, or None."""
+    def experiment(self, experiment_id: int, *, viewer: Viewer) -> dict | None:
+        """One stored experiment with ``result`` decoded, or None (unknown, or not the viewer's to read)."""
+        readable, params = check_viewer(viewer).readable_sql()
         with self._sql_errors():
-            rows = dicts(self._db().execute("SELECT * FROM experiments WHERE id = ?", [experiment_id]))
+            rows = dicts(self._db().execute(f"SELECT * FROM experiments WHERE id = ? AND {readable}",
+                                            [experiment_id, *params]))
         if not rows:
             return None
         rows[0]["result"] = json.loads(rows[0]["result"])
+        rows[0]["shared"] = bool(rows[0]["shared"])
         return rows[0]

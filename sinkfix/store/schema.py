@@ -203,9 +203,66 @@ def m007_attention_layers(db: Database) -> None:
     ])
 
 
+OWNED_TABLES = ("runs", "evaluations", "experiments", "corpora", "calibrations")
+
+
+def m008_owners(db: Database) -> None:
+    """Every stored row has an ``owner`` (a signed-in identity, an API token's name, or ``local``) and a
+    ``shared`` flag (see sinkfix.policy.ownership). Rows stored before owners existed become ``local``'s,
+    unshared. Corpus and calibration names become unique per owner (two visitors may both have a
+    corpus named "dev"), so those two tables are rebuilt with UNIQUE (owner, name)."""
+    statements = []
+    for table in ("runs", "evaluations", "experiments"):
+        statements += [f"ALTER TABLE {table} ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'",
+                       f"ALTER TABLE {table} ADD COLUMN shared INTEGER NOT NULL DEFAULT 0"]
+    statements += [
+        "CREATE INDEX runs_owner ON runs (owner, created_at)",
+        "CREATE INDEX evaluations_owner ON evaluations (owner, created_at)",
+        "CREATE INDEX experiments_owner ON experiments (owner, kind, created_at)",
+        """CREATE TABLE corpora_owned (
+            id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL DEFAULT 'local',
+            shared INTEGER NOT NULL DEFAULT 0,
+            name TEXT NOT NULL,
+            model TEXT NOT NULL,
+            settings TEXT NOT NULL,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            summary TEXT,
+            summary_at TEXT,
+            UNIQUE (owner, name)
+        )""",
+        "INSERT INTO corpora_owned (id, name, model, settings, source, created_at, summary, summary_at) "
+        "SELECT id, name, model, settings, source, created_at, summary, summary_at FROM corpora",
+        "DROP TABLE corpora",
+        "ALTER TABLE corpora_owned RENAME TO corpora",
+        """CREATE TABLE calibrations_owned (
+            id INTEGER PRIMARY KEY,
+            owner TEXT NOT NULL DEFAULT 'local',
+            shared INTEGER NOT NULL DEFAULT 0,
+            name TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            model TEXT NOT NULL,
+            task TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            kept_heads TEXT NOT NULL,
+            dev_baseline REAL,
+            heldout_delta REAL,
+            result TEXT NOT NULL,
+            UNIQUE (owner, name)
+        )""",
+        "INSERT INTO calibrations_owned (id, name, created_at, model, task, metric, kept_heads, dev_baseline, "
+        "heldout_delta, result) SELECT id, name, created_at, model, task, metric, kept_heads, dev_baseline, "
+        "heldout_delta, result FROM calibrations",
+        "DROP TABLE calibrations",
+        "ALTER TABLE calibrations_owned RENAME TO calibrations",
+    ]
+    _execute_all(db, statements)
+
+
 STEPS: list[Callable[[Database], None]] = [
     m001_runs, m002_label_counts, m003_corpora, m004_evaluations, m005_provenance_and_experiments, m006_kernel,
-    m007_attention_layers,
+    m007_attention_layers, m008_owners,
 ]
 
 

@@ -25,6 +25,7 @@ from PIL import Image
 
 from .streamlit_server import chromium_tab, streamlit_server
 from .test_dashboard_browser import errors_on
+from sinkfix.policy.ownership import LOCAL
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.browser
@@ -50,22 +51,22 @@ def filled(tmp_path_factory: pytest.TempPathFactory, minilm) -> dict:
 
     path = tmp_path_factory.mktemp("issue22") / "sinkfix.db"
     store = Store(path)
-    small = [store.save(synthetic_analysis(n_tokens=6, seed=i, keep_maps=False, text=f"small run {i}"))
+    small = [store.save(synthetic_analysis(n_tokens=6, seed=i, keep_maps=False, text=f"small run {i}"), viewer=LOCAL)
              for i in range(31)]
-    seed = store.save(sinkfix.analyze(SEED, minilm, AnalysisSettings(tau_att=0.035, tau_norm=0.85)))
-    long = store.save(sinkfix.analyze(LONG_TEXT, minilm, AnalysisSettings(tau_att=0.004)))
+    seed = store.save(sinkfix.analyze(SEED, minilm, AnalysisSettings(tau_att=0.035, tau_norm=0.85)), viewer=LOCAL)
+    long = store.save(sinkfix.analyze(LONG_TEXT, minilm, AnalysisSettings(tau_att=0.004)), viewer=LOCAL)
     maps = store.save(synthetic_analysis(n_layers=6, n_heads=12, n_tokens=256, seed=7,
-                                         settings=AnalysisSettings(tau_att=0.01, map_token_limit=512)))
-    huge = store.save(long_analysis())
+                                         settings=AnalysisSettings(tau_att=0.01, map_token_limit=512)), viewer=LOCAL)
+    huge = store.save(long_analysis(), viewer=LOCAL)
     study = massive.massive_activations(minilm, LONG_TEXT, intervene=False, max_tokens=64).to_json()
-    mechanism = store.save_experiment("massive", study, "minilm 64 tokens", study["top"]["ratio"])
-    corpus = store.open_corpus("pets", "synthetic", dataclasses.asdict(AnalysisSettings()), "pets.txt")
+    mechanism = store.save_experiment("massive", study, "minilm 64 tokens", study["top"]["ratio"], viewer=LOCAL)
+    corpus = store.open_corpus("pets", "synthetic", dataclasses.asdict(AnalysisSettings()), "pets.txt", viewer=LOCAL)
     for line, run_id in enumerate(small[:3], start=1):
         store.add_corpus_run(corpus, line, run_id)
     sts = store.save_evaluation("sts", {
         "model": "minilm", "target": "first", "beta": 0.0, "layers": None, "heads": None, "n_pairs": 200,
         "baseline_spearman": 0.8203, "intervened_spearman": 0.6745, "delta_spearman": -0.1458,
-        "delta_ci95": [-0.1792, -0.1123], "sentences_with_targets": 400, "n_sentences": 400})
+        "delta_ci95": [-0.1792, -0.1123], "sentences_with_targets": 400, "n_sentences": 400}, viewer=LOCAL)
     store.close()
     return {"path": path, "small": small, "seed": seed, "long": long, "maps": maps, "huge": huge,
             "mechanism": mechanism, "sts": sts}

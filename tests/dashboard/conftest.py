@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 import sinkfix
 from sinkfix import models
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 
@@ -70,7 +71,7 @@ def load_calls(minilm: sinkfix.LoadedModel, monkeypatch: pytest.MonkeyPatch) -> 
 def run_ids(db_path: Path, seed_analyses: dict[str, sinkfix.Analysis], load_calls: list[str]) -> dict[str, int]:
     """The seeded runs' ids in a fresh database that SINKFIX_DB points to."""
     store = Store(db_path)
-    ids = {name: store.save(analysis) for name, analysis in seed_analyses.items()}
+    ids = {name: store.save(analysis, viewer=LOCAL) for name, analysis in seed_analyses.items()}
     store.close()
     return ids
 

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 import sinkfix
 
 from dashboard import services
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.settings import AnalysisSettings
 from sinkfix.store import Store
 
@@ -36,21 +37,21 @@ def test_analysis_is_saved_shown_and_the_model_is_not_reloaded(db_path: Path, lo
     app = analyze(open_page(ANALYZE), "The cat sat on the mat.")
     assert_clean(app)
     store = Store(db_path)
-    rows = store.list()
+    rows = store.list(viewer=LOCAL)
     assert [r["text"] for r in rows] == ["The cat sat on the mat."]
     run_id = rows[0]["id"]
     assert app.query_params["run"] == str(run_id)
     assert f"Run {run_id} · minilm · {rows[0]['n_tokens']} tokens" in page_text(app)
     # The token table on the page holds the stored numbers.
     table = app.dataframe[0].value
-    stored = store.token_rows(run_id)
+    stored = store.token_rows(run_id, viewer=LOCAL)
     assert list(table["token"]) == [r["token"] for r in stored]
     assert list(table["att_received"]) == [r["att_received"] for r in stored]
     shelf_model = services.model_shelf().get("minilm")
 
     app = analyze(app, "A second, different sentence.")
     assert_clean(app)
-    assert store.count() == 2
+    assert store.count(viewer=LOCAL) == 2
     assert load_calls == ["minilm"]  # the second analysis reused the model held in st.cache_resource
     assert services.model_shelf().get("minilm") is shelf_model
 
@@ -62,7 +63,7 @@ def test_settings_reach_the_stored_run(db_path: Path, load_calls: list[str], min
     app.number_input(key="an_layer").set_value(1)
     app = analyze(app, "The cat sat on the mat.")
     assert_clean(app)
-    stored = Store(db_path).get(int(app.query_params["run"]))
+    stored = Store(db_path).get(int(app.query_params["run"]), viewer=LOCAL)
     assert (stored.settings.tau_att, stored.settings.tau_norm, stored.settings.layer) == (0.03, 0.6, 1)
     expected = sinkfix.analyze("The cat sat on the mat.", minilm, AnalysisSettings(layer=1, tau_att=0.03, tau_norm=0.6))
     assert stored.labels == expected.labels
@@ -73,7 +74,7 @@ def test_empty_text_is_an_error_box(db_path: Path, load_calls: list[str]) -> Non
     app = analyze(open_page(ANALYZE), "   ")
     assert not app.exception
     assert [e.value for e in app.error] == ["the text is empty: give at least one word to analyse"]
-    assert Store(db_path).count() == 0
+    assert Store(db_path).count(viewer=LOCAL) == 0
 
 
 def test_unknown_model_offline_is_an_error_box(db_path: Path, load_calls: list[str],
@@ -140,7 +141,7 @@ def test_rerun_with_one_threshold_changed_links_back_to_the_original(run_ids: di
     new_id = int(app.query_params["run"])
     assert new_id not in run_ids.values()
     store = Store(db_path)
-    rerun, before = store.get(new_id), store.get(original)
+    rerun, before = store.get(new_id, viewer=LOCAL), store.get(original, viewer=LOCAL)
     assert rerun.parent_run_id == original and rerun.text == before.text  # the same text, not the seed text
     assert (rerun.settings.tau_att, rerun.settings.tau_norm) == (0.2, before.settings.tau_norm)
     expected = sinkfix.analyze(before.text, minilm, AnalysisSettings(tau_att=0.2, tau_norm=0.85))
@@ -155,7 +156,7 @@ def test_rerun_of_an_identical_request_says_it_was_served_from_the_store(run_ids
     app = open_page(ANALYZE, run=str(run_ids["cat"]))
     app = app.button(key="an_rerun").click().run()
     assert_clean(app)
-    assert app.query_params["run"] == str(run_ids["cat"]) and Store(db_path).count() == len(run_ids)
+    assert app.query_params["run"] == str(run_ids["cat"]) and Store(db_path).count(viewer=LOCAL) == len(run_ids)
     assert "already stored as run" in page_text(app)
 
 
@@ -167,7 +168,7 @@ def test_learned_sink_is_a_virtual_column_apart_from_the_tokens(db_path: Path, l
 
     base = synthetic_analysis(n_layers=3, n_heads=2, n_tokens=5, seed=3)
     mass = np.array([[0.1, 0.2], [0.3, 0.4], [0.5, 0.6]], dtype=np.float32)
-    run_id = Store(db_path).save(dataclasses.replace(base, learned_sink_mass=mass))
+    run_id = Store(db_path).save(dataclasses.replace(base, learned_sink_mass=mass), viewer=LOCAL)
     app = open_page(ANALYZE, run=str(run_id))
     assert not app.exception
     bars, data = next((s, d) for s, d in chart_specs(app) if "Attention received per token" in json.dumps(s.get("title", "")))

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import sinkfix
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import assert_clean, open_page, page_text
@@ -44,8 +45,8 @@ def test_compare_link_shows_both_runs(run_ids: dict[str, int], seed_analyses) ->
 def test_same_text_gives_no_token_warning(db_path, minilm: sinkfix.LoadedModel, load_calls) -> None:
     store = Store(db_path)
     text = "Attention sinks soak up attention."
-    a = store.save(sinkfix.analyze(text, minilm))
-    b = store.save(sinkfix.analyze(text, minilm, sinkfix.AnalysisSettings(tau_att=0.03)))
+    a = store.save(sinkfix.analyze(text, minilm), viewer=LOCAL)
+    b = store.save(sinkfix.analyze(text, minilm, sinkfix.AnalysisSettings(tau_att=0.03)), viewer=LOCAL)
     app = open_page(COMPARE, runs=f"{a},{b}")
     assert_clean(app)
     assert "same" in page_text(app) and "The token lists differ" not in page_text(app)
@@ -63,7 +64,7 @@ def test_same_text_on_two_models(db_path, minilm: sinkfix.LoadedModel, smollm2: 
                                  load_calls) -> None:
     store = Store(db_path)
     text = "The cat sat on the mat."
-    a, b = store.save(sinkfix.analyze(text, minilm)), store.save(sinkfix.analyze(text, smollm2))
+    a, b = store.save(sinkfix.analyze(text, minilm), viewer=LOCAL), store.save(sinkfix.analyze(text, smollm2), viewer=LOCAL)
     app = open_page(COMPARE, runs=f"{a},{b}")
     assert_clean(app)
     assert list(app.dataframe[0].value["model"]) == ["minilm", "smollm2-135m"]
@@ -81,7 +82,7 @@ def test_two_tokenizers_line_up_by_words(db_path, minilm: sinkfix.LoadedModel, s
     store = Store(db_path)
     text = "The cat's mat."
     bert, smol = sinkfix.analyze(text, minilm), sinkfix.analyze(text, smollm2)
-    a, b = store.save(bert), store.save(smol)
+    a, b = store.save(bert, viewer=LOCAL), store.save(smol, viewer=LOCAL)
     app = open_page(COMPARE, runs=f"{a},{b}")
     assert_clean(app)
     table = _aligned(app)
@@ -109,10 +110,10 @@ def test_runs_without_stored_offsets_are_retokenized(db_path, minilm: sinkfix.Lo
 
     store = Store(db_path)
     text = "Sinks soak up attention."
-    a = store.save(dataclasses.replace(sinkfix.analyze(text, minilm), offsets=None))
+    a = store.save(dataclasses.replace(sinkfix.analyze(text, minilm), offsets=None), viewer=LOCAL)
     b = store.save(dataclasses.replace(sinkfix.analyze(text, minilm, sinkfix.AnalysisSettings(tau_att=0.03)),
-                                       offsets=None))
-    assert Store(db_path).get(a).offsets is None
+                                       offsets=None), viewer=LOCAL)
+    assert Store(db_path).get(a, viewer=LOCAL).offsets is None
     app = open_page(COMPARE, runs=f"{a},{b}")
     assert_clean(app)
     assert [w.split(" ", 1)[1] for w in _aligned(app)["word"]] == ["[CLS]", "Sinks", "soak", "up", "attention.", "[SEP]"]
@@ -124,7 +125,7 @@ def test_runs_that_cannot_be_aligned_say_so(db_path, minilm: sinkfix.LoadedModel
     store = Store(db_path)
     text = "Sinks soak up attention."
     lost = dataclasses.replace(sinkfix.analyze(text, minilm), offsets=None, model_id="/nowhere/model")
-    a, b = store.save(lost), store.save(sinkfix.analyze(text, minilm))
+    a, b = store.save(lost, viewer=LOCAL), store.save(sinkfix.analyze(text, minilm), viewer=LOCAL)
     app = open_page(COMPARE, runs=f"{a},{b}")
     assert_clean(app)
     assert f"Run(s) {a} carry no token spans" in page_text(app)
@@ -136,7 +137,7 @@ def test_depth_curves_put_both_models_on_one_relative_axis(db_path, minilm, smol
     store = Store(db_path)
     text = "The cat sat on the mat."
     bert, smol = sinkfix.analyze(text, minilm), sinkfix.analyze(text, smollm2)
-    a, b = store.save(bert), store.save(smol)
+    a, b = store.save(bert, viewer=LOCAL), store.save(smol, viewer=LOCAL)
     app = open_page(COMPARE, runs=f"{a},{b}")
     assert_clean(app)
     spec, data = next((s, d) for s, d in chart_specs(app) if "relative depth" in json.dumps(s, ensure_ascii=False))

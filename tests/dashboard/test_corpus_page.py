@@ -12,6 +12,7 @@ import sinkfix
 from sinkfix.plots import analysis as charts
 from sinkfix.engines.local import BatchResult, CorpusLine, run_batch
 from sinkfix.analysis.corpus import FIRST_TOKEN
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import assert_clean, open_page, page_text
@@ -24,7 +25,7 @@ PETS = ["The cat sat on the mat.", "A dog ran.", "Birds fly south in winter."]
 def pets(db_path: Path, minilm: sinkfix.LoadedModel, load_calls) -> BatchResult:
     store = Store(db_path)
     lines = [CorpusLine(n, text) for n, text in zip((1, 2, 4), PETS)]
-    result = run_batch(lines, minilm, None, store, "pets", source="pets.txt", progress=False)
+    result = run_batch(lines, minilm, None, store, "pets", source="pets.txt", progress=False, viewer=LOCAL)
     store.close()
     return result
 
@@ -56,7 +57,7 @@ def test_corpus_page_shows_the_summary_and_links_runs(pets: BatchResult, db_path
     assert metrics["Inputs"] == "3" and "**Model:** minilm" in page_text(app)
     assert metrics["Heads that sink on every input"] == f"{int((summary.head_sink_rate == 1).sum())} of 72"
     # Inputs in file order, each linked to its drill-down; Compare links the two chosen runs.
-    ids = [r["run_id"] for r in Store(db_path).corpus_runs(pets.corpus_id)]
+    ids = [r["run_id"] for r in Store(db_path).corpus_runs(pets.corpus_id, viewer=LOCAL)]
     assert list(runs["line_no"]) == [1, 2, 4] and list(runs["run_id"]) == ids
     assert list(runs["open"]) == [f"drilldown?run={i}" for i in ids]
     compare = [link.proto for link in app.get("page_link") if "compare" in link.proto.page]
@@ -70,7 +71,7 @@ def test_deep_link_picks_the_corpus_and_an_unfinished_one_says_so(pets: BatchRes
                                                                    minilm) -> None:
     store = Store(db_path)
     run_batch([CorpusLine(1, "A dog ran.")], minilm, sinkfix.AnalysisSettings(epsilon=0.5), store, "one",
-              progress=False)
+              progress=False, viewer=LOCAL)
     store.save_corpus_summary(pets.corpus_id, None)  # as an interrupted batch leaves it
     app = open_page(CORPUS, corpus="one")
     assert_clean(app)

@@ -8,6 +8,7 @@ import numpy as np
 import sinkfix
 from sinkfix.engines.common import CorpusLine
 from sinkfix.engines.local import run_batch
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store, codec
 from tests.synthetic_corpus import fill_synthetic_corpus
 
@@ -38,16 +39,16 @@ def test_a_large_corpus_is_paged_and_no_blob_is_decoded(db_path: Path, load_call
 def test_drilldown_recomputes_the_maps_of_a_summary_only_run(db_path: Path, minilm, load_calls) -> None:
     store = Store(db_path)
     result = run_batch([CorpusLine(1, "A dog ran."), CorpusLine(2, "The cat sat.")], minilm, None, store, "pets",
-                       progress=False)
-    old_id = store.corpus_runs(result.corpus_id)[0]["run_id"]
+                       progress=False, viewer=LOCAL)
+    old_id = store.corpus_runs(result.corpus_id, viewer=LOCAL)[0]["run_id"]
     app = open_page(DRILLDOWN, run=str(old_id), layer="1", head="3")
     assert_clean(app)
     assert "stored summaries only" in page_text(app)
     app.button(key="dd_recompute").click().run()
     assert_clean(app)
-    new_id = store.corpus_runs(result.corpus_id)[0]["run_id"]
+    new_id = store.corpus_runs(result.corpus_id, viewer=LOCAL)[0]["run_id"]
     assert new_id != old_id and app.text_input(key="run").value == str(new_id)
     assert f"Maps recomputed from run {old_id}, which stored summaries only" in page_text(app)  # not "a re-run"
     assert "Layer 1, head 3: attention map" in page_text(app) and "This run stored summaries only" not in page_text(app)
-    original, _ = store.head_map(new_id, 1, 3)
+    original, _ = store.head_map(new_id, 1, 3, viewer=LOCAL)
     np.testing.assert_allclose(original, sinkfix.analyze("A dog ran.", minilm).maps[1, 3], atol=1e-3)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import sinkfix
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import assert_clean, chart_specs, open_page, page_text
@@ -18,7 +19,7 @@ DRILLDOWN = "views/drilldown.py"
 def hybrid_run(db_path: Path, hybrid_models: dict[str, sinkfix.LoadedModel]) -> tuple[int, sinkfix.Analysis]:
     analysis = sinkfix.analyze("the cat sat on the mat . hello world", hybrid_models["qwen3_next"])
     store = Store(db_path)
-    run_id = store.save(analysis)
+    run_id = store.save(analysis, viewer=LOCAL)
     store.close()
     return run_id, analysis
 

@@ -7,6 +7,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 import sinkfix
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import assert_clean, open_page, page_text
@@ -85,7 +86,7 @@ def test_bad_run_id_is_an_error_box(run_ids: dict[str, int]) -> None:
 
 def test_run_above_the_map_limit_says_so(db_path, minilm: sinkfix.LoadedModel, load_calls) -> None:
     analysis = sinkfix.analyze("one two three four five six", minilm, sinkfix.AnalysisSettings(map_token_limit=4))
-    run_id = Store(db_path).save(analysis)
+    run_id = Store(db_path).save(analysis, viewer=LOCAL)
     app = open_page(DRILLDOWN, run=str(run_id))
     assert_clean(app)
     assert "per-head maps were not kept" in page_text(app)

@@ -14,6 +14,7 @@ from sinkfix.experiments import calibrate
 from sinkfix import models
 from sinkfix.experiments.evaluate import evaluate
 from sinkfix.experiments.intervene import Intervention
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import assert_clean, open_page, page_text
@@ -70,7 +71,7 @@ def test_smollm2_first_shows_every_section_and_saves(db_path: Path, shelf: list[
                     "Per-sink evidence", "Recent evaluations"):
         assert section in text, section
 
-    rows = Store(db_path).evaluations()
+    rows = Store(db_path).evaluations(viewer=LOCAL)
     assert len(rows) == 1 and rows[0]["model"] == "smollm2-135m" and rows[0]["target"] == "first"
     saved = rows[0]["result"]
     # The saved numbers are the core's, computed independently here.
@@ -102,7 +103,7 @@ def test_smollm2_first_shows_every_section_and_saves(db_path: Path, shelf: list[
     picker.select(1)
     app = app.run()
     assert_clean(app)
-    assert len(Store(db_path).evaluations()) == 1
+    assert len(Store(db_path).evaluations(viewer=LOCAL)) == 1
     assert shelf == ["smollm2-135m"]
 
 
@@ -112,7 +113,7 @@ def test_minilm_shows_cosine_and_the_no_lm_head_message(db_path: Path, shelf: li
     text = page_text(app)
     assert "has no language-model head" in text and "smollm2-135m" in text
     assert "Cosine along the text" in text
-    saved = Store(db_path).evaluations()[0]["result"]
+    saved = Store(db_path).evaluations(viewer=LOCAL)[0]["result"]
     assert saved["baseline_nll"] is None and saved["kl_mean"] is None
     expected = evaluate(minilm, SHORT, Intervention(target="first"), max_tokens=64)
     assert saved["cosine_mean"] == pytest.approx(expected.cosine_mean, abs=1e-6)
@@ -129,7 +130,7 @@ def test_a_stored_calibration_supplies_the_heads(db_path: Path, shelf: list[str]
                                   0.85, 100, 200, {"target": {"delta_spearman": 0.0123, "delta_ci95": [0.001, 0.02]},
                                                    "random": {"delta_spearman": -0.002, "delta_ci95": [-0.01, 0.0]},
                                                    "first": {"delta_spearman": 0.0123, "delta_ci95": [0.001, 0.02]}})
-    calibrate.save(found, "mini-heads", store)
+    calibrate.save(found, "mini-heads", store, viewer=LOCAL)
     app = open_page(EVALUATE)
     table = next(d.value for d in app.dataframe if "held-out Δ target" in d.value.columns)
     assert table["name"].tolist() == ["mini-heads"] and table["held-out Δ target"].tolist() == [0.0123]
@@ -139,7 +140,7 @@ def test_a_stored_calibration_supplies_the_heads(db_path: Path, shelf: list[str]
     app.selectbox(key="ev_calibration").select("mini-heads")
     app = run(app)
     assert_clean(app)
-    assert Store(db_path).evaluations()[0]["heads"] == [[0, 1], [2, 3]]
+    assert Store(db_path).evaluations(viewer=LOCAL)[0]["heads"] == [[0, 1], [2, 3]]
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -161,7 +162,7 @@ def test_user_mistakes_are_error_boxes(db_path: Path, shelf: list[str], change: 
     app = run(app)
     assert not app.exception
     assert len(app.error) == 1 and app.error[0].value.startswith(message), [e.value for e in app.error]
-    assert Store(db_path).evaluations() == []
+    assert Store(db_path).evaluations(viewer=LOCAL) == []
 
 
 def test_unknown_model_is_an_error_box(db_path: Path, shelf: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,17 +182,17 @@ def test_an_uploaded_file_with_blank_lines_is_several_texts(db_path: Path, shelf
     app.get("file_uploader")[0].set_value(("two.txt", "\n\n".join(texts).encode(), "text/plain"))
     app = run(app)
     assert_clean(app)
-    saved = Store(db_path).evaluations()[0]["result"]
+    saved = Store(db_path).evaluations(viewer=LOCAL)[0]["result"]
     assert (saved["n_texts"], saved["n_chunks"]) == (2, 2)
     expected = evaluate(minilm, texts, Intervention(target="first"), max_tokens=64)
     assert saved["cosine_mean"] == pytest.approx(expected.cosine_mean, abs=1e-6)
-    assert app.selectbox(key=f"ev_chunk_{Store(db_path).evaluations()[0]['id']}") is not None
+    assert app.selectbox(key=f"ev_chunk_{Store(db_path).evaluations(viewer=LOCAL)[0]['id']}") is not None
 
     # Unticked, the blank line stays inside one text.
     app.checkbox(key="ev_separate").uncheck()
     app = run(app)
     assert_clean(app)
-    assert Store(db_path).evaluations()[0]["result"]["n_texts"] == 1
+    assert Store(db_path).evaluations(viewer=LOCAL)[0]["result"]["n_texts"] == 1
 
 
 def test_a_file_that_is_not_utf8_is_an_error_box(db_path: Path, shelf: list[str]) -> None:
@@ -227,7 +228,7 @@ def _chart(app, title_part: str):
 
 
 def test_a_stored_evaluation_reopens_with_all_its_charts(db_path: Path, shelf: list[str]) -> None:
-    evaluation_id = Store(db_path).save_evaluation("evaluate", STORED)
+    evaluation_id = Store(db_path).save_evaluation("evaluate", STORED, viewer=LOCAL)
     app = open_page(EVALUATE, evaluation=str(evaluation_id))
     assert_clean(app)
     text = page_text(app)
@@ -259,7 +260,7 @@ def test_a_stored_calibration_reopens_with_its_head_search_and_heldout_forest(db
     found = calibrate.Calibration("minilm", "sts", "spearman", Intervention(target="first"), ((0, 1),), trials,
                                   0.85, 100, 200, {"target": {"delta_spearman": 0.0123, "delta_ci95": [0.001, 0.02]},
                                                    "random": {"delta_spearman": -0.002, "delta_ci95": [-0.01, 0.0]}})
-    calibrate.save(found, "mini", Store(db_path))
+    calibrate.save(found, "mini", Store(db_path), viewer=LOCAL)
     app = open_page(EVALUATE, calibration="mini")
     assert_clean(app)
     assert "Calibration @mini · minilm" in page_text(app)
@@ -273,10 +274,10 @@ def test_a_stored_calibration_reopens_with_its_head_search_and_heldout_forest(db
 
 def test_findings_draw_every_stored_study_with_controls_beside(db_path: Path, shelf: list[str]) -> None:
     store = Store(db_path)
-    first = store.save_evaluation("evaluate", STORED)
+    first = store.save_evaluation("evaluate", STORED, viewer=LOCAL)
     sts_id = store.save_evaluation("sts", {"model": "minilm", "target": "first", "beta": 0.0, "n_pairs": 50,
                                            "baseline_spearman": 0.8, "intervened_spearman": 0.79,
-                                           "delta_spearman": -0.01, "delta_ci95": [-0.02, 0.0]})
+                                           "delta_spearman": -0.01, "delta_ci95": [-0.02, 0.0]}, viewer=LOCAL)
     app = open_page(EVALUATE)
     assert_clean(app)
     import pandas as pd
@@ -313,7 +314,7 @@ def test_sts_mode_scores_the_pairs_and_saves(db_path: Path, shelf: list[str], mi
     app.number_input(key="sts_limit").set_value(10)
     app = app.button(key="sts_run").click().run()
     assert_clean(app)
-    row = Store(db_path).evaluations()[0]
+    row = Store(db_path).evaluations(viewer=LOCAL)[0]
     assert row["kind"] == "sts" and row["model"] == "minilm"
     expected = sts(minilm, load_sts(tmp_path, "test"), Intervention(target="first", beta=0.0))
     assert row["result"]["baseline_spearman"] == pytest.approx(expected.baseline_spearman, abs=1e-9)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import assert_clean, chart_specs, open_page, page_text
@@ -17,7 +18,7 @@ def test_deep_link_opens_a_stored_sweep(db_path: Path, load_calls: list[str]) ->
     from sinkfix.experiments.lab.summary import summarise
 
     result = summarise([_run("softmax", 0, 1.0), _run("softmax", 1, 1.0), _run("relu", 0, 0.1)], ["softmax", "relu"])
-    experiment_id = Store(db_path).save_experiment("lab", result, "test sweep", 0.3, model="lab/backcopy")
+    experiment_id = Store(db_path).save_experiment("lab", result, "test sweep", 0.3, model="lab/backcopy", viewer=LOCAL)
     app = open_page(EXPERIMENTS, lab=str(experiment_id))
     assert_clean(app)
     assert f"Experiment {experiment_id} · lab" in page_text(app)
@@ -46,9 +47,9 @@ def test_train_from_the_form(db_path: Path, tmp_path: Path, monkeypatch: pytest.
     app.selectbox(key="lab_hidden").select(64)
     app = app.button(key="lab_run").click().run()
     assert_clean(app)
-    rows = Store(db_path).experiments(kind="lab")
+    rows = Store(db_path).experiments(kind="lab", viewer=LOCAL)
     assert len(rows) == 1
-    stored = Store(db_path).experiment(rows[0]["id"])["result"]
+    stored = Store(db_path).experiment(rows[0]["id"], viewer=LOCAL)["result"]
     assert [run["variant"] for run in stored["runs"]] == ["softmax", "relu"]
     assert all(Path(run["model_dir"]).is_relative_to(tmp_path / "cache") for run in stored["runs"])
     assert app.query_params["lab"] == [str(rows[0]["id"])] or app.query_params["lab"] == str(rows[0]["id"])
@@ -74,8 +75,8 @@ def test_a_trained_lab_model_opens_in_the_analyze_page(db_path: Path, tmp_path: 
     app = app.button(key="an_run").click().run()
     assert_clean(app)
     store = Store(db_path)
-    assert store.count() == 1
-    stored = store.get(store.list()[0]["id"])
+    assert store.count(viewer=LOCAL) == 1
+    stored = store.get(store.list(viewer=LOCAL)[0]["id"], viewer=LOCAL)
     direct = sinkfix.analyze(text, sinkfix.load_model(model_dir))
     assert stored.tokens == direct.tokens and stored.tokens[0] == "<s>"
     assert np.allclose(stored.att_received, direct.att_received, atol=1e-6)

@@ -11,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 import sinkfix
 from sinkfix.plots import mechanisms as mechanism_charts
 from sinkfix.experiments import sinkrate
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import assert_clean, open_page, page_text
@@ -20,7 +21,7 @@ EXPERIMENTS = "views/experiments.py"
 
 def _stored_sinkrate(db_path: Path, minilm: sinkfix.LoadedModel) -> tuple[int, dict]:
     result = sinkrate.sink_rate_protocol(minilm, ("random", "repeated"), n=4, length=12).to_json()
-    return Store(db_path).save_experiment("sinkrate", result, "test", result["kinds"]["random"]["rate"]), result
+    return Store(db_path).save_experiment("sinkrate", result, "test", result["kinds"]["random"]["rate"], viewer=LOCAL), result
 
 
 def test_deep_link_opens_a_stored_sink_rate(db_path: Path, minilm: sinkfix.LoadedModel, load_calls: list[str]) -> None:
@@ -53,9 +54,9 @@ def test_run_sink_rate_from_the_page(db_path: Path, tmp_path: Path, minilm: sink
     app.number_input(key="mech_sr_length").set_value(12)
     app = app.button(key="mech_sr_run").click().run()
     assert_clean(app)
-    rows = Store(db_path).experiments(kind="sinkrate")
+    rows = Store(db_path).experiments(kind="sinkrate", viewer=LOCAL)
     assert len(rows) == 1
-    stored = Store(db_path).experiment(rows[0]["id"])["result"]
+    stored = Store(db_path).experiment(rows[0]["id"], viewer=LOCAL)["result"]
     expected = sinkrate.sink_rate_protocol(minilm, n=4, length=12, text_file=str(text))
     for kind, rate in expected.kinds.items():
         assert stored["kinds"][kind]["rate"] == pytest.approx(rate.rate)
@@ -68,7 +69,7 @@ def test_run_massive_from_the_page_without_intervention(db_path: Path, load_call
     app.selectbox(key="mech_ma_arms").select("none")
     app = app.button(key="mech_ma_run").click().run()
     assert_clean(app)
-    rows = Store(db_path).experiments(kind="massive")
+    rows = Store(db_path).experiments(kind="massive", viewer=LOCAL)
     assert len(rows) == 1
     app = open_page(EXPERIMENTS, mechanism=str(rows[0]["id"]))
     assert_clean(app)
@@ -81,7 +82,7 @@ def test_massive_intervention_on_minilm_is_an_error_box(db_path: Path, load_call
     app = app.button(key="mech_ma_run").click().run()
     assert not app.exception
     assert any("causal LM head" in e.value for e in app.error)
-    assert Store(db_path).experiments(kind="massive") == []
+    assert Store(db_path).experiments(kind="massive", viewer=LOCAL) == []
 
 
 BADGE = """
@@ -99,7 +100,7 @@ def test_massive_badge_standalone_matches_hidden_states(db_path: Path, run_ids: 
     app = app.button[0].click().run()
     assert_clean(app)
     assert load_calls == ["minilm"]
-    analysis = Store(db_path).get(run_ids["cat"])
+    analysis = Store(db_path).get(run_ids["cat"], viewer=LOCAL)
     ids = torch.tensor([analysis.token_ids])
     with torch.inference_mode():
         hidden = minilm.base(input_ids=ids, output_hidden_states=True).hidden_states[1:]  # each layer's output

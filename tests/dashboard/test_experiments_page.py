@@ -10,6 +10,7 @@ import sinkfix
 from sinkfix.plots import longcontext as longcontext_charts
 from dashboard.sections import model_picker
 from sinkfix.experiments import kvquant, streaming
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import assert_clean, open_page, page_text
@@ -25,7 +26,7 @@ def llama(tiny_model_dirs) -> sinkfix.LoadedModel:
 
 def test_deep_link_opens_a_stored_masked_window(db_path: Path, llama, load_calls) -> None:
     result = streaming.masked_window(llama, TEXT, 16, (0, 2), n_tokens=None, block=32).to_json()
-    experiment_id = Store(db_path).save_experiment("streaming", result, "test", 1.0)
+    experiment_id = Store(db_path).save_experiment("streaming", result, "test", 1.0, viewer=LOCAL)
     app = open_page(EXPERIMENTS, experiment=str(experiment_id))
     assert_clean(app)
     assert f"Experiment {experiment_id} · streaming" in page_text(app)
@@ -37,7 +38,7 @@ def test_deep_link_opens_a_stored_masked_window(db_path: Path, llama, load_calls
 
 def test_deep_link_opens_a_stored_kvquant(db_path: Path, llama, load_calls) -> None:
     result = kvquant.kv_quant(llama, TEXT, (4,), (0, 1), max_tokens=40, max_chunks=3).to_json()
-    experiment_id = Store(db_path).save_experiment("kvquant", result, "test", 0.1)
+    experiment_id = Store(db_path).save_experiment("kvquant", result, "test", 0.1, viewer=LOCAL)
     app = open_page(EXPERIMENTS, experiment=str(experiment_id))
     assert_clean(app)
     table = app.dataframe[0].value
@@ -67,9 +68,9 @@ def test_run_masked_window_from_the_page(db_path: Path, tmp_path: Path, tiny_mod
     app.text_input(key="lc_sinks").set_value("0,4")
     app = app.button(key="lc_run").click().run()
     assert_clean(app)
-    rows = Store(db_path).experiments(kind="streaming")
+    rows = Store(db_path).experiments(kind="streaming", viewer=LOCAL)
     assert len(rows) == 1
-    stored = Store(db_path).experiment(rows[0]["id"])["result"]
+    stored = Store(db_path).experiment(rows[0]["id"], viewer=LOCAL)["result"]
     expected = streaming.masked_window(llama, TEXT, 16, (0, 4), 100)
     assert [r["nll"] for r in stored["settings"]] == pytest.approx([float(c.nll.mean()) for c in expected.curves])
     assert app.query_params["experiment"] == str(rows[0]["id"])

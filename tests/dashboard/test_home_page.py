@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from ..conftest import SEED_TEXT
@@ -25,7 +26,7 @@ def test_one_click_example_saves_the_seed_run_and_opens_it(db_path: Path, load_c
     assert "No runs yet" in page_text(app)
     app.button(key="run_example").click().run()
     assert_clean(app)
-    rows = Store(db_path).list()
+    rows = Store(db_path).list(viewer=LOCAL)
     assert [r["text"] for r in rows] == [SEED_TEXT]
     assert load_calls == ["minilm"]
     # The example switches to Analyze with ?run=ID, which shows the run's results.

@@ -16,6 +16,7 @@ from dashboard.sections import experiment_store, thresholds
 from dashboard.sections.evaluate_stored import evaluations_frame
 from sinkfix import models
 from sinkfix.engines.local import CorpusLine, run_batch
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import assert_clean, open_page, page_text
@@ -26,7 +27,7 @@ EXPERIMENTS, EVALUATE, HOME = "views/experiments.py", "views/evaluate.py", "view
 
 def _store_with(db_path: Path, analysis: sinkfix.Analysis, **settings) -> int:
     changed = dataclasses.replace(analysis, settings=dataclasses.replace(analysis.settings, **settings))
-    return Store(db_path).save(changed)
+    return Store(db_path).save(changed, viewer=LOCAL)
 
 
 # ---------------------------------------------------------------- Analyze
@@ -75,8 +76,8 @@ def test_a_rerun_names_what_changed(run_ids: dict[str, int], db_path: Path, mini
 def test_recomputed_maps_are_not_called_a_rerun(db_path: Path, seed_analyses, load_calls) -> None:
     cat = seed_analyses["cat"]
     store = Store(db_path)
-    summary_only = store.save(dataclasses.replace(cat, maps=None, corrected_maps=None))
-    with_maps = store.save(cat, cache_key="other", parent_run_id=summary_only)
+    summary_only = store.save(dataclasses.replace(cat, maps=None, corrected_maps=None), viewer=LOCAL)
+    with_maps = store.save(cat, cache_key="other", parent_run_id=summary_only, viewer=LOCAL)
     app = open_page(DRILLDOWN, run=str(with_maps))
     assert_clean(app)
     assert f"Maps recomputed from run {summary_only}, which stored summaries only" in page_text(app)
@@ -97,7 +98,7 @@ def test_a_bad_head_link_is_an_error_not_layer_0(run_ids: dict[str, int], layer:
 
 def test_a_bad_corpus_link_is_an_error_not_the_first_corpus(db_path: Path, minilm, load_calls) -> None:
     store = Store(db_path)
-    run_batch([CorpusLine(1, "A dog ran.")], minilm, None, store, "pets", source="pets.txt", progress=False)
+    run_batch([CorpusLine(1, "A dog ran.")], minilm, None, store, "pets", source="pets.txt", progress=False, viewer=LOCAL)
     app = open_page(CORPUS, corpus="nope")
     assert not app.exception
     assert any("No corpus is named 'nope'" in e.value and "pets" in e.value for e in app.error)
@@ -108,7 +109,7 @@ def test_a_bad_corpus_link_is_an_error_not_the_first_corpus(db_path: Path, minil
 
 
 def test_a_mechanism_link_opens_the_mechanisms_tab(db_path: Path, load_calls) -> None:
-    experiment_id = Store(db_path).save_experiment("massive", _massive_result(), "test", 4100.0)
+    experiment_id = Store(db_path).save_experiment("massive", _massive_result(), "test", 4100.0, viewer=LOCAL)
     app = open_page(EXPERIMENTS, mechanism=str(experiment_id))
     assert_clean(app)
     assert app.get("tab_container")[0].proto.tab_container.default_tab_index == 1
@@ -174,7 +175,7 @@ def test_the_mean_without_a_reference_is_refused_with_the_reason_shown(db_path: 
     assert not app.exception
     shown = _errors_outside_status(app)
     assert any("needs a reference text" in e for e in shown), [e.value for e in app.error]
-    assert Store(db_path).experiments(kind="massive") == []
+    assert Store(db_path).experiments(kind="massive", viewer=LOCAL) == []
     status = app.get("status")[0]
     assert "failed (the reason is below)" in status.label and not status.error  # the box holds no hidden reason
 
@@ -188,7 +189,7 @@ def test_a_cli_stored_evaluation_reopens_complete(db_path: Path, load_calls) -> 
            "n_chunks": 1, "n_positions": 13, "baseline_nll": 4.6685, "intervened_nll": 6.7972, "delta_nll": 2.1287,
            "delta_nll_ci95": [0.3997, 3.9975], "ci_unit": "position", "kl_mean": 3.1855, "top1_agreement": 0.385,
            "cosine_mean": 0.5871, "target_tokens": [[0]], "target_token_text": [["The"]]}
-    evaluation_id = Store(db_path).save_evaluation("evaluate", cli)
+    evaluation_id = Store(db_path).save_evaluation("evaluate", cli, viewer=LOCAL)
     app = open_page(EVALUATE, evaluation=str(evaluation_id))
     assert_clean(app)
     text = page_text(app)
@@ -207,7 +208,7 @@ def test_an_evaluation_run_on_the_page_goes_into_the_url(db_path: Path, load_cal
     app.number_input(key="ev_evidence").set_value(0)
     app = app.button(key="ev_run").click().run()
     assert_clean(app)
-    stored = Store(db_path).evaluations(limit=1)
+    stored = Store(db_path).evaluations(limit=1, viewer=LOCAL)
     assert stored and app.query_params["evaluation"] == str(stored[0]["id"])
     assert f"Evaluation {stored[0]['id']} · minilm" in page_text(app)
 

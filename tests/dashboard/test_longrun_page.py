@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from sinkfix.plots import longrun as longrun_charts
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store, tensorio
 
 from .conftest import assert_clean, chart_specs, open_page, page_text
@@ -23,7 +24,7 @@ N = 32_768
 def long_db(tmp_path_factory: pytest.TempPathFactory):
     analysis = long_analysis(N)
     path = tmp_path_factory.mktemp("longrun") / "sinkfix.db"
-    run_id = Store(path).save(analysis)
+    run_id = Store(path).save(analysis, viewer=LOCAL)
     return path, run_id, analysis
 
 

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from dashboard import access, services, visitors
 from sinkfix.policy import ServerConfig
 from sinkfix.policy.files import REFUSAL
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from .conftest import open_page, page_text
@@ -68,7 +69,7 @@ def test_a_file_outside_the_data_folders_is_one_error_stores_nothing_shows_nothi
     app = app.button(key=button).click().run()
     assert not app.exception
     assert [e.value for e in app.error] == [REFUSAL]  # the same line for a missing, a forbidden, a symlinked file
-    assert Store(db_path).experiments() == []
+    assert Store(db_path).experiments(viewer=LOCAL) == []
     shown = everything_shown(app)
     assert not [leak for leak in LEAKS if leak in shown]
     assert load_calls == []  # the file is refused before any model loads
@@ -98,8 +99,8 @@ def test_an_upload_is_used_by_name_and_one_over_the_limit_is_refused(
     app.number_input(key="mech_sr_length").set_value(8)
     app = app.button(key="mech_sr_run").click().run()
     assert not app.exception and not app.error, [e.value for e in app.error]
-    (row,) = Store(db_path).experiments(kind="sinkrate")
-    stored = Store(db_path).experiment(row["id"])["result"]
+    (row,) = Store(db_path).experiments(kind="sinkrate", viewer=LOCAL)
+    stored = Store(db_path).experiment(row["id"], viewer=LOCAL)["result"]
     assert stored["text_file"] == "mine.txt"  # the upload's own name, no server path
     assert all(len(kind["example"]) <= 8 for kind in stored["kinds"].values())  # no more of the text than shown
 
@@ -110,7 +111,7 @@ def test_an_upload_is_used_by_name_and_one_over_the_limit_is_refused(
     app = app.button(key="mech_sr_run").click().run()
     assert [e.value for e in app.error] == ["big.txt is 101 bytes, over this server's limit of 100 bytes "
                                             "(SINKFIX_MAX_BODY)"]
-    assert len(Store(db_path).experiments()) == 1
+    assert len(Store(db_path).experiments(viewer=LOCAL)) == 1
 
 
 @pytest.mark.parametrize("page, picker, box, run", [
@@ -134,7 +135,7 @@ def test_a_model_off_the_list_is_refused_as_a_missing_one(db_path: Path, planted
         assert not app.exception
         answers.append([e.value for e in app.error])
     assert answers == [[ServerConfig().refusal()]] * 3  # one line, the same for a model folder and a missing path
-    assert load_calls == [] and Store(db_path).count() == 0 and Store(db_path).experiments() == []
+    assert load_calls == [] and Store(db_path).count(viewer=LOCAL) == 0 and Store(db_path).experiments(viewer=LOCAL) == []
 
 
 # ---------------------------------------------------------------- sign-in
@@ -233,7 +234,7 @@ def test_one_job_per_model_and_a_bounded_line_across_sessions(db_path: Path, loa
         "the server is busy with minilm: 1 job(s) running and 1 waiting, its limit; try again in a few minutes"]
     assert not apps["first"].error and not apps["second"].error
     assert "Waited in line for minilm: number 1" in page_text(apps["second"])
-    assert sorted(r["text"] for r in Store(db_path).list()) == ["The first visitor's text.",
+    assert sorted(r["text"] for r in Store(db_path).list(viewer=LOCAL)) == ["The first visitor's text.",
                                                                 "The second visitor's text."]
     assert line.counts() == (0, 0)  # every ticket left
 

@@ -19,6 +19,7 @@ import sinkfix
 from sinkfix import api, models
 from sinkfix.engines.local import CorpusLine, run_batch
 from sinkfix.analysis.redistribute import redistribute, sink_mask
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 from tests.conftest import SEED_TEXT
 
@@ -64,7 +65,7 @@ def test_seed_request_returns_the_seed_fields_computed_like_analyze(client: Test
     assert corrected.shape == (6, 12, 15, 15)
     np.testing.assert_array_equal(corrected, expected.corrected_maps)
     # Saved to the same database as the CLI and the dashboard (SINKFIX_DB).
-    stored = Store(db_path).get(body["run_id"])
+    stored = Store(db_path).get(body["run_id"], viewer=LOCAL)
     assert stored.text == SEED_TEXT and stored.tokens == expected.tokens
 
 
@@ -78,7 +79,7 @@ def test_model_is_loaded_once_and_identical_requests_come_from_the_store(client:
     assert first["run_id"] != second["run_id"] and not second["cached"]
     assert again["cached"] and again["run_id"] == second["run_id"]
     assert {k: again[k] for k in SEED_FIELDS[:4]} == {k: second[k] for k in SEED_FIELDS[:4]}
-    assert Store(db_path).count() == 2
+    assert Store(db_path).count(viewer=LOCAL) == 2
 
 
 def test_settings_are_applied_and_stored(client: TestClient, minilm) -> None:
@@ -165,7 +166,7 @@ def test_runs_history_paged_filtered_and_404(client: TestClient) -> None:
 def test_corpus_endpoints(client: TestClient, minilm, db_path) -> None:
     store = Store(db_path)
     result = run_batch([CorpusLine(1, "A dog ran."), CorpusLine(2, "The cat sat.")], minilm, None, store, "pets",
-                       progress=False)
+                       progress=False, viewer=LOCAL)
     listed = client.get("/api/corpora").json()["corpora"]
     assert [(c["name"], c["n_runs"]) for c in listed] == [("pets", 2)]
     body = client.get("/api/corpora/pets").json()
@@ -227,7 +228,7 @@ def test_real_uvicorn_process(tmp_path: Path) -> None:
             assert bad.status_code == 422 and bad.json() == {"detail": bad.json()["detail"]}
             print(f"\nuvicorn request times: first {timings[0]:.3f} s (loads minilm), "
                   f"second {timings[1]:.3f} s (new text), repeat {timings[2]:.3f} s (from the store)")
-        assert Store(tmp_path / "served.db").count() == 2
+        assert Store(tmp_path / "served.db").count(viewer=LOCAL) == 2
     finally:
         server.terminate()
         try:
@@ -247,6 +248,6 @@ def test_device_and_dtype_in_the_body_load_that_variant_and_are_stored(db_path: 
     assert plain.status_code == 200 and half.status_code == 200, half.text
     a, b = np.array(plain.json()["att_received_scores"]), np.array(half.json()["att_received_scores"])
     assert np.abs(a - b).max() < 2e-2 and half.json()["run_id"] != plain.json()["run_id"]
-    assert Store(db_path).get(half.json()["run_id"]).dtype == "bfloat16"
+    assert Store(db_path).get(half.json()["run_id"], viewer=LOCAL).dtype == "bfloat16"
     missing = client.post("/api/analyze", json={"model_name": "minilm", "text": text, "device": "cuda:7"})
     assert missing.status_code in (400, 422) and "cuda" in missing.json()["detail"].lower()

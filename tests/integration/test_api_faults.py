@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 import sinkfix
 from sinkfix import api, models
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store, database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -66,10 +67,10 @@ def test_full_disk_is_507_then_writes_succeed_once_there_is_room(client: TestCli
     full = client.post("/api/analyze", json={"text": LONG[:120]})
     assert full.status_code == 507 and full.headers["content-type"] == "application/json"
     assert "the disk is full, so nothing was saved" in full.json()["detail"] and "Traceback" not in full.text
-    assert Store(db_path).count() == 1
+    assert Store(db_path).count(viewer=LOCAL) == 1
     no_partial_runs(db_path)
     assert client.get(f"/api/runs/{first}").status_code == 200  # reads still work
-    Store(db_path).delete(first)  # room: the freed pages are reused within the same page limit
+    Store(db_path).delete(first, viewer=LOCAL)  # room: the freed pages are reused within the same page limit
     again = client.post("/api/analyze", json={"text": LONG[:120]})
     assert again.status_code == 200 and not again.json()["cached"]
     no_partial_runs(db_path)
@@ -89,7 +90,7 @@ def test_read_only_database_serves_reads_and_refuses_writes(client: TestClient, 
     assert hit["cached"] and hit["run_id"] == stored["run_id"]
     refused = client.post("/api/analyze", json={"text": "A new text."})
     assert refused.status_code == 503 and "read-only" in refused.json()["detail"]
-    assert Store(db_path, read_only=True).count() == 1
+    assert Store(db_path, read_only=True).count(viewer=LOCAL) == 1
 
 
 # ---------------------------------------------------------------- a killed server
@@ -152,7 +153,7 @@ def test_sigkill_during_writes_leaves_no_partial_run_and_every_committed_run_is_
             thread.join()
     no_partial_runs(db)
     stored = dict(sql(db, "SELECT id, text FROM runs"))
-    assert {i: stored.get(i) for i in committed} == committed  # every answered run was committed
+    assert {i: stored.get(i, viewer=LOCAL) for i in committed} == committed  # every answered run was committed
     restarted, base = _start(db)
     try:
         with httpx.Client(base_url=base, timeout=60) as http:

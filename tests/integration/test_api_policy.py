@@ -15,6 +15,7 @@ from sinkfix import api, models
 from sinkfix.api.config import CHARS_PER_TOKEN
 from sinkfix.api.queue import Busy, Gate, KeyLocks
 from sinkfix.api.shelf import BoundedShelf
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 from tests.conftest import SEED_TEXT
 
@@ -106,7 +107,7 @@ def test_text_is_cut_to_the_character_budget_of_max_tokens(client: TestClient, m
     text = "The cat sat on the mat. " * 100  # 2400 characters
     body = client.post("/api/analyze", json={"text": text, "max_tokens": 16}).json()
     assert body["text_cut"] == {"kept_chars": 16 * CHARS_PER_TOKEN, "dropped_chars": 2400 - 16 * CHARS_PER_TOKEN}
-    assert Store(db_path).get(body["run_id"]).text == text[:16 * CHARS_PER_TOKEN]
+    assert Store(db_path).get(body["run_id"], viewer=LOCAL).text == text[:16 * CHARS_PER_TOKEN]
     # The same tokens as analysing the whole text with the same limit (no HTTP, no cut).
     expected = sinkfix.analyze(text, minilm, sinkfix.AnalysisSettings(max_tokens=16))
     assert body["token_list"] == expected.tokens and len(body["token_list"]) == 16
@@ -215,7 +216,7 @@ def test_identical_concurrent_requests_make_one_run(client: TestClient, db_path:
         thread.join()
     assert len({a["run_id"] for a in answers}) == 1
     assert sorted(a["cached"] for a in answers) == [False, True, True, True]
-    assert Store(db_path).count() == 1 and len(api.KEYS) == 0
+    assert Store(db_path).count(viewer=LOCAL) == 1 and len(api.KEYS) == 0
 
 
 def test_key_locks_serialise_one_key_only() -> None:

@@ -13,6 +13,7 @@ from sinkfix.engines.local import CorpusLine, read_corpus
 from sinkfix.cli import main
 from sinkfix.analysis.corpus import FIRST_TOKEN, CorpusSummary, RunStats, summarize, summarize_stored
 from sinkfix.errors import InputError, StoreError
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 from tests.synthetic import synthetic_analysis
 
@@ -111,11 +112,11 @@ def test_stored_summary_reads_the_same_numbers_as_the_analyses(db_path: Path) ->
     listed on two lines counts twice."""
     analyses = [synthetic_analysis(n_layers=3, n_heads=4, n_tokens=5 + i, seed=i, text=f"text {i}") for i in range(3)]
     store = Store(db_path)
-    ids = [store.save(a) for a in analyses]
-    corpus_id = store.open_corpus("synthetic", "synthetic", analyses[0].settings.to_dict(), "")
+    ids = [store.save(a, viewer=LOCAL) for a in analyses]
+    corpus_id = store.open_corpus("synthetic", "synthetic", analyses[0].settings.to_dict(), "", viewer=LOCAL)
     for line_no, run_id in zip((1, 2, 3, 5), [*ids, ids[0]]):
         store.add_corpus_run(corpus_id, line_no, run_id)
-    stored = summarize_stored(store, corpus_id, epsilon=0.3)
+    stored = summarize_stored(store, corpus_id, epsilon=0.3, viewer=LOCAL)
     expected = summarize([stats_of(a) for a in [*analyses, analyses[0]]], epsilon=0.3)
     assert stored.to_dict() == expected.to_dict()
     assert stored.n_inputs == 4 and stored.head_sink_rate.shape == (3, 4)
@@ -124,12 +125,12 @@ def test_stored_summary_reads_the_same_numbers_as_the_analyses(db_path: Path) ->
 def test_corpus_keeps_one_model_and_one_set_of_settings(db_path: Path) -> None:
     store = Store(db_path)
     settings = sinkfix.AnalysisSettings().resolved(6).to_dict()
-    first = store.open_corpus("c", "minilm", settings, "a.txt")
-    assert store.open_corpus("c", "minilm", settings, "a.txt") == first
+    first = store.open_corpus("c", "minilm", settings, "a.txt", viewer=LOCAL)
+    assert store.open_corpus("c", "minilm", settings, "a.txt", viewer=LOCAL) == first
     with pytest.raises(StoreError, match="corpus 'c' was built with model minilm"):
-        store.open_corpus("c", "smollm2-135m", settings, "a.txt")
+        store.open_corpus("c", "smollm2-135m", settings, "a.txt", viewer=LOCAL)
     with pytest.raises(StoreError, match="give another --corpus name"):
-        store.open_corpus("c", "minilm", {**settings, "epsilon": 0.2}, "a.txt")
+        store.open_corpus("c", "minilm", {**settings, "epsilon": 0.2}, "a.txt", viewer=LOCAL)
 
 
 # ---------------------------------------------------------------- the CLI on minilm
@@ -157,9 +158,9 @@ def test_batch_resumes_after_an_interrupt(corpus_file: Path, db_path: Path, mini
     err = capsys.readouterr().err
     assert "interrupted after 2 of 4 lines" in err and "rerun the same command to resume" in err
     store = Store(db_path)
-    corpus = store.corpus("tiny")
-    assert store.count() == 2 and corpus["summary"] is None
-    assert [r["line_no"] for r in store.corpus_runs(corpus["id"])] == [1, 3]
+    corpus = store.corpus("tiny", viewer=LOCAL)
+    assert store.count(viewer=LOCAL) == 2 and corpus["summary"] is None
+    assert [r["line_no"] for r in store.corpus_runs(corpus["id"], viewer=LOCAL)] == [1, 3]
 
     calls.clear()
     def counting(texts, model, settings=None, batch_size=None, progress=None):
@@ -173,14 +174,14 @@ def test_batch_resumes_after_an_interrupt(corpus_file: Path, db_path: Path, mini
     assert "4 lines: 2 analysed, 2 served from the store" in captured.err
     assert "corpus tiny" in captured.err and "4/4" in captured.err  # the progress bar, on stderr
     report = json.loads(captured.out)  # stdout holds only the JSON
-    rows = store.corpus_runs(corpus["id"])
+    rows = store.corpus_runs(corpus["id"], viewer=LOCAL)
     assert [r["line_no"] for r in rows] == [1, 3, 4, 5] and [r["text"] for r in rows] == LINES
-    assert store.count() == 4 and len({r["run_id"] for r in rows}) == 4  # nothing stored twice
+    assert store.count(viewer=LOCAL) == 4 and len({r["run_id"] for r in rows}) == 4  # nothing stored twice
     assert report["runs"] == [{"line_no": r["line_no"], "run_id": r["run_id"]} for r in rows]
 
     # The stored summary is the summary of the four runs, computed here from their arrays.
-    expected = summarize([stats_of(store.get(r["run_id"])) for r in rows], epsilon=0.3)
-    stored = CorpusSummary.from_json(store.corpus("tiny")["summary"])
+    expected = summarize([stats_of(store.get(r["run_id"], viewer=LOCAL)) for r in rows], epsilon=0.3)
+    stored = CorpusSummary.from_json(store.corpus("tiny", viewer=LOCAL)["summary"])
     assert stored.to_dict() == expected.to_dict() == report["summary"]
     assert report["summary"]["token_types"][0]["token"] == FIRST_TOKEN  # MiniLM's [CLS] sinks in every input
     assert report["summary"]["token_types"][0]["examples"] == ["[CLS]"]
@@ -188,7 +189,7 @@ def test_batch_resumes_after_an_interrupt(corpus_file: Path, db_path: Path, mini
 
     assert main(["batch", str(corpus_file), "--model", "minilm", "--quiet"]) == 0
     assert "4 lines: 0 analysed, 4 served from the store" in capsys.readouterr().err
-    assert calls == LINES[2:] and store.count() == 4
+    assert calls == LINES[2:] and store.count(viewer=LOCAL) == 4
 
 
 def test_batch_cli_errors_and_corpora_commands(corpus_file: Path, db_path: Path, minilm, capsys) -> None:
@@ -209,7 +210,7 @@ def test_batch_cli_errors_and_corpora_commands(corpus_file: Path, db_path: Path,
     assert main(["corpora", "delete", "mine"]) == 0
     assert main(["corpora", "show", "mine"]) == 2
     assert "no corpus named 'mine'" in capsys.readouterr().err
-    assert Store(db_path).count() == 4  # the runs stay in the history
+    assert Store(db_path).count(viewer=LOCAL) == 4  # the runs stay in the history
 
 
 def test_a_changed_file_drops_lines_that_are_gone(tmp_path: Path, db_path: Path, minilm, capsys) -> None:
@@ -220,6 +221,6 @@ def test_a_changed_file_drops_lines_that_are_gone(tmp_path: Path, db_path: Path,
     assert main(["batch", str(path), "--model", "minilm", "--quiet"]) == 0
     assert "1 old lines dropped" in capsys.readouterr().err
     store = Store(db_path)
-    corpus = store.corpus("c")
-    assert [r["line_no"] for r in store.corpus_runs(corpus["id"])] == [1]
+    corpus = store.corpus("c", viewer=LOCAL)
+    assert [r["line_no"] for r in store.corpus_runs(corpus["id"], viewer=LOCAL)] == [1]
     assert CorpusSummary.from_json(corpus["summary"]).n_inputs == 1

@@ -17,6 +17,7 @@ import pytest
 
 import sinkfix
 from sinkfix.cli import main
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 from tests.conftest import SEED_TEXT
 from tests.synthetic import assert_same_run
@@ -55,7 +56,7 @@ def test_cache_hit_serves_the_stored_run_without_a_forward(minilm: sinkfix.Loade
     for hit in (again, by_name, defaults):
         assert hit.run_id == first.run_id
         assert_same_run(first, hit)
-    assert store.count() == 1
+    assert store.count(viewer=LOCAL) == 1
 
 
 def test_a_changed_setting_text_or_model_is_a_new_run(minilm: sinkfix.LoadedModel, smollm2: sinkfix.LoadedModel,
@@ -74,8 +75,8 @@ def test_a_changed_setting_text_or_model_is_a_new_run(minilm: sinkfix.LoadedMode
         assert calls[0] == len(variants)
     variants.append(sinkfix.analyze_cached(TEXT, smollm2, None, store))
     ids = [base.run_id] + [v.run_id for v in variants]
-    assert len(set(ids)) == len(ids) == store.count()
-    assert store.models() == ["minilm", "smollm2-135m"]
+    assert len(set(ids)) == len(ids) == store.count(viewer=LOCAL)
+    assert store.models(viewer=LOCAL) == ["minilm", "smollm2-135m"]
 
 
 def test_real_runs_round_trip_and_hold_no_pickle(minilm: sinkfix.LoadedModel, smollm2: sinkfix.LoadedModel,
@@ -83,11 +84,11 @@ def test_real_runs_round_trip_and_hold_no_pickle(minilm: sinkfix.LoadedModel, sm
     store = Store(db_path)
     for loaded in (minilm, smollm2):
         original = sinkfix.analyze(SEED_TEXT, loaded)
-        restored = store.get(store.save(original))
+        restored = store.get(store.save(original, viewer=LOCAL), viewer=LOCAL)
         assert_same_run(original, restored)
         assert np.abs(restored.corrected_maps - original.corrected_maps).max() <= CORRECTED_ATOL
         layer, head = loaded.n_layers - 1, loaded.n_heads - 1
-        maps, corrected = store.head_map(restored.run_id, layer, head)
+        maps, corrected = store.head_map(restored.run_id, layer, head, viewer=LOCAL)
         assert maps.tobytes() == restored.maps[layer, head].tobytes()
         assert corrected.tobytes() == restored.corrected_maps[layer, head].tobytes()
     store.close()
@@ -123,7 +124,7 @@ def test_analyze_saves_and_repeats_from_the_cache(minilm: sinkfix.LoadedModel, d
     assert json.loads(out)["run_id"] == 1
     code, out, err = _cli(capsys, "analyze", TEXT, "--model", "minilm", "--no-save", "--json", "-")
     assert code == 0 and "run_id" not in json.loads(out)
-    assert Store(db_path).count() == 1
+    assert Store(db_path).count(viewer=LOCAL) == 1
 
 
 def test_export_equals_the_json_that_created_the_run(minilm: sinkfix.LoadedModel, db_path: Path,
@@ -168,7 +169,7 @@ def test_runs_list_show_delete(minilm: sinkfix.LoadedModel, db_path: Path, capsy
 
     code, _, err = _cli(capsys, "runs", "delete", "2")
     assert code == 0 and "deleted run #2" in err
-    assert [r["id"] for r in store.list()] == [3, 1]
+    assert [r["id"] for r in store.list(viewer=LOCAL)] == [3, 1]
     for argv in (("runs", "show", "2"), ("runs", "delete", "2"), ("runs", "export", "2", "--json", "-")):
         code, out, err = _cli(capsys, *argv)
         assert code == 2 and out == ""

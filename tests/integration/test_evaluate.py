@@ -12,6 +12,7 @@ from sinkfix.analysis.pipeline import analyze
 from sinkfix.experiments.evaluate import ChunkRun, chunk_text, evaluate, forward, sweep
 from sinkfix.experiments.token_evidence import token_evidence
 from sinkfix.experiments.intervene import Intervention, make_plan
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from ..shared_data import data_dir
@@ -105,8 +106,8 @@ def test_calibrate_nll_keeps_heads_and_checks_controls(smollm2, db_path):
     assert set(result.kept_heads) == kept
     if kept:
         assert set(result.heldout) == {"target", "random"}  # first is the target itself
-    calibrate.save(result, "tiny-search")
-    assert calibrate.load("tiny-search")["kept_heads"] == [list(h) for h in result.kept_heads]
+    calibrate.save(result, "tiny-search", viewer=LOCAL)
+    assert calibrate.load("tiny-search", viewer=LOCAL)["kept_heads"] == [list(h) for h in result.kept_heads]
 
 
 def test_cli_evaluate_json_and_stored_heads(smollm2, db_path, capsys):
@@ -118,11 +119,11 @@ def test_cli_evaluate_json_and_stored_heads(smollm2, db_path, capsys):
                 "target_tokens", "beta", "delta_nll_ci95"):
         assert key in out
     assert out["layers"] == [0, 1, 2, 3] and out["target_tokens"] == [[0]]
-    stored = Store(db_path).evaluations(model="smollm2-135m")
+    stored = Store(db_path).evaluations(model="smollm2-135m", viewer=LOCAL)
     assert len(stored) == 1 and stored[0]["delta"] == out["delta_nll"] and stored[0]["result"] == out
 
     fake = calibrate.Calibration("smollm2-135m", "nll", "nll", Intervention(), ((2, 1), (5, 3)), [], 0.0, 0, 0)
-    calibrate.save(fake, "two-heads")
+    calibrate.save(fake, "two-heads", viewer=LOCAL)
     assert cli.main(["evaluate", "--text", HAMLET, "--model", "smollm2-135m", "--target", "first",
                      "--heads", "@two-heads", "--no-save", "--json", "-"]) == 0
     assert json.loads(capsys.readouterr().out)["heads"] == [[2, 1], [5, 3]]

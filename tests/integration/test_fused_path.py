@@ -22,6 +22,7 @@ from sinkfix.capture.observers import SinkObserver
 from sinkfix.cli.main import main
 from sinkfix.errors import SinkFixError
 from sinkfix.models import model_inputs
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 from tests import conformance
 
@@ -207,7 +208,7 @@ def test_the_kernel_is_stored_with_the_run_and_shown_by_the_cli(zoo, tmp_path, c
     fell_back = sinkfix.analyze(TEXTS[0], loaded, _settings("blocked"))
     fell_back = dataclasses.replace(fell_back, kernel_reason="a reason")
     for analysis in (fused, fell_back):
-        again = store.get(store.save(analysis))
+        again = store.get(store.save(analysis, viewer=LOCAL), viewer=LOCAL)
         assert (again.kernel, again.kernel_reason) == (analysis.kernel, analysis.kernel_reason)
     model = str(loaded.source)
     code = main(["analyze", TEXTS[0], "--model", model, "--no-save", "--map-limit", "0", "--kernel", "triton",

@@ -14,6 +14,7 @@ import torch
 import sinkfix
 from sinkfix.errors import SettingsError, UnsupportedModelError
 from sinkfix.experiments.intervene import Intervention, head_map
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 from sinkfix.errors import StoreError
 from tests import conformance
@@ -103,17 +104,17 @@ def test_gate_values_are_each_heads_mean_sigmoid_gate(hybrid_models):
 def test_store_round_trips_attention_layers_and_gates(hybrid_models, db_path):
     analysis = sinkfix.analyze(TEXT, hybrid_models["qwen3_next"])
     store = Store(db_path)
-    run_id = store.save(analysis)
-    back = store.get(run_id)
+    run_id = store.save(analysis, viewer=LOCAL)
+    back = store.get(run_id, viewer=LOCAL)
     assert back.attention_layers == [1, 3] and back.n_layers == 4
     assert back.attention_gate.tobytes() == analysis.attention_gate.tobytes()
     assert back.att_received_head.tobytes() == analysis.att_received_head.tobytes()
-    assert store.head_rows(run_id) == analysis.head_table()
-    original, _ = store.head_map(run_id, 3, 2)
+    assert store.head_rows(run_id, viewer=LOCAL) == analysis.head_table()
+    original, _ = store.head_map(run_id, 3, 2, viewer=LOCAL)
     torch.testing.assert_close(torch.from_numpy(original), torch.from_numpy(analysis.maps[1, 2]), atol=1e-3, rtol=0)
     with pytest.raises(StoreError, match="attention in layers 1, 3 of 0..3"):
-        store.head_map(run_id, 2, 0)
-    full = store.get(store.save(sinkfix.analyze(TEXT, hybrid_models["jamba"], sinkfix.AnalysisSettings(layer=1))))
+        store.head_map(run_id, 2, 0, viewer=LOCAL)
+    full = store.get(store.save(sinkfix.analyze(TEXT, hybrid_models["jamba"], sinkfix.AnalysisSettings(layer=1)), viewer=LOCAL), viewer=LOCAL)
     assert full.attention_layers == [1, 3] and full.settings.layer == 1
     store.close()
 

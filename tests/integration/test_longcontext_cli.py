@@ -11,6 +11,7 @@ import pytest
 import sinkfix
 from sinkfix.cli.main import main
 from sinkfix.experiments import perplexity, streaming
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 TEXT = " ".join(["the cat sat on the mat and the dog was in the sun ."] * 12)
@@ -36,7 +37,7 @@ def test_streaming_masked_json_and_store(tiny_model_dirs, text_file, db_path, ca
     assert row["sinks"] == 2 and row["nll"] == pytest.approx(float(np.mean(expected)), abs=1e-6)
     assert row["ppl"] == pytest.approx(math.exp(row["nll"]))
     assert data["dense_ppl"] == pytest.approx(math.exp(np.mean(perplexity.sequence_nll(loaded, ids)[16:])), rel=1e-6)
-    stored = Store(db_path).experiment(data["id"])
+    stored = Store(db_path).experiment(data["id"], viewer=LOCAL)
     assert stored["kind"] == "streaming" and stored["result"]["settings"][1]["nll"] == row["nll"]
 
 
@@ -54,7 +55,7 @@ def test_kvquant_json(tiny_model_dirs, text_file, db_path, capsys) -> None:
     data = json.loads(capsys.readouterr().out)
     assert [r["keep"] for r in data["settings"]] == [0, 1, "sinks"]
     assert all(r["delta_nll_ci95"][0] <= r["delta_nll"] <= r["delta_nll_ci95"][1] for r in data["settings"])
-    assert Store(db_path).experiment(data["id"])["kind"] == "kvquant"
+    assert Store(db_path).experiment(data["id"], viewer=LOCAL)["kind"] == "kvquant"
 
 
 @pytest.mark.parametrize("argv,message", [

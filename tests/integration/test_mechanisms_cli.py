@@ -8,6 +8,7 @@ import pytest
 
 import sinkfix
 from sinkfix.cli import main
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from ..shared_data import data_path
@@ -40,7 +41,7 @@ def test_sinkrate_reports_three_kinds_with_cis_on_embedded_models(
         assert len(rate["per_layer"]) == loaded.n_layers and len(rate["per_position"]) == 24
     if model_name == "minilm":
         assert all(r["example"][0] == "[CLS]" for r in data["kinds"].values())
-    stored = Store(db_path).experiment(data["id"])
+    stored = Store(db_path).experiment(data["id"], viewer=LOCAL)
     assert stored["kind"] == "sinkrate" and stored["result"]["kinds"]["random"]["rate"] == data["kinds"]["random"]["rate"]
 
 
@@ -66,7 +67,7 @@ def test_massive_names_smollm2s_largest_activation(smollm2: sinkfix.LoadedModel,
     assert arms["zero"]["delta_nll"] > arms["mean"]["delta_nll"]
     for arm in arms.values():
         assert arm["ci95"][0] <= arm["delta_nll"] <= arm["ci95"][1]
-    assert Store(db_path).experiment(data["id"])["kind"] == "massive"
+    assert Store(db_path).experiment(data["id"], viewer=LOCAL)["kind"] == "massive"
 
 
 def test_massive_mean_without_a_reference_on_one_chunk_is_refused(smollm2: sinkfix.LoadedModel,
@@ -107,7 +108,7 @@ def test_bos_always_works_and_is_stored(tiny_model_dirs: dict[str, Path], db_pat
     assert "already stored" not in captured.err  # bos is part of the cache key
     assert always["token_list"] == ["<s>", *auto["token_list"]]
     store = Store(db_path)
-    runs = {run.settings.bos: run for run in (store.get(row["id"]) for row in store.list())}
+    runs = {run.settings.bos: run for run in (store.get(row["id"], viewer=LOCAL) for row in store.list(viewer=LOCAL))}
     assert set(runs) == {"auto", "always"}
     bos = sinkfix.get_model(model).tokenizer.bos_token_id
     assert runs["always"].token_ids == [bos, *runs["auto"].token_ids]

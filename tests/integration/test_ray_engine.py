@@ -12,6 +12,7 @@ from sinkfix.analysis.corpus import summarize
 from sinkfix.engines.common import CorpusLine
 from sinkfix.engines.local import run_batch
 from sinkfix.engines.ray_engine import RayOptions, connect, run_batch_ray
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 from ..shared_data import data_path, needs_data
@@ -38,27 +39,27 @@ def test_ray_resumes_and_gives_the_local_summary_storing_each_input_once(ray_nod
     """One Ray pass (actors start once): it resumes a corpus the local engine half stored, and its
     corpus equals a local run of the whole file."""
     ray_store, local_store = Store(tmp_path / "ray.db"), Store(tmp_path / "local.db")
-    first = run_batch(LINES[:4], minilm, None, ray_store, "c", batch_size=2, progress=False)
+    first = run_batch(LINES[:4], minilm, None, ray_store, "c", batch_size=2, progress=False, viewer=LOCAL)
     assert (first.analysed, first.cached) == (4, 0)
-    remote = run_batch_ray(LINES, "minilm", None, ray_store, "c", RayOptions(workers=2, batch_size=2), progress=False)
+    remote = run_batch_ray(LINES, "minilm", None, ray_store, "c", RayOptions(workers=2, batch_size=2), progress=False, viewer=LOCAL)
     assert (remote.analysed, remote.cached) == (3, 5)  # lines 1-4 were stored; line 7 repeats line 2
-    local = run_batch(LINES, minilm, None, local_store, "c", batch_size=3, progress=False)
+    local = run_batch(LINES, minilm, None, local_store, "c", batch_size=3, progress=False, viewer=LOCAL)
     assert (local.analysed, local.cached) == (7, 1)
     assert_same_summary(local.summary, remote.summary)
-    again = run_batch(LINES, minilm, None, ray_store, "c", progress=False)
+    again = run_batch(LINES, minilm, None, ray_store, "c", progress=False, viewer=LOCAL)
     assert (again.analysed, again.cached) == (0, 8)  # the local engine finds what Ray stored
     # Every distinct input is stored once; the repeated line links to the same run.
     for store in (local_store, ray_store):
-        rows = store.corpus_runs(store.corpus("c")["id"])
+        rows = store.corpus_runs(store.corpus("c", viewer=LOCAL)["id"], viewer=LOCAL)
         assert [r["line_no"] for r in rows] == list(range(1, 9)) and [r["text"] for r in rows] == TEXTS
-        assert store.count() == len(set(TEXTS)) == len({r["run_id"] for r in rows})
+        assert store.count(viewer=LOCAL) == len(set(TEXTS)) == len({r["run_id"] for r in rows})
         assert rows[1]["run_id"] == rows[6]["run_id"]
         assert not any(r["has_maps"] for r in rows)  # summaries only, by default
     # Each run's numbers equal analyze() on that text alone (an independent, unbatched forward), and
     # the summary is the one computed straight from those analyses' arrays.
     alone = {text: sinkfix.analyze(text, minilm) for text in set(TEXTS)}
-    for row in ray_store.corpus_runs(ray_store.corpus("c")["id"]):
-        stored = ray_store.get(row["run_id"])
+    for row in ray_store.corpus_runs(ray_store.corpus("c", viewer=LOCAL)["id"], viewer=LOCAL):
+        stored = ray_store.get(row["run_id"], viewer=LOCAL)
         np.testing.assert_allclose(stored.alpha, alone[row["text"]].alpha, atol=1e-5)
         np.testing.assert_allclose(stored.value_norm, alone[row["text"]].value_norm, atol=1e-5)
         assert stored.labels == alone[row["text"]].labels and stored.maps is None

@@ -2,6 +2,7 @@
 import json
 
 from sinkfix.cli import main
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 
@@ -9,10 +10,10 @@ def test_evaluations_and_calibrations_are_listed(db_path, capsys):
     store = Store(db_path)
     evaluation = {"model": "smollm2-135m", "target": "first", "beta": 0.4, "heads": None,
                   "baseline_nll": 4.0, "intervened_nll": 4.2, "delta_nll": 0.2, "delta_nll_ci95": [0.1, 0.3]}
-    evaluation_id = store.save_evaluation("evaluate", evaluation)
+    evaluation_id = store.save_evaluation("evaluate", evaluation, viewer=LOCAL)
     store.save_calibration("smol-test", {"model": "smollm2-135m", "task": "nll", "metric": "nll",
                                          "kept_heads": [[1, 2], [3, 4]], "dev_baseline": 4.01,
-                                         "heldout": {"target": {"delta_nll": -0.005}}})
+                                         "heldout": {"target": {"delta_nll": -0.005}}}, viewer=LOCAL)
 
     assert main(["evaluations", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)

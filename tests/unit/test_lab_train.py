@@ -16,6 +16,7 @@ from sinkfix.experiments.lab import checkpoint
 from sinkfix.experiments.lab.runner import run_lab
 from sinkfix.experiments.lab.settings import LabSettings, run_key
 from sinkfix.experiments.lab.summary import SUMMARY_METRICS, t_interval
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
 TINY = dict(task="backcopy", hidden=16, heads=2, layers=1, length=8, batch_size=4, steps=6, checkpoint_every=2)
@@ -78,9 +79,9 @@ def test_cli_prints_the_json_and_stores_the_sweep(tmp_path: Path, db_path: Path,
     assert main(argv) == 0
     data = json.loads(capsys.readouterr().out)
     assert set(data["variants"]) == {"softmax", "gated"}
-    rows = Store(db_path).experiments(kind="lab")
+    rows = Store(db_path).experiments(kind="lab", viewer=LOCAL)
     assert len(rows) == 1 and rows[0]["model"] == "lab/backcopy"
-    assert Store(db_path).experiment(rows[0]["id"])["result"] == data
+    assert Store(db_path).experiment(rows[0]["id"], viewer=LOCAL)["result"] == data
 
 
 def test_bad_settings_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

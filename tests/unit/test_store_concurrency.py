@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 from tests.synthetic import assert_same_run, synthetic_analysis
 
@@ -15,6 +16,7 @@ SAVES = 20
 WRITER = """
 import sys, time
 from pathlib import Path
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 from tests.synthetic import synthetic_analysis
 db, go, worker, saves = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
@@ -24,7 +26,7 @@ while not go.exists():  # start together, so the opening migrations and the save
     time.sleep(0.01)
 store = Store(db)
 for analysis in analyses:
-    store.save(analysis)
+    store.save(analysis, viewer=LOCAL)
 """
 
 
@@ -42,16 +44,16 @@ def test_two_processes_saving_at_once_lose_nothing(tmp_path: Path) -> None:
         assert worker.returncode == 0, err
 
     store = Store(db)
-    assert store.count() == 2 * SAVES
-    rows = store.list(limit=1000)
+    assert store.count(viewer=LOCAL) == 2 * SAVES
+    rows = store.list(limit=1000, viewer=LOCAL)
     assert len({row["id"] for row in rows}) == 2 * SAVES
     assert {row["text"] for row in rows} == {f"worker {w} run {i}" for w in (1, 2) for i in range(SAVES)}
     # Every run is whole: its arrays, maps and summary rows all read back exactly.
     for row in rows:
         worker, i = int(row["text"].split()[1]), int(row["text"].split()[3])
         expected = synthetic_analysis(n_layers=2, n_heads=3, n_tokens=8, seed=100 * worker + i, text=row["text"])
-        assert_same_run(expected, store.get(row["id"]))
-        assert len(store.head_rows(row["id"])) == 6
+        assert_same_run(expected, store.get(row["id"], viewer=LOCAL))
+        assert len(store.head_rows(row["id"], viewer=LOCAL)) == 6
 
 
 def test_switching_to_wal_retries_a_busy_answer(tmp_path: Path) -> None:

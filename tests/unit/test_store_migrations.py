@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import schema as store_module
 from sinkfix.store import Store
 from tests.store_v1 import build_v1_database
@@ -42,16 +43,16 @@ def test_v1_database_opens_and_reads_back(v1_database: Path, v1_runs: list) -> N
     store = Store(v1_database)
     assert store.schema_version() == len(store_module.STEPS)
     for run_id, original in enumerate(v1_runs, start=1):
-        assert_same_run(original, store.get(run_id))
+        assert_same_run(original, store.get(run_id, viewer=LOCAL))
     # m002 backfilled the label counts from the v1 token rows.
-    listed = {row["id"]: row for row in store.list()}
+    listed = {row["id"]: row for row in store.list(viewer=LOCAL)}
     for run_id, original in enumerate(v1_runs, start=1):
         counts = original.label_counts()
         assert (listed[run_id]["n_beneficial"], listed[run_id]["n_detrimental"], listed[run_id]["n_neutral"]) == (
             counts["beneficial"], counts["detrimental"], counts["neutral"])
-    assert store.count(label="detrimental") == sum(1 for a in v1_runs if a.label_counts()["detrimental"])
-    new_id = store.save(synthetic_analysis(seed=3))
-    assert new_id == 3 and store.count() == 3
+    assert store.count(label="detrimental", viewer=LOCAL) == sum(1 for a in v1_runs if a.label_counts()["detrimental"])
+    new_id = store.save(synthetic_analysis(seed=3), viewer=LOCAL)
+    assert new_id == 3 and store.count(viewer=LOCAL) == 3
 
 
 def test_migrated_v1_schema_equals_a_fresh_schema(v1_database: Path, tmp_path: Path) -> None:
