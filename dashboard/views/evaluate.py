@@ -39,6 +39,7 @@ def deep_link(store) -> bool:
         found = store.calibration(name, viewer=services.viewer())
         if found is None:
             raise links.LinkError(f"no calibration named '{name}' in {store.path}")
+        sharing.control("calibration", name)
         evaluate_stored.show_calibration(name, found)
         return True
     return False

@@ -48,16 +48,16 @@ def test_head_map_is_read_for_the_selected_head_only(run_ids: dict[str, int], mo
     calls = []
     real = Store.head_map
 
-    def spy(self, run_id, layer, head):
+    def spy(self, run_id, layer, head, *, viewer):
         calls.append((run_id, layer, head))
-        return real(self, run_id, layer, head)
+        return real(self, run_id, layer, head, viewer=viewer)
 
     monkeypatch.setattr(Store, "head_map", spy)
     run_id = run_ids["seed"]
     app = open_page(DRILLDOWN, run=str(run_id), layer="4", head="7")
     assert_clean(app)
     assert calls == [(run_id, 4, 7)]
-    original, corrected = real(Store(), run_id, 4, 7)
+    original, corrected = real(Store(), run_id, 4, 7, viewer=LOCAL)
     assert np.allclose(original.sum(axis=1), 1, atol=1e-2)
     app.number_input(key="head").set_value(8).run()
     assert_clean(app)

@@ -87,8 +87,9 @@ def test_massive_intervention_on_minilm_is_an_error_box(db_path: Path, load_call
 
 BADGE = """
 from dashboard.sections import massive_badge
+from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
-massive_badge.render(Store().get({run_id}))
+massive_badge.render(Store().get({run_id}, viewer=LOCAL))
 """
 
 
