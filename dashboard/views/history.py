@@ -27,9 +27,17 @@ def filters(store) -> dict:
     }
 
 
+def whose(owner: str, shared: bool, me: str) -> str:
+    """One short cell for the owner column: "you", or the owner's name, and whether the run is shared."""
+    return ("you" if owner == me else owner) + (" · shared" if shared else "")
+
+
 def table(rows: list[dict]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=["id", "created_at", "model", "text", "n_tokens",
                                         "n_beneficial", "n_detrimental", "n_neutral", "owner", "shared"])
+    me = services.viewer().name
+    frame["owner"] = [whose(o, s, me) for o, s in zip(frame["owner"], frame["shared"])]
+    frame = frame.drop(columns=["shared"])
     frame["text"] = frame["text"].map(lambda t: ui.shorten(t, 90))
     frame["created_at"] = frame["created_at"].map(units.when)
     frame["open"] = frame["id"].map(lambda i: links.url(links.DRILLDOWN, links.drilldown_query(int(i))))
@@ -102,9 +110,8 @@ try:
             "created_at": st.column_config.TextColumn("created"),
             "text": st.column_config.TextColumn("text", width="medium"),
             **ui.count_columns(),
-            "owner": st.column_config.TextColumn("owner", width="small"),
-            "shared": st.column_config.CheckboxColumn("shared", width="small",
-                                                      help="Shared: every visitor can read it (only its owner changes it)."),
+            "owner": st.column_config.TextColumn("owner", width="small", help="Shared: every visitor can read "
+                                                 "the run; only its owner changes or deletes it."),
             "open": st.column_config.LinkColumn("drill-down", display_text="open"),
         },
     )

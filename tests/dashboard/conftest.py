@@ -17,6 +17,8 @@ from sinkfix.store import Store
 from ..conftest import SEED_TEXT
 
 HOME = str(Path(__file__).resolve().parents[2] / "dashboard" / "Home.py")
+OIDC = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32, "client_id": "c",
+        "client_secret": "s", "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
 SCRIPT_TEXT = "<script>alert(1)</script> **bold** [link](http://x) :red[x] $x$"
 TEXTS = {
     "seed": (SEED_TEXT, AnalysisSettings()),
@@ -78,7 +80,16 @@ def run_ids(db_path: Path, seed_analyses: dict[str, sinkfix.Analysis], load_call
 
 def open_page(page: str | None = None, **query: str) -> AppTest:
     """Run the app as Streamlit would: Home.py builds the navigation, then ``page`` runs with ``query``."""
+    return open_as(None, page, **query)
+
+
+def open_as(email: str | None, page: str | None = None, **query: str) -> AppTest:
+    """``open_page`` as a visitor signed in with ``email`` through a stubbed OIDC provider (``OIDC``); None:
+    as ``make run`` serves it, on loopback without sign-in."""
     app = AppTest.from_file(HOME, default_timeout=120)
+    if email is not None:
+        app.secrets["auth"] = OIDC
+        app.user = {"is_logged_in": True, "email": email}
     for key, value in query.items():
         app.query_params[key] = value
     if page:

@@ -13,10 +13,8 @@ from sinkfix.analysis.corpus import summarize_stored
 from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
 
-from .conftest import HOME, page_text
+from .conftest import HOME, open_as, page_text
 
-AUTH = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32, "client_id": "c",
-        "client_secret": "s", "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
 VISITORS = ("ada@lab.example", "bob@lab.example")
 EVALUATION = {"target": "first", "beta": 0.0, "layers": None, "heads": None, "n_texts": 1, "n_chunks": 1,
               "n_positions": 4, "baseline_nll": 3.0, "intervened_nll": 3.5, "delta_nll": 0.5,
@@ -65,18 +63,6 @@ def _massive(mark: str) -> dict:
             "top_features": [top], "peak": [[2543.2, 1.0]], "first_massive_layer": 2, "massive_dims": [1415],
             "link": {"spearman_sink_rate": None, "spearman_value_norm": None, "value_norm_layer": 1},
             "intervention": None, "notes": []}
-
-
-def open_as(email: str, page: str | None = None, **query: str) -> AppTest:
-    """The app as a visitor signed in through the stubbed OIDC provider, on ``page`` with ``query``."""
-    app = AppTest.from_file(HOME, default_timeout=120)
-    app.secrets["auth"] = AUTH
-    app.user = {"is_logged_in": True, "email": email}
-    for key, value in query.items():
-        app.query_params[key] = value
-    if page:
-        app.switch_page(page)
-    return app.run()
 
 
 def everything(app: AppTest) -> str:

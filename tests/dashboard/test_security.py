@@ -15,7 +15,7 @@ from sinkfix.policy.files import REFUSAL
 from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
 
-from .conftest import open_page, page_text
+from .conftest import OIDC, open_page, page_text
 
 EXPERIMENTS, ANALYZE = "views/experiments.py", "views/analyze.py"
 SECRET = "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -172,10 +172,8 @@ def test_a_shared_token_is_asked_once_per_session(db_path: Path, load_calls: lis
 
 
 def test_oidc_sign_in_uses_st_login(db_path: Path, load_calls: list[str]) -> None:
-    auth = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32, "client_id": "c",
-            "client_secret": "s", "server_metadata_url": "https://idp.example/.well-known/openid-configuration"}
     app = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "dashboard" / "Home.py"), default_timeout=60)
-    app.secrets["auth"] = auth
+    app.secrets["auth"] = OIDC
     app.user = {"is_logged_in": False}
     app.run()
     assert not app.exception
