@@ -36,14 +36,14 @@ class SharingTable(Connection):
 
     def set_shared(self, kind: str, key: int | str, shared: bool, *, viewer: Viewer) -> int:
         """Share (or unshare) the viewer's own row; returns its id."""
-        table, column, missing = _kind(kind)
+        table, column, _ = _kind(kind)
         owner = check_viewer(viewer).name
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
                 found = conn.execute(f"SELECT id FROM {table} WHERE {column} = ? AND owner = ?", [key, owner]).fetchone()
-                if found is None:
-                    row = self.sharing(kind, key, viewer=viewer)  # missing, or readable and someone else's
+                if found is None:  # not theirs: both lines below raise (missing, or someone else's)
+                    row = self.sharing(kind, key, viewer=viewer)
                     viewer.check_write(row["owner"], f"{kind} {key}")
                 row_id = int(found[0])
                 conn.execute(f"UPDATE {table} SET shared = ? WHERE id = ?", [int(bool(shared)), row_id])
