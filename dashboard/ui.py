@@ -1,7 +1,6 @@
 """Streamlit building blocks pages share: escaped text, charts with PNG/SVG downloads, run summaries."""
 from __future__ import annotations
 
-import io
 import json
 import re
 
@@ -13,7 +12,7 @@ from sinkfix.analysis.pipeline import Analysis
 from sinkfix.settings import AnalysisSettings
 
 from . import units
-from sinkfix.plots import analysis as charts
+from sinkfix.plots.base import chart_bytes  # noqa: F401  (the downloads below; tests read it as ui.chart_bytes)
 
 # Above this many tokens, per-token tiles and bars give way to the long-run view (views/longrun.py).
 LONG_TOKENS = 1024
@@ -30,14 +29,6 @@ def escape_md(text: str) -> str:
 def shorten(text: str, limit: int = 80) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def chart_bytes(chart: alt.TopLevelMixin, fmt: str) -> bytes:
-    """PNG or SVG through vl-convert, the same renderer for every chart."""
-    buffer = io.StringIO() if fmt == "svg" else io.BytesIO()
-    chart.save(buffer, format=fmt, **({"scale_factor": 2} if fmt == "png" else {}))
-    value = buffer.getvalue()
-    return value.encode() if isinstance(value, str) else value
 
 
 def show_chart(
@@ -96,12 +87,6 @@ def run_summary(analysis: Analysis) -> None:
     )
     for warning in analysis.warnings:
         st.warning(warning)
-
-
-def token_frame(analysis: Analysis) -> pd.DataFrame:
-    return charts.token_frame(
-        analysis.tokens, analysis.labels, analysis.att_received, analysis.value_norm, analysis.sink_rate
-    )
 
 
 def analysis_downloads(analysis: Analysis) -> None:

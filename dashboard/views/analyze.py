@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 from dashboard import links, services, ui
-from sinkfix.plots import analysis as charts
+from sinkfix.plots import analysis as charts, run as run_charts
 from dashboard.sections import massive_badge, model_picker, thresholds
 from sinkfix.analysis.display import SINK_COLUMN
 from sinkfix import settings as defaults
@@ -154,9 +154,9 @@ def results(analysis) -> None:
         st.subheader("Downloads")
         ui.analysis_downloads(analysis)
         return
-    frame = ui.token_frame(analysis)
+    frame = run_charts.token_frame(analysis)
     s = analysis.settings
-    ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{analysis.run_id}-tokens",
+    ui.show_chart(run_charts.tokens(analysis), f"run{analysis.run_id}-tokens",
                   "Each tile is one token (␣ a leading space, ↵ a newline, · a word continuation). Green: "
                   "beneficial (token 0), red: detrimental (high attention, small value vector), grey: neutral.")
     st.markdown("**Token 0 and the largest activation**")
@@ -165,8 +165,7 @@ def results(analysis) -> None:
 
     # Stacked with the same width per token, so a token's two bars line up.
     ui.show_chart(
-        charts.token_bars(frame, "att_received", "Attention received per token", s.tau_att, "τ_att",
-                          learned_sink=learned),
+        run_charts.received(analysis),
         f"run{analysis.run_id}-att-received",
         "Share of all attention each token receives, averaged over layers, heads and queries (sums to 1). "
         "Dashed line: τ_att."
@@ -175,7 +174,7 @@ def results(analysis) -> None:
            if learned is not None else ""),
     )
     ui.show_chart(
-        charts.token_bars(frame, "value_norm", f"Value norm per token (layer {s.layer})", s.tau_norm, "τ_norm"),
+        run_charts.value_norms(analysis),
         f"run{analysis.run_id}-value-norm",
         f"Norm of each token's value vector at layer {s.layer}, divided by the largest. Dashed line: τ_norm.",
     )
@@ -183,7 +182,7 @@ def results(analysis) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         ui.show_chart(
-            charts.classification_plane(frame, s.tau_att, s.tau_norm), f"run{analysis.run_id}-plane",
+            run_charts.plane(analysis), f"run{analysis.run_id}-plane",
             "Every token is a point. Tokens in the shaded corner (att_received ≥ τ_att, value_norm ≤ τ_norm) "
             "are detrimental, except token 0, which the seed rule always calls beneficial. Hover for values.",
         )
@@ -219,30 +218,20 @@ def head_grid(analysis) -> None:
                                 format_func=lambda j: f"{SINK_COLUMN} (learned sink, not a token)" if j < 0 else labels[j],
                                 key=f"an_grid_token_{analysis.run_id}")
     if mode == "α of one token" and token < 0:
-        frame = charts.head_frame(learned, "sink_mass")
-        ui.show_chart(charts.head_grid(frame, "sink_mass", f"Learned sink {SINK_COLUMN}: mass per head",
-                                       scheme="purples", domain=(0, 1)),
-                      f"run{analysis.run_id}-head-grid-sink",
+        ui.show_chart(run_charts.learned_sink_grid(analysis), f"run{analysis.run_id}-head-grid-sink",
                       "The attention each head gives to its learned sink logit (mean over queries): mass that "
                       "goes to no token. It is shown apart from the tokens' α, which stay defined over real tokens.")
         return
     if mode == "α of one token":
-        values = analysis.alpha[:, :, token]
-        frame = charts.head_frame(values, "alpha", {"above_epsilon": values > s.epsilon})
-        title = f"α of token {labels[token]} in every head"
+        chart = run_charts.token_alpha_grid(analysis, token)
         caption = (f"α[l,h,j]: attention token j receives in head (l, h), averaged over the queries that can see it. "
                    f"Sink rate of this token = share of heads with α > ε ({s.epsilon:g}) = "
                    f"{analysis.sink_rate[token]:.2f}.")
     else:
-        top = analysis.alpha.argmax(axis=2)
-        extra = {"top_token": np.array(labels, dtype=object)[top]}
-        if learned is not None:
-            extra[f"{SINK_COLUMN} mass"] = learned
-        frame = charts.head_frame(analysis.alpha.max(axis=2), "alpha", extra)
-        title = "α of the strongest sink in every head"
+        chart = run_charts.top_sink_grid(analysis)
         caption = "For each head, the token with the largest α and its value; hover to see which token it is." + (
             f" The tooltip also gives the head's learned-sink mass ({SINK_COLUMN})." if learned is not None else "")
-    ui.show_chart(charts.head_grid(frame, "alpha", title, domain=(0, 1)), f"run{analysis.run_id}-head-grid", caption)
+    ui.show_chart(chart, f"run{analysis.run_id}-head-grid", caption)
 
 
 def mean_maps(analysis) -> None:
@@ -253,8 +242,7 @@ def mean_maps(analysis) -> None:
         return
     sinks = ", ".join(charts.token_axis_labels(analysis.tokens)[i] for i in analysis.sink_indices)
     ui.show_chart(
-        charts.attention_pair(analysis.mean_map, analysis.corrected_mean_map, analysis.tokens,
-                              "Attention averaged over layers and heads"),
+        run_charts.mean_maps(analysis),
         f"run{analysis.run_id}-mean-maps",
         f"Rows are queries, columns the tokens they attend to. Corrected: detrimental sinks ({sinks}) keep "
         f"β = {analysis.settings.beta:g} of their attention and the rest is spread over the other tokens."
@@ -263,8 +251,7 @@ def mean_maps(analysis) -> None:
     )
     if sinks:
         ui.show_chart(
-            charts.attention_change(analysis.mean_map, analysis.corrected_mean_map, analysis.tokens,
-                                    "Change made by the correction (corrected − original)"),
+            run_charts.mean_change(analysis),
             f"run{analysis.run_id}-mean-change",
             "Red: attention taken from the detrimental sinks; blue: where it went. Each row's changes sum to 0.",
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from sinkfix.store.database import Connection, dicts, now, to_json, write
+from sinkfix.store.results import StoredResult
 
 
 class EvaluationsTable(Connection):
@@ -53,7 +54,7 @@ class EvaluationsTable(Connection):
         for row in rows:
             row["result"] = json.loads(row["result"])
             row["heads"] = None if row["heads"] is None else json.loads(row["heads"])
-        return rows[0] if rows else None
+        return StoredResult(rows[0]) if rows else None
 
     def save_calibration(self, name: str, calibration: dict) -> int:
         """Store a ``Calibration.toto_json()`` under ``name``, replacing an older one of that name."""

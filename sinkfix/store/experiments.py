@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from sinkfix.store.database import Connection, dicts, now, to_json, write
+from sinkfix.store.results import StoredResult
 
 
 class ExperimentsTable(Connection):
@@ -41,4 +42,4 @@ class ExperimentsTable(Connection):
         if not rows:
             return None
         rows[0]["result"] = json.loads(rows[0]["result"])
-        return rows[0]
+        return StoredResult(rows[0])
