@@ -7,7 +7,6 @@ head's per-token cosine need the clean forwards, which a fresh result of this se
 """
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import ui, units
@@ -146,7 +145,7 @@ def positions_section(view: View, chunk: int) -> int | None:
     if not positions:
         st.info(kl_missing_reason(view, len(kl), len(raw)))
         return None
-    default = positions[int(pd.Series(kl).idxmax())]
+    default = evaluation_result.largest(positions, kl)
     picked = st.selectbox(
         "Position for the predictions below", positions, index=positions.index(default),
         format_func=lambda p: position_label(raw, p, causal), key=f"ev_position_{view.id}_{chunk}",

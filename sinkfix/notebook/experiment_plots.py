@@ -37,9 +37,10 @@ class EvaluationPlots(ResultPlots):
         """NLL and KL against β beside the controls (the cosine, without an LM head)."""
         return _drawn(evaluation_result.sweep(self._result), "this evaluation ran no β sweep")
 
-    def kl(self, chunk: int = 0) -> Chart:
-        """KL(p_orig ‖ p_mod) at each position of one chunk, redistributed tokens in red."""
-        return _drawn(evaluation_result.stored_kl(self._result, int(chunk)),
+    def kl(self, chunk: int = 0, position: int | None = None) -> Chart:
+        """KL(p_orig ‖ p_mod) at each position of one chunk, redistributed tokens in red, ``position``
+        outlined (default: the largest KL, as the page picks it)."""
+        return _drawn(evaluation_result.stored_kl(self._result, int(chunk), position),
                       f"no per-position KL is stored for chunk {chunk} (the CLI keeps it only with --json; "
                       "the Evaluate page and to_json(detail=True) keep it)")
 

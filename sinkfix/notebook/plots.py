@@ -70,7 +70,8 @@ class AnalysisPlots(ChartSet):
 
     def grid(self, metric: str = "top_alpha", layer: int | None = None, head: int | None = None) -> Chart:
         """The Drill-down grid of one head metric (``top_alpha``, ``entropy``, ``token0_share``,
-        ``top_contribution_share``, ``gate``), with a ring around (``layer``, ``head``) when given."""
+        ``top_contribution_share``, ``gate``), with a ring around (``layer``, ``head``) when given. As on the
+        page, a click selects a cell (the selection parameter ``cell``)."""
         if metric not in charts.HEAD_METRICS:
             raise SettingsError(f"metric must be one of {', '.join(charts.HEAD_METRICS)}, got {metric!r}")
         rows = pd.DataFrame(self._analysis.head_table())
@@ -78,7 +79,7 @@ class AnalysisPlots(ChartSet):
             raise SettingsError(f"{charts.HEAD_METRICS[metric][0]} is not available for this run's model "
                                 f"({self._analysis.model_type})")
         selected = None if layer is None or head is None else self._head(layer, head)
-        return charts.metric_grid(rows, metric, selected=selected)
+        return charts.metric_grid(rows, metric, selected=selected, selectable=True)
 
     def gates(self) -> Chart:
         """Each head's mean attention output gate (gated-attention hybrids such as Qwen3-Next)."""

@@ -17,6 +17,7 @@ from sinkfix.notebook.svg import bar_chart
 
 TOP_SINKS = 5  # rows of the top-sinks table
 TOKENS_SHOWN = 256  # coloured tokens before "… N more"
+TOKEN_CHARS = 32  # a longer token is cut with … (its tooltip has it whole)
 BARS_SHOWN = 512  # received-attention bars before the chart says it shows the first ones only
 BOX = "font-family: system-ui, -apple-system, sans-serif; font-size: 13px; line-height: 1.45; max-width: 780px"
 CELL = "padding: 1px 8px; text-align: left"
@@ -58,10 +59,10 @@ def summary_text(analysis: Any) -> str:
 def _token_spans(analysis: Any) -> str:
     spans = []
     for i, (token, label) in enumerate(zip(analysis.tokens[:TOKENS_SHOWN], analysis.labels)):
-        hint = f"{i} · {label} · attention received {float(analysis.att_received[i]):.4f}"
+        hint = f"{i} {show_token(token)} · {label} · attention received {float(analysis.att_received[i]):.4f}"
         spans.append(f'<span title="{escape(hint)}" style="background: {LABEL_COLOR.get(label, "#777")}; '
                      'color: white; border-radius: 3px; padding: 0 3px; margin: 1px; display: inline-block">'
-                     f"{escape(show_token(token, 24))}</span>")
+                     f"{escape(show_token(token, TOKEN_CHARS))}</span>")
     if analysis.n_tokens > TOKENS_SHOWN:
         spans.append(f" … {analysis.n_tokens - TOKENS_SHOWN} more tokens")
     return "".join(spans)
@@ -72,7 +73,7 @@ def _sink_table(analysis: Any) -> str:
                    ("#", "token", "label", "attention received", "value norm", "sink rate"))
     rows = []
     for i in top_sinks(analysis):
-        cells = (str(i), escape(show_token(analysis.tokens[i], 24)), escape(analysis.labels[i]),
+        cells = (str(i), escape(show_token(analysis.tokens[i], TOKEN_CHARS)), escape(analysis.labels[i]),
                  f"{float(analysis.att_received[i]):.4f}", f"{float(analysis.value_norm[i]):.3f}",
                  f"{float(analysis.sink_rate[i]):.2f}")
         rows.append("<tr>" + "".join(f'<td style="{CELL}">{cell}</td>' for cell in cells) + "</tr>")
@@ -86,7 +87,8 @@ def _received_svg(analysis: Any) -> str:
     return bar_chart([float(v) for v in analysis.att_received[:shown]],
                      [LABEL_COLOR.get(label, "#777") for label in analysis.labels[:shown]],
                      [f"{i} {show_token(t, 12)}" for i, t in enumerate(analysis.tokens[:shown])],
-                     title, analysis.settings.tau_att, "τ_att")
+                     title, analysis.settings.tau_att, "τ_att",
+                     [f"{i} {show_token(t)}" for i, t in enumerate(analysis.tokens[:shown])])
 
 
 def summary_html(analysis: Any) -> str:

@@ -65,7 +65,8 @@ def _kvquant(e: dict) -> Facts:
 
 
 def _sinkrate(e: dict) -> Facts:
-    return [(f"Sink₁ ({kind})", f"{units.percent(r['rate'])} {units.interval(*r['ci95'], spec='.3f')}")
+    return [(f"Sink₁ ({kind})", f"{units.percent(r['rate'])} (95% CI {units.percent(r['ci95'][0])} to "
+                                f"{units.percent(r['ci95'][1])})")
             for kind, r in (e.get("kinds") or {}).items()] + [("sequences × tokens", f"{e.get('n')} × {e.get('length')}")]
 
 

@@ -15,9 +15,11 @@ LABELLED_UP_TO = 40  # above this many bars, token labels would overlap: the axi
 
 
 def bar_chart(values: Sequence[float], colors: Sequence[str], names: Sequence[str], title: str,
-              threshold: float | None = None, threshold_name: str = "") -> str:
-    """One bar per value; ``names`` label the bars (and their tooltips), ``threshold`` is a dashed line."""
+              threshold: float | None = None, threshold_name: str = "", hints: Sequence[str] | None = None) -> str:
+    """One bar per value; ``names`` label the bars, ``hints`` (default: the names) are their tooltips,
+    ``threshold`` is a dashed line."""
     n = len(values)
+    hints = names if hints is None else hints
     top = max([*values, threshold or 0.0, 1e-12])
     plot_w, plot_h = WIDTH - LEFT - 8, HEIGHT - TOP - BOTTOM
     step = plot_w / max(n, 1)
@@ -29,10 +31,10 @@ def bar_chart(values: Sequence[float], colors: Sequence[str], names: Sequence[st
              f'<line x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}" stroke="#999"/>',
              f'<text x="{LEFT - 4}" y="{TOP + 4}" font-size="10" text-anchor="end">{top:.3g}</text>',
              f'<text x="{LEFT - 4}" y="{TOP + plot_h}" font-size="10" text-anchor="end">0</text>']
-    for i, (value, color, name) in enumerate(zip(values, colors, names)):
+    for i, (value, color, name, hint) in enumerate(zip(values, colors, names, hints)):
         x, height = LEFT + i * step, plot_h * max(value, 0.0) / top
         parts.append(f'<rect x="{x + step * 0.1:.1f}" y="{TOP + plot_h - height:.1f}" width="{max(step * 0.8, 0.5):.1f}" '
-                     f'height="{height:.1f}" fill="{escape(color)}"><title>{escape(name)}: {value:.4f}</title></rect>')
+                     f'height="{height:.1f}" fill="{escape(color)}"><title>{escape(hint)}: {value:.4f}</title></rect>')
         if n <= LABELLED_UP_TO:
             cx, cy = x + step / 2, TOP + plot_h + 6
             parts.append(f'<text x="{cx:.1f}" y="{cy:.1f}" font-size="9" text-anchor="end" '

@@ -51,9 +51,15 @@ def kl(tokens: Sequence[str], positions: Sequence[int], values: Sequence[float],
     return charts.position_chart(show_tokens(tokens), positions, values, "KL", KL_TITLE, targets, picked)
 
 
-def stored_kl(result: dict, chunk: int = 0) -> alt.LayerChart | None:
-    """The KL chart of one stored chunk, or None when the evaluation keeps no per-position KL for it
-    (stored by the CLI without ``--json``, or counts that do not match the chunk's tokens)."""
+def largest(positions: Sequence[int], values: Sequence[float]) -> int:
+    """The position with the largest value (the page's default pick; the first of equals)."""
+    return positions[max(range(len(values)), key=lambda i: (values[i], -i))]
+
+
+def stored_kl(result: dict, chunk: int = 0, picked: int | None = None) -> alt.LayerChart | None:
+    """The KL chart of one stored chunk, ``picked`` outlined (default: the largest KL, as the page picks),
+    or None when the evaluation keeps no per-position KL for it (stored by the CLI without ``--json``,
+    or counts that do not match the chunk's tokens)."""
     tokens = (result.get("tokens") or [])
     values = (result.get("per_position_kl") or [])
     if chunk >= min(len(tokens), len(values)):
@@ -61,7 +67,9 @@ def stored_kl(result: dict, chunk: int = 0) -> alt.LayerChart | None:
     positions = stored_positions(tokens[chunk], lm_kind(result), len(values[chunk]))
     if not positions:
         return None
-    return kl(tokens[chunk], positions, values[chunk], (result.get("target_tokens") or [[]] * (chunk + 1))[chunk])
+    targets = (result.get("target_tokens") or [[]] * (chunk + 1))[chunk]
+    return kl(tokens[chunk], positions, values[chunk], targets,
+              largest(positions, values[chunk]) if picked is None else picked)
 
 
 def evidence_frame(rows: Sequence[dict]) -> pd.DataFrame:
