@@ -12,6 +12,7 @@ from sinkfix.analysis.pipeline import Analysis
 from sinkfix.settings import AnalysisSettings
 
 from . import units
+from sinkfix.notebook import render  # the settings line a notebook's summary shows too
 from sinkfix.plots.base import chart_bytes  # noqa: F401  (the downloads below; tests read it as ui.chart_bytes)
 
 # Above this many tokens, per-token tiles and bars give way to the long-run view (views/longrun.py).
@@ -77,14 +78,7 @@ def run_summary(analysis: Analysis) -> None:
         st.text(analysis.text[:400] + " …")
         with st.expander(f"Full text ({len(analysis.text)} characters)"):
             st.text(analysis.text)
-    s = analysis.settings
-    st.caption(
-        f"{analysis.n_layers} layers × {analysis.n_heads} heads ({analysis.n_kv_heads} KV heads) · "
-        + ("" if getattr(analysis, "attention_layers", None) is None else  # a hybrid: which layers attend
-           f"attention in layers {', '.join(map(str, analysis.attention_layers))} · ")
-        + f"value-norm layer {s.layer} · τ_att {s.tau_att:g} · τ_norm {s.tau_norm:g} · β {s.beta:g} · "
-        f"ε {s.epsilon:g} · rule {analysis.rule} · created {units.when(analysis.created_at)}"
-    )
+    st.caption(f"{render.settings_line(analysis)} · created {units.when(analysis.created_at)}")
     for warning in analysis.warnings:
         st.warning(warning)
 

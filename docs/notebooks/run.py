@@ -1,6 +1,7 @@
 """Execute the documentation notebooks with nbclient, the way the test suite and the docs do.
 
-    .venv/bin/python docs/notebooks/run.py            # re-run quickstart.ipynb, keep its outputs (the docs show them)
+    .venv/bin/python docs/notebooks/run.py            # re-run quickstart.ipynb, keep its outputs (the docs show them;
+                                                      # warnings written to stderr are dropped: they name local paths)
     .venv/bin/python docs/notebooks/run.py --check    # run it, write nothing back
 
 The kernel imports this checkout's ``sinkfix`` (the repository root goes first on PYTHONPATH) and
@@ -48,6 +49,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         notebook = execute(QUICKSTART, Path(scratch) / "sinkfix.db")
     if not args.check:
+        for cell in notebook.cells:  # warnings on stderr (tqdm's about ipywidgets) name this machine's paths
+            if cell.cell_type == "code":
+                cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and o.name == "stderr")]
         nbformat.write(notebook, QUICKSTART)
         print(f"wrote {QUICKSTART.relative_to(REPO)} with its outputs")
 

@@ -94,7 +94,7 @@ def _received_svg(analysis: Any) -> str:
 def summary_html(analysis: Any) -> str:
     """The HTML summary: title and settings, tokens coloured by label, the top sinks, the bars."""
     return (f'<div class="sinkfix-analysis" style="{BOX}">'
-            f'<div><b title="{escape(analysis.model_id)}">{escape(title_line(analysis))}</b></div>'
+            f"<div><b>{escape(title_line(analysis))}</b></div>"
             f'<div style="color: #555">{escape(settings_line(analysis))}</div>'
             f"<div>Labels: {escape(label_line(analysis))}</div>"
             f'<div style="margin: 6px 0">{_token_spans(analysis)}</div>'
