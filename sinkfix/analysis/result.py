@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -9,6 +10,11 @@ from sinkfix import layers
 from sinkfix.version import __version__
 from sinkfix.analysis import classify
 from sinkfix.settings import AnalysisSettings
+
+if TYPE_CHECKING:  # the notebook layer is imported on first use only (Analysis.plot, .frame, the reprs)
+    import pandas
+
+    from sinkfix.notebook.plots import AnalysisPlots
 
 
 @dataclass(frozen=True)

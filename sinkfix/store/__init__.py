@@ -6,10 +6,15 @@ calibrations), ``experiments``. ``schema`` is the append-only list of migration 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sinkfix.store.corpora import CorporaTable
 from sinkfix.store.evaluations import EvaluationsTable
 from sinkfix.store.experiments import ExperimentsTable
 from sinkfix.store.runs import RunsTable
+
+if TYPE_CHECKING:
+    import pandas
 
 
 class Store(RunsTable, CorporaTable, EvaluationsTable, ExperimentsTable):
