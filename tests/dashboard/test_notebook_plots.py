@@ -136,3 +136,57 @@ def test_frames_hold_the_tables_with_nan_for_what_a_model_lacks(db_path, seed_an
         assert frame["id"].tolist() == [r["id"] for r in rows] and frame["text"].tolist() == [r["text"] for r in rows]
         assert str(frame["created_at"].dtype).startswith("datetime64") and str(frame["created_at"].dt.tz) == "UTC"
     assert store.frame(model="nobody").empty and "n_tokens" in store.frame(model="nobody").columns
+
+
+def _experiments() -> dict[str, dict]:
+    from sinkfix.experiments import sinkrate
+    from sinkfix.experiments.lab.summary import summarise
+
+    from .test_lab_charts import _run
+
+    curve = {"ppl_ci95": [8.0, 10.0], "curve": [2.0, 4.0, 6.0], "delta_nll": 0.6}
+    return {
+        "lab": summarise([_run("softmax", 0, 1.0), _run("softmax", 1, 1.0),
+                          _run("sinklogit", 0, 0.5, {"learned_sink_mass": 0.4})], ["softmax", "sinklogit"]),
+        "streaming": {"model": "m", "mode": "stream", "window": 4, "n_tokens": 20, "scored_from": 4,
+                      "trained_positions": 10, "dense_ppl": 5.0, "dense_curve": [1.0, 2.0, 3.0],
+                      "settings": [{"name": "s0", "sinks": 0, "pos_shift": True, "ppl": 9.0, **curve},
+                                   {"name": "s4", "sinks": 4, "pos_shift": True, "ppl": 6.0, **curve}]},
+        "kvquant": {"model": "m", "dense_ppl": 3.0, "n_chunks": 2, "max_tokens": 64, "group": 32, "settings": [
+            {"name": "int4, first 0 kept", "bits": 4, "keep": 0, "delta_nll": 0.2, "delta_nll_ci95": [0.1, 0.3],
+             "ppl": 3.5}]},
+        "sinkrate": {"model": "m", "epsilon": 0.3, "length": 64, "n": 8, "paper": sinkrate.PAPER,
+                     "kinds": {k: {"rate": 0.5, "ci95": [0.4, 0.6], "per_layer": [0.4, 0.5]} for k in sinkrate.KINDS}},
+        "massive": {"model": "m", "tokens": ["<s>", "<b>x"], "peak": [[1.0, 2.0], [3000.0, 4.0]],
+                    "top": {"max_abs": 3000.0, "ratio": 1500.0, "layer": 1, "dim": 7, "token": 0, "token_text": "<s>"},
+                    "first_massive_layer": 1,
+                    "top_features": [{"layer": 1, "token": 0, "token_text": "<b>x", "dim": 7, "value": -3000.0,
+                                      "max_abs": 3000.0}],
+                    "intervention": {"arms": {"zero": {"delta_nll": 2.0, "ci95": [1.0, 3.0]}}, "n_chunks": 1, "layer": 1}},
+    }
+
+
+def test_every_stored_kind_renders_and_draws_the_charts_its_page_draws() -> None:
+    from sinkfix.plots import lab, longcontext, mechanisms
+    from sinkfix.store.results import StoredResult
+
+    results = _experiments()
+    same = {  # (kind, accessor call) -> the builder call its section makes
+        ("lab", "curves"): lab.training_curves(results["lab"], "first_token_mass"),
+        ("lab", "final"): lab.final_bars(results["lab"]),
+        ("lab", "sinks"): lab.sink_share_bars(results["lab"]),
+        ("streaming", "curves"): longcontext.curve_chart(results["streaming"]),
+        ("streaming", "sinks"): longcontext.sinks_chart(results["streaming"]),
+        ("kvquant", "deltas"): longcontext.quant_chart(results["kvquant"]),
+        ("sinkrate", "bars"): mechanisms.sinkrate_bars(results["sinkrate"]),
+        ("sinkrate", "layers"): mechanisms.sinkrate_layers(results["sinkrate"]),
+        ("massive", "peak"): mechanisms.peak_heatmap(results["massive"]["peak"], results["massive"]["tokens"]),
+        ("massive", "features"): mechanisms.top_features(results["massive"]["top_features"]),
+        ("massive", "intervention"): mechanisms.intervention_bars(results["massive"]["intervention"]),
+    }
+    for (kind, method), expected in same.items():
+        row = StoredResult({"id": 5, "kind": kind, "model": "m", "label": "<i>x</i>", "headline": 1.0,
+                            "created_at": "2025-01-01T00:00:00+00:00", "result": results[kind]})
+        assert getattr(row.plot, method)().to_dict() == expected.to_dict(), (kind, method)
+        html = row._repr_html_()
+        assert f".plot.{method}()" in html and "<i>" not in html and "<b>x" not in html, kind
