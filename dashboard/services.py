@@ -36,7 +36,8 @@ def get_store() -> Store:
     path = str(paths.db_path())
     held = st.session_state.get("_sinkfix_store")
     if held is None or held[0] != path:
-        st.session_state["_sinkfix_store"] = (path, Store(path))
+        # viewer=None: every read names this visitor (services.viewer()); none reads as `local` by omission.
+        st.session_state["_sinkfix_store"] = (path, Store(path, viewer=None))
     return st.session_state["_sinkfix_store"][1]
 
 

@@ -1,7 +1,6 @@
 """Streamlit building blocks pages share: escaped text, charts with PNG/SVG downloads, run summaries."""
 from __future__ import annotations
 
-import io
 import json
 import re
 
@@ -13,7 +12,8 @@ from sinkfix.analysis.pipeline import Analysis
 from sinkfix.settings import AnalysisSettings
 
 from . import units
-from sinkfix.plots import analysis as charts
+from sinkfix.notebook import render  # the settings line a notebook's summary shows too
+from sinkfix.plots.base import chart_bytes  # noqa: F401  (the downloads below; tests read it as ui.chart_bytes)
 
 # Above this many tokens, per-token tiles and bars give way to the long-run view (views/longrun.py).
 LONG_TOKENS = 1024
@@ -30,14 +30,6 @@ def escape_md(text: str) -> str:
 def shorten(text: str, limit: int = 80) -> str:
     flat = " ".join(str(text).split())
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def chart_bytes(chart: alt.TopLevelMixin, fmt: str) -> bytes:
-    """PNG or SVG through vl-convert, the same renderer for every chart."""
-    buffer = io.StringIO() if fmt == "svg" else io.BytesIO()
-    chart.save(buffer, format=fmt, **({"scale_factor": 2} if fmt == "png" else {}))
-    value = buffer.getvalue()
-    return value.encode() if isinstance(value, str) else value
 
 
 def show_chart(
@@ -86,22 +78,9 @@ def run_summary(analysis: Analysis) -> None:
         st.text(analysis.text[:400] + " …")
         with st.expander(f"Full text ({len(analysis.text)} characters)"):
             st.text(analysis.text)
-    s = analysis.settings
-    st.caption(
-        f"{analysis.n_layers} layers × {analysis.n_heads} heads ({analysis.n_kv_heads} KV heads) · "
-        + ("" if getattr(analysis, "attention_layers", None) is None else  # a hybrid: which layers attend
-           f"attention in layers {', '.join(map(str, analysis.attention_layers))} · ")
-        + f"value-norm layer {s.layer} · τ_att {s.tau_att:g} · τ_norm {s.tau_norm:g} · β {s.beta:g} · "
-        f"ε {s.epsilon:g} · rule {analysis.rule} · created {units.when(analysis.created_at)}"
-    )
+    st.caption(f"{render.settings_line(analysis)} · created {units.when(analysis.created_at)}")
     for warning in analysis.warnings:
         st.warning(warning)
-
-
-def token_frame(analysis: Analysis) -> pd.DataFrame:
-    return charts.token_frame(
-        analysis.tokens, analysis.labels, analysis.att_received, analysis.value_norm, analysis.sink_rate
-    )
 
 
 def analysis_downloads(analysis: Analysis) -> None:

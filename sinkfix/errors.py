@@ -39,3 +39,7 @@ class StoreFullError(StoreError):
 
 class StoreReadOnlyError(StoreError):
     """The database file is read-only here: stored runs can be read, new ones cannot be saved."""
+
+
+class MissingExtraError(SinkFixError):
+    """An optional part of SinkFix needs a package that is not installed (the message names the extra)."""

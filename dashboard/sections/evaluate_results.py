@@ -7,16 +7,15 @@ head's per-token cosine need the clean forwards, which a fresh result of this se
 """
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import ui, units
-from sinkfix.plots import evaluation as eval_charts
+from sinkfix.plots import evaluation as eval_charts, evaluation_result
 from dashboard.sections.evaluate_form import LM_MODEL, _use_lm_model
 from dashboard.sections.evaluate_view import (  # noqa: F401  (View and stored_view are used through this module)
     View, intervention_label, intervention_of, kl_missing_reason, stored_view, target_names,
 )
-from sinkfix.analysis.display import is_special, show_token, show_tokens
+from sinkfix.analysis.display import show_token, show_tokens
 
 
 def fmt(value: float | None, spec: str) -> str:
@@ -65,14 +64,14 @@ def summary(view: View) -> None:
 
 def sweep_section(view: View) -> None:
     st.subheader("β sweep beside the controls")
-    sweep = view.result.get("sweep") or []
-    if not sweep:
+    chart = evaluation_result.sweep(view.result)
+    if chart is None:
         st.info("The β sweep was skipped (the β sweep box was empty).")
         return
-    frame = eval_charts.sweep_frame(sweep)
+    frame = eval_charts.sweep_frame(view.result["sweep"])
     has_lm = view.lm_kind is not None
     ui.show_chart(
-        eval_charts.sweep_chart(frame, has_lm), f"evaluation{view.id}-sweep",
+        chart, f"evaluation{view.id}-sweep",
         ("Each line redistributes from its own token set on the same heads: the target, random non-sink tokens "
          "with matched attention mass, and token 0. β = 1 changes nothing; β = 0 moves all of their attention. "
          "The band is the 95% bootstrap CI of the NLL change. A gain that the controls also show is no gain."
@@ -116,9 +115,7 @@ def _positions(view: View, chunk: int, tokens: list[str], n_scores: int) -> list
     masked: the non-special tokens), or None when that does not match the stored count."""
     if view.runs is not None:
         return list(view.runs[chunk].positions)
-    found = list(range(len(tokens) - 1)) if view.lm_kind == "causal" else [
-        i for i, t in enumerate(tokens) if not is_special(t)]
-    return found if len(found) == n_scores else None
+    return evaluation_result.stored_positions(tokens, view.lm_kind, n_scores)
 
 
 def positions_section(view: View, chunk: int) -> int | None:
@@ -148,14 +145,14 @@ def positions_section(view: View, chunk: int) -> int | None:
     if not positions:
         st.info(kl_missing_reason(view, len(kl), len(raw)))
         return None
-    default = positions[int(pd.Series(kl).idxmax())]
+    default = evaluation_result.largest(positions, kl)
     picked = st.selectbox(
         "Position for the predictions below", positions, index=positions.index(default),
         format_func=lambda p: position_label(raw, p, causal), key=f"ev_position_{view.id}_{chunk}",
         help="Defaults to the position with the largest KL.",
     )
     ui.show_chart(
-        eval_charts.position_chart(tokens, positions, kl, "KL", "KL(p_orig ‖ p_mod) at each position", targets, picked),
+        evaluation_result.kl(raw, positions, kl, targets, picked),
         f"evaluation{view.id}-kl-c{chunk}",
         ("Each bar is the KL between the next-token distributions before and after the intervention, at the "
          "position of the token named on the axis (it predicts the token after it). "
@@ -199,11 +196,10 @@ def evidence_section(view: View) -> None:
         st.info("Per-sink evidence was skipped (candidate sinks = 0).")
         return
     has_lm = view.lm_kind is not None
-    frame = pd.DataFrame(rows)
-    frame["token"] = show_tokens(frame["token"])
+    frame = evaluation_result.evidence_frame(rows)
     beta = view.result.get("beta")
     ui.show_chart(
-        eval_charts.evidence_chart(frame, has_lm), f"evaluation{view.id}-evidence",
+        evaluation_result.evidence(view.result), f"evaluation{view.id}-evidence",
         (f"Each candidate (the tokens of the first text receiving the most attention, plus any the seed rule calls "
          f"detrimental) is redistributed alone at β = {beta:g} in the chosen heads. Evidence label: "
          "detrimental only if removing it lowers the NLL, beneficial if it raises it; token 0 stays beneficial."

@@ -98,7 +98,7 @@ def run(request: dict, store) -> dict | None:
 
 def show(view) -> None:
     """One stored or fresh STS-B result: Spearman before and after, the change with its CI."""
-    from sinkfix.plots import findings as findings_charts
+    from sinkfix.plots import evaluation_result
     from dashboard.sections.evaluate_results import intervention_label
 
     e = view.result
@@ -116,7 +116,7 @@ def show(view) -> None:
     st.caption(f"Sentences with a target token: {e.get('sentences_with_targets')} of {e.get('n_sentences')}. "
                "Spearman: higher is better. Saved as evaluation "
                f"{view.id}; link: `?evaluation={view.id}`.")
-    frame = findings_charts.findings_frame([{"id": view.id, "kind": "sts", "model": view.model, "result": e}], [])
-    if len(frame):
-        ui.show_chart(findings_charts.forest_plot(frame), f"evaluation{view.id}-sts-forest",
+    forest = evaluation_result.forest({"id": view.id, "kind": "sts", "model": view.model, "result": e})
+    if forest is not None:
+        ui.show_chart(forest, f"evaluation{view.id}-sts-forest",
                       "The change in Spearman with its 95% CI; the line at 0 is no change.")

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from sinkfix.analysis.display import show_token
 from sinkfix.errors import SinkFixError
 from sinkfix.experiments.intervene import Intervention
+from sinkfix.plots import evaluation_result
 
 
 @dataclass
@@ -27,14 +28,8 @@ class View:
 
     @property
     def lm_kind(self) -> str | None:
-        """Stored since the dashboard saves it; older results: no NLL means no LM head, and a causal LM
-        scores every position but the last."""
-        if "lm_kind" in self.result:
-            return self.result["lm_kind"]
-        if self.result.get("baseline_nll") is None:
-            return None
-        tokens, kl = self.result.get("tokens") or [[]], self.result.get("per_position_kl") or [[]]
-        return "causal" if len(kl[0]) == len(tokens[0]) - 1 else "masked"
+        """"causal", "masked", or None without an LM head (read from the JSON, older results too)."""
+        return evaluation_result.lm_kind(self.result)
 
     def label(self) -> str:
         return greek(self.intervention.label()) if self.intervention is not None else intervention_label(self.result)

@@ -7,8 +7,8 @@ records the one it re-ran (``parent_run_id``) and links back to it.
 import streamlit as st
 
 from dashboard import links, services, sharing, ui
-from sinkfix.plots import analysis as charts
-from dashboard.sections import massive_badge, model_picker, run_charts, thresholds
+from sinkfix.plots import analysis as charts, run as run_charts
+from dashboard.sections import massive_badge, model_picker, run_grids, thresholds
 from sinkfix.analysis.display import SINK_COLUMN
 from sinkfix import settings as defaults
 from sinkfix.errors import SinkFixError
@@ -154,9 +154,9 @@ def results(analysis) -> None:
         st.subheader("Downloads")
         ui.analysis_downloads(analysis)
         return
-    frame = ui.token_frame(analysis)
+    frame = run_charts.token_frame(analysis)
     s = analysis.settings
-    ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{analysis.run_id}-tokens",
+    ui.show_chart(run_charts.tokens(analysis), f"run{analysis.run_id}-tokens",
                   "Each tile is one token (␣ a leading space, ↵ a newline, · a word continuation). Green: "
                   "beneficial (token 0), red: detrimental (high attention, small value vector), grey: neutral.")
     st.markdown("**Token 0 and the largest activation**")
@@ -165,8 +165,7 @@ def results(analysis) -> None:
 
     # Stacked with the same width per token, so a token's two bars line up.
     ui.show_chart(
-        charts.token_bars(frame, "att_received", "Attention received per token", s.tau_att, "τ_att",
-                          learned_sink=learned),
+        run_charts.received(analysis),
         f"run{analysis.run_id}-att-received",
         "Share of all attention each token receives, averaged over layers, heads and queries (sums to 1). "
         "Dashed line: τ_att."
@@ -175,7 +174,7 @@ def results(analysis) -> None:
            if learned is not None else ""),
     )
     ui.show_chart(
-        charts.token_bars(frame, "value_norm", f"Value norm per token (layer {s.layer})", s.tau_norm, "τ_norm"),
+        run_charts.value_norms(analysis),
         f"run{analysis.run_id}-value-norm",
         f"Norm of each token's value vector at layer {s.layer}, divided by the largest. Dashed line: τ_norm.",
     )
@@ -183,7 +182,7 @@ def results(analysis) -> None:
     left, right = st.columns([3, 2], gap="large")
     with left:
         ui.show_chart(
-            charts.classification_plane(frame, s.tau_att, s.tau_norm), f"run{analysis.run_id}-plane",
+            run_charts.plane(analysis), f"run{analysis.run_id}-plane",
             "Every token is a point. Tokens in the shaded corner (att_received ≥ τ_att, value_norm ≤ τ_norm) "
             "are detrimental, except token 0, which the seed rule always calls beneficial. Hover for values.",
         )
@@ -197,8 +196,8 @@ def results(analysis) -> None:
                                     "label": st.column_config.TextColumn(width=90),
                                     "sink_rate": st.column_config.NumberColumn("sink rate", format="%.2f", width=64)})
 
-    run_charts.head_grid(analysis)
-    run_charts.mean_maps(analysis)
+    run_grids.head_grid(analysis)
+    run_grids.mean_maps(analysis)
 
     st.subheader("Downloads")
     ui.analysis_downloads(analysis)

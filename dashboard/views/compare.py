@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import links, services, ui
-from sinkfix.plots import analysis as charts, compare as compare_charts
+from sinkfix.plots import analysis as charts, compare as compare_charts, run as run_charts
 from sinkfix.analysis.display import show_token
 from sinkfix.analysis.align import AlignmentError, align
 from sinkfix.errors import SinkFixError
@@ -176,7 +176,7 @@ try:
     overview(analyses)
     alignment_note(analyses)
     field = st.radio("Per-token value", list(FIELDS), format_func=FIELDS.get, horizontal=True, key="cmp_field")
-    frames = [(f"run {a.run_id} · {a.model_name}", ui.token_frame(a)) for a in analyses]
+    frames = [(f"run {a.run_id} · {a.model_name}", run_charts.token_frame(a)) for a in analyses]
     same_length = len({a.n_tokens for a in analyses}) == 1
     ui.show_chart(charts.compare_bars(frames, field), f"compare-{field}-" + "-".join(map(str, ids)),
                   ("One bar chart per run, stacked with the same width per position so positions line up. "

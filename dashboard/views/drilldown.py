@@ -10,24 +10,14 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import links, services, sharing, ui, units, visitors
-from sinkfix.plots import analysis as charts
-from sinkfix.analysis.display import show_token, show_tokens
+from sinkfix.plots import analysis as charts, run as run_charts
+from sinkfix.analysis.display import show_token
 from sinkfix import layers
 from sinkfix.engines.maps import needs_maps, recompute_maps
 from sinkfix.errors import SinkFixError
 
 MAPS_HELD = 24  # heads' maps kept per session (256 tokens: 0.5 MB per head)
-METRICS = {
-    "top_alpha": ("α of the top sink", "α of the token that receives the most attention in the head "
-                  "(averaged over the queries that can see it); hover to see which token."),
-    "entropy": ("entropy", "Mean entropy of the head's attention rows, in nats: low = focused, high = spread out."),
-    "token0_share": ("token-0 share", "Share of the head's attention that goes to token 0."),
-    "top_contribution_share": ("norm-based contribution", "Share of the head's norm-based contribution "
-                               "‖A·v·W_O‖ (Kobayashi et al. 2020) that comes from its top sink: a sink with "
-                               "a high α but a low share writes little into the residual stream."),
-    "gate": ("output gate", "Mean of the head's attention output gate sigmoid(g) over the tokens (gated attention, "
-             "Qwen3-Next): near 0 the head writes little whatever it attends to, the job a sink does in ungated models."),
-}
+METRICS = run_charts.HEAD_METRICS  # each metric's name on the grid and how to read it
 
 
 def _pick_recent() -> None:
@@ -77,10 +67,7 @@ def head_grid(store, analysis) -> tuple[int, int]:
         if rows[metric].isna().all():
             st.info(f"{METRICS[metric][0]} is not available for this run's model ({analysis.model_type}).")
             metric = "top_alpha"
-        frame = rows[["layer", "head", metric, "top_token_text"]].rename(columns={"top_token_text": "top_token"})
-        frame["top_token"] = show_tokens(frame["top_token"])
-        chart = charts.head_grid(frame, metric, f"{METRICS[metric][0]} per head", selectable=True,
-                                 selected=(layer, head))
+        chart = run_charts.metric_grid(rows, metric, selected=(layer, head), selectable=True)
         ui.show_chart(chart, f"run{analysis.run_id}-{metric}-grid", key="dd_grid", on_select=_pick_cell,
                       selection_mode="cell")
     return layer, head
@@ -160,7 +147,7 @@ def head_map(store, analysis, layer: int, head: int) -> None:
         return
     original, corrected = pair
     ui.show_chart(
-        charts.attention_pair(original, corrected, analysis.tokens, f"Layer {layer}, head {head}"),
+        run_charts.head_maps(analysis, layer, head, original, corrected),
         f"run{analysis.run_id}-L{layer}H{head}-map",
         ("Rows are queries, columns the tokens they attend to (by position: a map this long is drawn as one "
          "image, without hover); each row sums to 1. " if analysis.n_tokens > charts.RASTER_ABOVE else
@@ -170,8 +157,7 @@ def head_map(store, analysis, layer: int, head: int) -> None:
     )
     if analysis.sink_indices:
         ui.show_chart(
-            charts.attention_change(original, corrected, analysis.tokens,
-                                    f"Layer {layer}, head {head}: corrected − original"),
+            run_charts.head_change(analysis, layer, head, original, corrected),
             f"run{analysis.run_id}-L{layer}H{head}-change",
             "Red: attention taken from the detrimental sinks; blue: where it went.",
         )
@@ -207,21 +193,17 @@ def per_layer(analysis, layer: int) -> None:
     st.subheader("Layer by layer")
     hybrid = analysis.attention_layers is not None
     ui.show_chart(
-        charts.layer_curves(analysis.att_received_layer, analysis.tokens, layers=analysis.layer_numbers,
-                            n_layers=analysis.n_layers), f"run{analysis.run_id}-layer-curves",
+        run_charts.layer_curves(analysis), f"run{analysis.run_id}-layer-curves",
         "Attention each token receives in each layer (mean over heads and queries). A sink shows as a line "
         "far above the rest from some layer on." + (" Grey dashed rules mark layers without attention." if hybrid else ""),
     )
     ui.show_chart(
-        charts.token_heatmap(analysis.value_norm_layer, analysis.tokens, "layer", "value_norm",
-                             "Value-vector norm per attention layer" if hybrid else "Value-vector norm per layer",
-                             row_labels=analysis.layer_numbers),
+        run_charts.value_norm_layers(analysis),
         f"run{analysis.run_id}-value-norm-layers",
         "Norm of each token's full value vector per layer (not normalised). Sinks often have small norms.",
     )
     ui.show_chart(
-        charts.token_heatmap(analysis.value_norm_head[analysis.row_of(layer)], analysis.tokens, "kv_head", "value_norm",
-                             f"Value norm per KV head, layer {layer}"),
+        run_charts.value_norm_heads(analysis, layer),
         f"run{analysis.run_id}-L{layer}-value-norm-heads",
         f"Per-head value norms at layer {layer}. This model has {analysis.n_kv_heads} KV heads for "
         f"{analysis.n_heads} attention heads; head h reads KV head h ÷ {max(1, analysis.n_heads // analysis.n_kv_heads)} "
@@ -264,7 +246,7 @@ try:
         st.page_link(links.LONGRUN, label=f"Long-run view: where the sinks are along all {analysis.n_tokens:,} tokens",
                      icon=":material/timeline:", query_params={"run": str(run_id)})
     else:
-        ui.show_chart(charts.token_strip(analysis.tokens, analysis.labels), f"run{run_id}-tokens")
+        ui.show_chart(run_charts.tokens(analysis), f"run{run_id}-tokens")
     st.session_state["_dd_app_run"] = True
     head_view(store, analysis)
     if not long:  # per-token curves over thousands of tokens: the long-run view draws those

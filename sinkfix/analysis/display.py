@@ -94,3 +94,5 @@ def position_labels(tokens: Sequence[str], limit: int = LABEL_CHARS) -> list[str
     return [f"{i} {show_token(t, limit)}" for i, t in enumerate(tokens)]
 
 SINK_COLUMN = "<sink>"  # the learned-sink virtual column (gpt-oss), never a real token
+# One colour per label for charts and HTML summaries (green: beneficial, red: detrimental, grey: neutral).
+LABEL_COLOR = {"beneficial": "#1a9850", "detrimental": "#d73027", "neutral": "#9e9e9e"}

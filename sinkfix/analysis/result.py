@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -9,6 +10,11 @@ from sinkfix import layers
 from sinkfix.version import __version__
 from sinkfix.analysis import classify
 from sinkfix.settings import AnalysisSettings
+
+if TYPE_CHECKING:  # the notebook layer is imported on first use only (Analysis.plot, .frame, the reprs)
+    import pandas
+
+    from sinkfix.notebook.plots import AnalysisPlots
 
 
 @dataclass(frozen=True)
@@ -106,6 +112,34 @@ class Analysis:
     @property
     def corrected_mean_map(self) -> np.ndarray | None:
         return None if self.corrected_maps is None else self.corrected_maps.mean(axis=(0, 1))
+
+    @property
+    def plot(self) -> AnalysisPlots:
+        """The dashboard's charts of this analysis, as Altair charts: ``analysis.plot.received()``,
+        ``.value_norms()``, ``.plane()``, ``.heads()``, ``.map(layer, head)``, ``.gates()``, ... (needs
+        ``pip install "sinkfix[viz]"``; see ``sinkfix.notebook.plots.AnalysisPlots``)."""
+        from sinkfix.notebook.plots import AnalysisPlots
+
+        return AnalysisPlots(self)
+
+    def frame(self, name: str = "tokens") -> pandas.DataFrame:
+        """A pandas DataFrame: ``"tokens"`` (one row per token) or ``"heads"`` (one row per layer and
+        head); the columns and their units are listed in ``sinkfix.notebook.frames``."""
+        from sinkfix.notebook.frames import analysis_frame
+
+        return analysis_frame(self, name)
+
+    def _repr_html_(self) -> str:
+        from sinkfix.notebook.render import summary_html
+
+        return summary_html(self)
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        # Both forms at once: a notebook shows the HTML, a terminal (IPython) the short text rather than
+        # the dataclass repr with every array in it.
+        from sinkfix.notebook.render import summary_html, summary_text
+
+        return {"text/plain": summary_text(self), "text/html": summary_html(self)}
 
     def label_counts(self) -> dict[str, int]:
         """How many tokens carry each label (every label present, zero included)."""

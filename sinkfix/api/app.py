@@ -60,7 +60,7 @@ def store() -> Store:
     with _stores_lock:
         if path not in _stores:
             try:
-                _stores[path] = Store(path)
+                _stores[path] = Store(path, viewer=None)  # every call names its requester
             except StoreError as error:
                 raise errors.DatabaseUnavailable(str(error)) from None
         return _stores[path]

@@ -4,16 +4,17 @@ never spliced into a Vega expression.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import altair as alt
 import numpy as np
 import pandas as pd
 
-from sinkfix.analysis.display import position_labels, show_token, show_tokens
+from sinkfix.analysis.display import LABEL_COLOR, position_labels, show_token, show_tokens
 
-LABELS = ("beneficial", "detrimental", "neutral")
-LABEL_COLORS = ("#1a9850", "#d73027", "#9e9e9e")
+LABELS = tuple(LABEL_COLOR)
+LABEL_COLORS = tuple(LABEL_COLOR.values())
 LABEL_LEGEND = alt.Legend(title="label", orient="top")
 TOKEN_LABEL_CHARS = 12
 
@@ -101,3 +102,11 @@ def _token_tooltip(frame: pd.DataFrame) -> list:
     if "sink_rate" in frame:
         fields.append(alt.Tooltip("sink_rate:Q", format=".2f"))
     return fields
+
+
+def chart_bytes(chart: alt.TopLevelMixin, fmt: str) -> bytes:
+    """PNG or SVG through vl-convert, the same renderer for every chart (the dashboard's downloads too)."""
+    buffer = io.StringIO() if fmt == "svg" else io.BytesIO()
+    chart.save(buffer, format=fmt, **({"scale_factor": 2} if fmt == "png" else {}))
+    value = buffer.getvalue()
+    return value.encode() if isinstance(value, str) else value

@@ -11,7 +11,7 @@ import json
 
 from sinkfix.analysis.result import Analysis
 from sinkfix.errors import CorpusNotFoundError, StoreError
-from sinkfix.policy.ownership import Viewer, check_viewer
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store.database import Connection, dicts, now, to_json, write
 from sinkfix.store.run_rows import EncodedRun, encode_run, insert_encoded
 
@@ -19,10 +19,11 @@ __all__ = ["CorporaTable", "EncodedRun", "encode_run"]
 
 
 class CorporaTable(Connection):
-    def open_corpus(self, name: str, model: str, settings: dict, source: str, *, viewer: Viewer) -> int:
+    def open_corpus(self, name: str, model: str, settings: dict, source: str, *, viewer: Viewer | None = None) -> int:
         """The id of the viewer's corpus ``name``, created if new. An existing corpus must have the same model
         and settings: a corpus summarises one model under one set of settings."""
-        owner = check_viewer(viewer).name
+        viewer = self._viewer(viewer)
+        owner = viewer.name
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
@@ -79,15 +80,16 @@ class CorporaTable(Connection):
                     ids.append(run_id)
         return ids
 
-    def relink_corpus_run(self, old_run_id: int, new_run_id: int, *, viewer: Viewer) -> int:
+    def relink_corpus_run(self, old_run_id: int, new_run_id: int, *, viewer: Viewer | None = None) -> int:
         """Point every line of the viewer's own corpora that holds ``old_run_id`` at ``new_run_id`` (a recomputed
         run of the same text and settings, so corpus summaries do not change); returns how many lines moved."""
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
                 return conn.execute(
                     "UPDATE corpus_runs SET run_id = ? WHERE run_id = ? AND corpus_id IN "
-                    "(SELECT id FROM corpora WHERE owner = ?)", [new_run_id, old_run_id, check_viewer(viewer).name]
+                    "(SELECT id FROM corpora WHERE owner = ?)", [new_run_id, old_run_id, viewer.name]
                 ).rowcount
 
     def trim_corpus(self, corpus_id: int, line_nos: list[int]) -> int:
@@ -112,11 +114,12 @@ class CorporaTable(Connection):
 
     # ------------------------------------------------------------ reading
 
-    def corpora(self, *, viewer: Viewer) -> list[dict]:
+    def corpora(self, *, viewer: Viewer | None = None) -> list[dict]:
         """Every corpus the viewer may read, with its number of lines, newest first; no summaries. The count
         reads only the (corpus_id, line_no) primary key (a join to ``runs`` would cost a look-up per line:
         0.3 s at 100k)."""
-        readable, params = check_viewer(viewer).readable_sql("c")
+        viewer = self._viewer(viewer)
+        readable, params = viewer.readable_sql("c")
         with self._sql_errors():
             rows = dicts(self._db().execute(
                 "SELECT c.id, c.name, c.model, c.source, c.created_at, c.summary_at, c.owner, c.shared, "
@@ -126,9 +129,10 @@ class CorporaTable(Connection):
             row["shared"] = bool(row["shared"])
         return rows
 
-    def corpus(self, name: str, *, viewer: Viewer) -> dict:
+    def corpus(self, name: str, *, viewer: Viewer | None = None) -> dict:
         """One corpus: its row with ``settings`` decoded and ``summary`` as stored JSON text (or None)."""
-        readable, params = check_viewer(viewer).readable_sql()
+        viewer = self._viewer(viewer)
+        readable, params = viewer.readable_sql()
         with self._sql_errors():
             rows = dicts(self._db().execute(
                 f"SELECT * FROM corpora WHERE name = ? AND {readable} ORDER BY owner = ? DESC, created_at DESC, "
@@ -140,8 +144,9 @@ class CorporaTable(Connection):
         row["shared"] = bool(row["shared"])
         return row
 
-    def delete_corpus(self, name: str, *, viewer: Viewer) -> None:
+    def delete_corpus(self, name: str, *, viewer: Viewer | None = None) -> None:
         """Forget the viewer's own corpus ``name`` (its runs stay in the history)."""
+        viewer = self._viewer(viewer)
         corpus = self.corpus(name, viewer=viewer)
         viewer.check_write(corpus["owner"], f"corpus '{name}'")
         with self._sql_errors():
@@ -150,10 +155,11 @@ class CorporaTable(Connection):
                 conn.execute("DELETE FROM corpus_runs WHERE corpus_id = ?", [corpus["id"]])
                 conn.execute("DELETE FROM corpora WHERE id = ?", [corpus["id"]])
 
-    def corpus_runs(self, corpus_id: int, limit: int | None = None, offset: int = 0, *, viewer: Viewer) -> list[dict]:
+    def corpus_runs(self, corpus_id: int, limit: int | None = None, offset: int = 0, *, viewer: Viewer | None = None) -> list[dict]:
         """The corpus's lines in file order, with light run columns (as ``list`` gives); one page of
         ``limit`` lines from ``offset`` when given (the primary key (corpus_id, line_no) serves it).
         Only lines whose run the viewer may read are listed."""
+        viewer = self._viewer(viewer)
         self._readable_corpus(corpus_id, viewer)
         readable, params = viewer.readable_sql("r")
         sql = ("SELECT cr.line_no, r.id AS run_id, r.created_at, r.text, r.n_tokens, r.n_beneficial, "
@@ -170,23 +176,26 @@ class CorporaTable(Connection):
         with self._sql_errors():
             return dicts(self._db().execute(sql, params))
 
-    def corpus_size(self, corpus_id: int, *, viewer: Viewer) -> int:
+    def corpus_size(self, corpus_id: int, *, viewer: Viewer | None = None) -> int:
         """How many lines the corpus links (an index-only count)."""
+        viewer = self._viewer(viewer)
         self._readable_corpus(corpus_id, viewer)
         with self._sql_errors():
             return int(self._db().execute("SELECT COUNT(*) FROM corpus_runs WHERE corpus_id = ?",
                                           [corpus_id]).fetchone()[0])
 
-    def corpora_of_run(self, run_id: int, *, viewer: Viewer) -> list[dict]:
+    def corpora_of_run(self, run_id: int, *, viewer: Viewer | None = None) -> list[dict]:
         """The corpora (name, line_no) the viewer may read that hold ``run_id``."""
-        readable, params = check_viewer(viewer).readable_sql("c")
+        viewer = self._viewer(viewer)
+        readable, params = viewer.readable_sql("c")
         with self._sql_errors():
             return dicts(self._db().execute(
                 "SELECT c.name, cr.line_no FROM corpus_runs cr JOIN corpora c ON c.id = cr.corpus_id "
                 f"WHERE cr.run_id = ? AND {readable} ORDER BY c.name, cr.line_no", [run_id, *params]))
 
-    def corpus_head_rows(self, corpus_id: int, *, viewer: Viewer) -> list[dict]:
+    def corpus_head_rows(self, corpus_id: int, *, viewer: Viewer | None = None) -> list[dict]:
         """(line_no, layer, head, top_alpha) of every run in the corpus, for the summary."""
+        viewer = self._viewer(viewer)
         self._readable_corpus(corpus_id, viewer)
         with self._sql_errors():
             return dicts(self._db().execute(
@@ -194,8 +203,9 @@ class CorporaTable(Connection):
                 "JOIN run_heads h ON h.run_id = cr.run_id WHERE cr.corpus_id = ? "
                 "ORDER BY cr.line_no, h.layer, h.head", [corpus_id]))
 
-    def corpus_token_rows(self, corpus_id: int, *, viewer: Viewer) -> list[dict]:
+    def corpus_token_rows(self, corpus_id: int, *, viewer: Viewer | None = None) -> list[dict]:
         """(line_no, idx, token, value_norm, sink_rate, label) of every run in the corpus, for the summary."""
+        viewer = self._viewer(viewer)
         self._readable_corpus(corpus_id, viewer)
         with self._sql_errors():
             return dicts(self._db().execute(
@@ -204,7 +214,7 @@ class CorporaTable(Connection):
                 "ORDER BY cr.line_no, t.idx", [corpus_id]))
 
     def _readable_corpus(self, corpus_id: int, viewer: Viewer) -> None:
-        readable, params = check_viewer(viewer).readable_sql()
+        readable, params = viewer.readable_sql()
         with self._sql_errors():
             found = self._db().execute(f"SELECT 1 FROM corpora WHERE id = ? AND {readable}",
                                        [corpus_id, *params]).fetchone()

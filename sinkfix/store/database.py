@@ -24,6 +24,7 @@ from sqlite_utils.migrations import Migrations
 
 from sinkfix import paths
 from sinkfix.errors import StoreError, StoreFullError, StoreReadOnlyError
+from sinkfix.policy.ownership import LOCAL, Viewer, check_viewer
 from sinkfix.store import schema
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -33,9 +34,15 @@ BUSY_TIMEOUT_MS = 30_000
 class Connection:
     """Owns the database file. The table families (runs, corpora, ...) are mixins over it."""
 
-    def __init__(self, path: str | Path | None = None, read_only: bool | None = None):
-        """``read_only`` None means: read-only exactly when the file exists and this process may not write it."""
+    def __init__(self, path: str | Path | None = None, read_only: bool | None = None, *,
+                 viewer: Viewer | None = LOCAL):
+        """``read_only`` None means: read-only exactly when the file exists and this process may not write it.
+
+        ``viewer`` is who reads and writes when a call names no ``viewer=``: ``local`` (the machine's own
+        user: a script, a notebook, the CLI) by default. Servers open their stores with ``viewer=None``,
+        so every call there must name its visitor and none can read as someone else by omission."""
         self.path = Path(path) if path is not None else paths.db_path()
+        self.viewer = None if viewer is None else check_viewer(viewer)
         self._local = threading.local()
         self._check_file()
         self.read_only = _read_only_file(self.path) if read_only is None else read_only
@@ -62,6 +69,12 @@ class Connection:
         return f"Store({str(self.path)!r})"
 
     # ------------------------------------------------------------ opening
+
+    def _viewer(self, viewer: Viewer | None) -> Viewer:
+        """The call's viewer, else the store's own; a store opened with ``viewer=None`` needs one per call."""
+        if viewer is None and self.viewer is None:
+            raise TypeError("this Store was opened with viewer=None: pass viewer= to every call")
+        return check_viewer(self.viewer if viewer is None else viewer)
 
     def _check_file(self) -> None:
         """Refuse a file that is not SQLite before sqlite3 touches it."""

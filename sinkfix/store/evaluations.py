@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import json
 
-from sinkfix.policy.ownership import Viewer, check_viewer
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store.database import Connection, dicts, now, to_json, write
+from sinkfix.store.results import StoredResult
 
 
 class EvaluationsTable(Connection):
-    def save_evaluation(self, kind: str, result: dict, run_id: int | None = None, *, viewer: Viewer) -> int:
+    def save_evaluation(self, kind: str, result: dict, run_id: int | None = None, *, viewer: Viewer | None = None) -> int:
         """Store one ``Evaluation.to_json()`` (kind "evaluate") or ``StsResult.to_json()`` (kind "sts") as ``viewer``'s."""
+        viewer = self._viewer(viewer)
         if kind == "sts":
             scalars = (result.get("baseline_spearman"), result.get("intervened_spearman"), result.get("delta_spearman"),
                        result.get("delta_ci95"))
@@ -24,7 +26,7 @@ class EvaluationsTable(Connection):
         heads = result.get("heads")
         row = [now(), kind, result.get("model", ""), result.get("target") or "", result.get("beta") or 0.0,
                None if heads is None else to_json(heads), run_id, baseline, intervened, delta,
-               None if ci is None else ci[0], None if ci is None else ci[1], to_json(result), check_viewer(viewer).name]
+               None if ci is None else ci[0], None if ci is None else ci[1], to_json(result), viewer.name]
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
@@ -35,9 +37,10 @@ class EvaluationsTable(Connection):
                 return int(cursor.lastrowid)
 
     def evaluations(self, model: str | None = None, run_id: int | None = None, limit: int = 200, *,
-                    viewer: Viewer) -> list[dict]:
+                    viewer: Viewer | None = None) -> list[dict]:
         """Stored evaluations the viewer may read, newest first, with ``result`` decoded."""
-        readable, params = check_viewer(viewer).readable_sql()
+        viewer = self._viewer(viewer)
+        readable, params = viewer.readable_sql()
         where = [readable]
         for column, value in (("model", model), ("run_id", run_id)):
             if value is not None:
@@ -49,17 +52,19 @@ class EvaluationsTable(Connection):
                 [*params, limit]))
         return [_decoded(row) for row in rows]
 
-    def evaluation(self, evaluation_id: int, *, viewer: Viewer) -> dict | None:
+    def evaluation(self, evaluation_id: int, *, viewer: Viewer | None = None) -> dict | None:
         """One stored evaluation (``result`` and ``heads`` decoded), or None (unknown, or not the viewer's to read)."""
-        readable, params = check_viewer(viewer).readable_sql()
+        viewer = self._viewer(viewer)
+        readable, params = viewer.readable_sql()
         with self._sql_errors():
             rows = dicts(self._db().execute(f"SELECT * FROM evaluations WHERE id = ? AND {readable}",
                                             [int(evaluation_id), *params]))
-        return _decoded(rows[0]) if rows else None
+        return StoredResult(_decoded(rows[0])) if rows else None
 
-    def save_calibration(self, name: str, calibration: dict, *, viewer: Viewer) -> int:
+    def save_calibration(self, name: str, calibration: dict, *, viewer: Viewer | None = None) -> int:
         """Store a ``Calibration.to_json()`` under ``name`` as ``viewer``'s, replacing their older one of that name."""
-        owner = check_viewer(viewer).name
+        viewer = self._viewer(viewer)
+        owner = viewer.name
         target = (calibration.get("heldout") or {}).get("target") or {}
         delta = target.get("delta_spearman", target.get("delta_nll"))
         row = [owner, name, now(), calibration["model"], calibration["task"], calibration["metric"],
@@ -73,19 +78,21 @@ class EvaluationsTable(Connection):
                     "dev_baseline, heldout_delta, result) VALUES (?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
                 return int(cursor.lastrowid)
 
-    def calibration(self, name: str, *, viewer: Viewer) -> dict | None:
+    def calibration(self, name: str, *, viewer: Viewer | None = None) -> dict | None:
         """The stored calibration JSON of that name the viewer may read (their own first), or None."""
-        readable, params = check_viewer(viewer).readable_sql()
+        viewer = self._viewer(viewer)
+        readable, params = viewer.readable_sql()
         with self._sql_errors():
             found = self._db().execute(
                 f"SELECT result FROM calibrations WHERE name = ? AND {readable} "
                 "ORDER BY owner = ? DESC, created_at DESC, id DESC LIMIT 1", [name, *params, viewer.name]).fetchone()
         return None if found is None else json.loads(found[0])
 
-    def calibrations(self, model: str | None = None, *, viewer: Viewer) -> list[dict]:
+    def calibrations(self, model: str | None = None, *, viewer: Viewer | None = None) -> list[dict]:
         """Stored calibrations the viewer may read, newest first: the light columns (kept heads decoded), not
         the per-head trials."""
-        readable, params = check_viewer(viewer).readable_sql()
+        viewer = self._viewer(viewer)
+        readable, params = viewer.readable_sql()
         where = [readable] + (["model = ?"] if model is not None else [])
         params += [model] if model is not None else []
         with self._sql_errors():

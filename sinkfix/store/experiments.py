@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import json
 
-from sinkfix.policy.ownership import Viewer, check_viewer
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store.database import Connection, dicts, now, to_json, write
+from sinkfix.store.results import StoredResult
 
 
 class ExperimentsTable(Connection):
     def save_experiment(self, kind: str, result: dict, label: str = "", headline: float | None = None,
-                        model: str | None = None, *, viewer: Viewer) -> int:
+                        model: str | None = None, *, viewer: Viewer | None = None) -> int:
         """Store one experiment result as ``viewer``'s and return its id. The model column is ``model``, else
         the result's own ``model`` (a lab sweep trains its models, so it names them in ``model``)."""
+        viewer = self._viewer(viewer)
         row = [now(), kind, model if model is not None else result.get("model", ""), label, headline, to_json(result),
-               check_viewer(viewer).name]
+               viewer.name]
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
@@ -25,9 +27,10 @@ class ExperimentsTable(Connection):
                 return int(cursor.lastrowid)
 
     def experiments(self, kind: str | None = None, model: str | None = None, limit: int = 200, *,
-                    viewer: Viewer) -> list[dict]:
+                    viewer: Viewer | None = None) -> list[dict]:
         """Stored experiments the viewer may read, newest first, without their results (light rows for lists)."""
-        readable, params = check_viewer(viewer).readable_sql()
+        viewer = self._viewer(viewer)
+        readable, params = viewer.readable_sql()
         where = [readable]
         for column, value in (("kind", kind), ("model", model)):
             if value is not None:
@@ -41,9 +44,10 @@ class ExperimentsTable(Connection):
             row["shared"] = bool(row["shared"])
         return rows
 
-    def experiment(self, experiment_id: int, *, viewer: Viewer) -> dict | None:
+    def experiment(self, experiment_id: int, *, viewer: Viewer | None = None) -> dict | None:
         """One stored experiment with ``result`` decoded, or None (unknown, or not the viewer's to read)."""
-        readable, params = check_viewer(viewer).readable_sql()
+        viewer = self._viewer(viewer)
+        readable, params = viewer.readable_sql()
         with self._sql_errors():
             rows = dicts(self._db().execute(f"SELECT * FROM experiments WHERE id = ? AND {readable}",
                                             [experiment_id, *params]))
@@ -51,4 +55,4 @@ class ExperimentsTable(Connection):
             return None
         rows[0]["result"] = json.loads(rows[0]["result"])
         rows[0]["shared"] = bool(rows[0]["shared"])
-        return rows[0]
+        return StoredResult(rows[0])

@@ -17,11 +17,12 @@ from sinkfix.store.run_rows import visible_run
 class RunDetails(Connection):
     TOKEN_COLUMNS = ("index", "token", "att_received", "value_norm", "sink_rate", "label")
 
-    def head_map(self, run_id: int, layer: int, head: int, *, viewer: Viewer) -> tuple[np.ndarray, np.ndarray] | None:
+    def head_map(self, run_id: int, layer: int, head: int, *, viewer: Viewer | None = None) -> tuple[np.ndarray, np.ndarray] | None:
         """(original, corrected) T x T float32 maps of one head, decoding only that layer's blob.
 
         None when the run kept no maps (its text was above the map limit).
         """
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             db = self._db()
             row = visible_run(db, run_id, viewer, self.path)
@@ -45,7 +46,8 @@ class RunDetails(Connection):
             corrected = codec.corrected_maps_of(original, json.loads(row["sink_indices"]), codec.settings_of(row).beta)
         return original, corrected
 
-    def token_rows(self, run_id: int, *, viewer: Viewer) -> list[dict]:
+    def token_rows(self, run_id: int, *, viewer: Viewer | None = None) -> list[dict]:
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             db = self._db()
             visible_run(db, run_id, viewer, self.path)
@@ -53,9 +55,10 @@ class RunDetails(Connection):
                 "SELECT idx AS \"index\", token, att_received, value_norm, sink_rate, label "
                 "FROM run_tokens WHERE run_id = ? ORDER BY idx", [run_id]))
 
-    def token_records(self, run_id: int, start: int = 0, end: int | None = None, *, viewer: Viewer) -> list[tuple]:
+    def token_records(self, run_id: int, start: int = 0, end: int | None = None, *, viewer: Viewer | None = None) -> list[tuple]:
         """The per-token rows ``start <= index < end`` as plain tuples in ``TOKEN_COLUMNS`` order: one
         SELECT on the primary key, no dict per row (``pandas.DataFrame.from_records`` takes them as they are)."""
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             db = self._db()
             visible_run(db, run_id, viewer, self.path)
@@ -63,9 +66,10 @@ class RunDetails(Connection):
                               "WHERE run_id = ? AND idx >= ? AND idx < ? ORDER BY idx",
                               [run_id, int(start), 2**62 if end is None else int(end)]).fetchall()
 
-    def token_strengths(self, run_id: int, *, viewer: Viewer) -> list[tuple]:
+    def token_strengths(self, run_id: int, *, viewer: Viewer | None = None) -> list[tuple]:
         """(att_received, sink_rate, label rank) of every token, in order, with the rank 2 for detrimental,
         1 for beneficial, 0 for neutral: numbers only, so a 32k-token run's whole-text strip reads fast."""
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             db = self._db()
             visible_run(db, run_id, viewer, self.path)
@@ -73,7 +77,8 @@ class RunDetails(Connection):
                               "WHEN 'beneficial' THEN 1 ELSE 0 END FROM run_tokens WHERE run_id = ? ORDER BY idx",
                               [run_id]).fetchall()
 
-    def head_rows(self, run_id: int, *, viewer: Viewer) -> list[dict]:
+    def head_rows(self, run_id: int, *, viewer: Viewer | None = None) -> list[dict]:
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             db = self._db()
             visible_run(db, run_id, viewer, self.path)

@@ -27,7 +27,7 @@ import json
 
 from sinkfix.analysis.result import Analysis
 from sinkfix.errors import RunNotFoundError, StoreError
-from sinkfix.policy.ownership import Viewer, check_viewer
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store import codec
 from sinkfix.store.database import Connection, dicts, write
 from sinkfix.store.keys import key_of_analysis
@@ -42,13 +42,14 @@ LIST_COLUMNS = ("id, created_at, model, text, n_tokens, n_beneficial, n_detrimen
 
 class RunsTable(Connection):
     def save(self, analysis: Analysis, cache_key: str | None = None, parent_run_id: int | None = None, *,
-             viewer: Viewer) -> int:
+             viewer: Viewer | None = None) -> int:
         """Store ``analysis`` as ``viewer``'s run, in one transaction, and return its run id.
 
         ``cache_key`` defaults to the key of the analysis's own request (see sinkfix.cache), so
         any saved run can serve a later identical request. An empty ``created_at`` is stamped now.
         """
-        owner = check_viewer(viewer).name
+        viewer = self._viewer(viewer)
+        owner = viewer.name
         # Encode (the slow, CPU-bound part) before taking the write lock.
         encoded = encode_run(analysis, cache_key if cache_key is not None else key_of_analysis(analysis),
                              parent_run_id)
@@ -57,8 +58,9 @@ class RunsTable(Connection):
             with write(conn):
                 return insert_encoded(conn, encoded, owner)
 
-    def delete(self, run_id: int, *, viewer: Viewer) -> None:
+    def delete(self, run_id: int, *, viewer: Viewer | None = None) -> None:
         """Delete the viewer's own run: another owner's run is missing, or (shared) not theirs to delete."""
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):
@@ -70,20 +72,22 @@ class RunsTable(Connection):
 
     # ------------------------------------------------------------ the cache
 
-    def find(self, cache_key: str, *, viewer: Viewer) -> int | None:
+    def find(self, cache_key: str, *, viewer: Viewer | None = None) -> int | None:
         """The viewer's own newest run stored under ``cache_key``, or None."""
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             row = self._db().execute("SELECT id FROM runs WHERE cache_key = ? AND owner = ? ORDER BY id DESC LIMIT 1",
-                                     [cache_key, check_viewer(viewer).name]).fetchone()
+                                     [cache_key, viewer.name]).fetchone()
         return None if row is None else int(row[0])
 
-    def reuse(self, cache_key: str, parent_run_id: int | None = None, *, viewer: Viewer) -> int | None:
+    def reuse(self, cache_key: str, parent_run_id: int | None = None, *, viewer: Viewer | None = None) -> int | None:
         """The run that serves the viewer's request ``cache_key`` without a forward pass, or None.
 
         Their own run when they have one; else a copy, made theirs, of the newest run of that key they may
         read (a shared one; any, for an administrator). Another owner's private run is never used: the
         caller computes afresh, so neither the answer nor its speed says that someone else asked the same.
         A read-only database cannot copy, so there only the viewer's own run serves."""
+        viewer = self._viewer(viewer)
         own = self.find(cache_key, viewer=viewer)
         if own is not None or self.read_only:
             return own
@@ -97,8 +101,9 @@ class RunsTable(Connection):
 
     # ------------------------------------------------------------ reading
 
-    def get(self, run_id: int, *, viewer: Viewer) -> Analysis:
+    def get(self, run_id: int, *, viewer: Viewer | None = None) -> Analysis:
         """Rebuild the stored Analysis: float32 arrays bit-exact, maps exact at float16."""
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             db = self._db()
             row = visible_run(db, run_id, viewer, self.path)
@@ -109,8 +114,9 @@ class RunsTable(Connection):
 
     def list(self, model: str | None = None, text_contains: str | None = None, since: str | None = None,
              label: str | None = None, limit: int = 50, offset: int = 0, order: str = "newest", *,
-             viewer: Viewer) -> list[dict]:
+             viewer: Viewer | None = None) -> list[dict]:
         """Light rows for a history page (the runs the viewer may read); reads only ``runs``, never a blob."""
+        viewer = self._viewer(viewer)
         if order not in ORDERS:
             raise StoreError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
         where, params = filters(viewer, model, text_contains, since, label)
@@ -122,23 +128,26 @@ class RunsTable(Connection):
         return rows
 
     def count(self, model: str | None = None, text_contains: str | None = None, since: str | None = None,
-              label: str | None = None, *, viewer: Viewer) -> int:
+              label: str | None = None, *, viewer: Viewer | None = None) -> int:
         """How many runs ``list`` would page through with the same filters."""
+        viewer = self._viewer(viewer)
         where, params = filters(viewer, model, text_contains, since, label)
         with self._sql_errors():
             return int(self._db().execute(f"SELECT COUNT(*) FROM runs {where}", params).fetchone()[0])
 
-    def models(self, *, viewer: Viewer) -> list[str]:
+    def models(self, *, viewer: Viewer | None = None) -> list[str]:
         """Distinct model names of the runs the viewer may read, for filter widgets."""
-        where, params = check_viewer(viewer).readable_sql()
+        viewer = self._viewer(viewer)
+        where, params = viewer.readable_sql()
         with self._sql_errors():
             return [r[0] for r in self._db().execute(
                 f"SELECT DISTINCT model FROM runs WHERE {where} ORDER BY model", params)]
 
-    def info(self, run_id: int, *, viewer: Viewer) -> dict:
+    def info(self, run_id: int, *, viewer: Viewer | None = None) -> dict:
         """A run's own row, no blob and no per-token row read: model, sizes, text, tokens, settings (an
         AnalysisSettings), provenance, owner. Pages that must open fast on a 32k-token run (the dashboard's
         long-run view) describe it from this. Raises RunNotFoundError for an id the viewer may not read."""
+        viewer = self._viewer(viewer)
         with self._sql_errors():
             row = visible_run(self._db(), run_id, viewer, self.path)
         row["settings"] = codec.settings_of(row)
@@ -147,9 +156,10 @@ class RunsTable(Connection):
             row[name] = json.loads(row[name]) if row.get(name) else []
         return row
 
-    def created_at(self, run_id: int, *, viewer: Viewer) -> str:
+    def created_at(self, run_id: int, *, viewer: Viewer | None = None) -> str:
         """When the run was stored: with its id, what tells a cached copy of it from a newer run."""
-        where, params = check_viewer(viewer).readable_sql()
+        viewer = self._viewer(viewer)
+        where, params = viewer.readable_sql()
         with self._sql_errors():
             row = self._db().execute(f"SELECT created_at FROM runs WHERE id = ? AND {where}",
                                      [run_id, *params]).fetchone()

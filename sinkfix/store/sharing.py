@@ -8,7 +8,7 @@ do not own is not theirs to change (NotOwnerError).
 from __future__ import annotations
 
 from sinkfix.errors import CorpusNotFoundError, RunNotFoundError, StoreError
-from sinkfix.policy.ownership import Viewer, check_viewer
+from sinkfix.policy.ownership import Viewer
 from sinkfix.store.database import Connection, write
 
 # kind -> (table, the column that names a row, what a missing one is)
@@ -22,10 +22,11 @@ KINDS = {
 
 
 class SharingTable(Connection):
-    def sharing(self, kind: str, key: int | str, *, viewer: Viewer) -> dict:
+    def sharing(self, kind: str, key: int | str, *, viewer: Viewer | None = None) -> dict:
         """``{"id", "owner", "shared", "mine"}`` of a row the viewer may read (their own first, for a name)."""
+        viewer = self._viewer(viewer)
         table, column, missing = _kind(kind)
-        readable, params = check_viewer(viewer).readable_sql()
+        readable, params = viewer.readable_sql()
         with self._sql_errors():
             found = self._db().execute(
                 f"SELECT id, owner, shared FROM {table} WHERE {column} = ? AND {readable} "
@@ -34,10 +35,11 @@ class SharingTable(Connection):
             raise missing(_missing(kind, key, self.path))
         return {"id": int(found[0]), "owner": found[1], "shared": bool(found[2]), "mine": viewer.may_write(found[1])}
 
-    def set_shared(self, kind: str, key: int | str, shared: bool, *, viewer: Viewer) -> int:
+    def set_shared(self, kind: str, key: int | str, shared: bool, *, viewer: Viewer | None = None) -> int:
         """Share (or unshare) the viewer's own row; returns its id."""
+        viewer = self._viewer(viewer)
         table, column, _ = _kind(kind)
-        owner = check_viewer(viewer).name
+        owner = viewer.name
         with self._sql_errors():
             conn = self._db().conn
             with write(conn):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import re
 import sqlite3
 from pathlib import Path
 
@@ -100,12 +101,30 @@ def test_every_store_read_is_covered_by_the_leak_count() -> None:
     writers = {"save", "delete", "reuse", "open_corpus", "relink_corpus_run", "delete_corpus", "save_experiment",
                "save_evaluation", "save_calibration", "set_shared"}
     source = inspect.getsource(_reads)
-    assert sorted(name for name in readers - writers if f"store.{name}(" not in source) == []
+    derived = {"frame"}  # Store.frame is Store.list as a data frame
+    assert sorted(name for name in readers - writers - derived if f"store.{name}(" not in source) == []
     for name, fn in inspect.getmembers(Store, inspect.isfunction):
         if name.startswith("_"):
             continue
         parameter = inspect.signature(fn).parameters.get("viewer")
-        assert parameter is None or (parameter.kind is parameter.KEYWORD_ONLY and parameter.default is parameter.empty), name
+        assert parameter is None or (parameter.kind is parameter.KEYWORD_ONLY and parameter.default is None), name
+
+
+def test_a_call_without_a_viewer_reads_as_the_stores_own(db_path, tmp_path) -> None:
+    """``Store()`` acts as ``local`` (a script, a notebook, the CLI); a server's ``Store(viewer=None)``
+    refuses a call that names no visitor, so no route reads as someone else by omission."""
+    Store(db_path, viewer=ALICE).save_experiment("lab", {"n": 1})
+    assert Store(db_path, viewer=ALICE).experiments() and not Store(db_path).experiments()
+    assert Store(db_path).experiments(viewer=ALICE)
+    with pytest.raises(TypeError, match="viewer=None"):
+        Store(db_path, viewer=None).experiments()
+
+
+def test_the_servers_open_their_stores_without_a_default_viewer() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for path in (root / "dashboard" / "services.py", root / "sinkfix" / "api" / "app.py"):
+        calls = re.findall(r"Store\(([^)]*)\)", path.read_text())
+        assert calls and all("viewer=None" in call for call in calls if call.strip()), (path, calls)
 
 
 def test_no_owner_reads_another_owners_private_rows(seeded) -> None:

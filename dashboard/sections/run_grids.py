@@ -1,12 +1,12 @@
 """The Analyze page's two grids of a run: which heads sink where (α of one token, or of each head's top
 sink, and a learned sink's mass), and the attention averaged over layers and heads before and after the
-correction. Layout only; the charts are ``sinkfix.plots.analysis``'s."""
+correction. Layout only; the charts are ``sinkfix.plots.run``'s, which ``analysis.plot`` returns too."""
 import numpy as np
 import streamlit as st
 
 from dashboard import ui
 from sinkfix.analysis.display import SINK_COLUMN
-from sinkfix.plots import analysis as charts
+from sinkfix.plots import analysis as charts, run as run_charts
 
 
 def head_grid(analysis) -> None:
@@ -23,30 +23,20 @@ def head_grid(analysis) -> None:
                                 format_func=lambda j: f"{SINK_COLUMN} (learned sink, not a token)" if j < 0 else labels[j],
                                 key=f"an_grid_token_{analysis.run_id}")
     if mode == "α of one token" and token < 0:
-        frame = charts.head_frame(learned, "sink_mass")
-        ui.show_chart(charts.head_grid(frame, "sink_mass", f"Learned sink {SINK_COLUMN}: mass per head",
-                                       scheme="purples", domain=(0, 1)),
-                      f"run{analysis.run_id}-head-grid-sink",
+        ui.show_chart(run_charts.learned_sink_grid(analysis), f"run{analysis.run_id}-head-grid-sink",
                       "The attention each head gives to its learned sink logit (mean over queries): mass that "
                       "goes to no token. It is shown apart from the tokens' α, which stay defined over real tokens.")
         return
     if mode == "α of one token":
-        values = analysis.alpha[:, :, token]
-        frame = charts.head_frame(values, "alpha", {"above_epsilon": values > s.epsilon})
-        title = f"α of token {labels[token]} in every head"
+        chart = run_charts.token_alpha_grid(analysis, token)
         caption = (f"α[l,h,j]: attention token j receives in head (l, h), averaged over the queries that can see it. "
                    f"Sink rate of this token = share of heads with α > ε ({s.epsilon:g}) = "
                    f"{analysis.sink_rate[token]:.2f}.")
     else:
-        top = analysis.alpha.argmax(axis=2)
-        extra = {"top_token": np.array(labels, dtype=object)[top]}
-        if learned is not None:
-            extra[f"{SINK_COLUMN} mass"] = learned
-        frame = charts.head_frame(analysis.alpha.max(axis=2), "alpha", extra)
-        title = "α of the strongest sink in every head"
+        chart = run_charts.top_sink_grid(analysis)
         caption = "For each head, the token with the largest α and its value; hover to see which token it is." + (
             f" The tooltip also gives the head's learned-sink mass ({SINK_COLUMN})." if learned is not None else "")
-    ui.show_chart(charts.head_grid(frame, "alpha", title, domain=(0, 1)), f"run{analysis.run_id}-head-grid", caption)
+    ui.show_chart(chart, f"run{analysis.run_id}-head-grid", caption)
 
 
 def mean_maps(analysis) -> None:
@@ -57,8 +47,7 @@ def mean_maps(analysis) -> None:
         return
     sinks = ", ".join(charts.token_axis_labels(analysis.tokens)[i] for i in analysis.sink_indices)
     ui.show_chart(
-        charts.attention_pair(analysis.mean_map, analysis.corrected_mean_map, analysis.tokens,
-                              "Attention averaged over layers and heads"),
+        run_charts.mean_maps(analysis),
         f"run{analysis.run_id}-mean-maps",
         f"Rows are queries, columns the tokens they attend to. Corrected: detrimental sinks ({sinks}) keep "
         f"β = {analysis.settings.beta:g} of their attention and the rest is spread over the other tokens."
@@ -67,8 +56,7 @@ def mean_maps(analysis) -> None:
     )
     if sinks:
         ui.show_chart(
-            charts.attention_change(analysis.mean_map, analysis.corrected_mean_map, analysis.tokens,
-                                    "Change made by the correction (corrected − original)"),
+            run_charts.mean_change(analysis),
             f"run{analysis.run_id}-mean-change",
             "Red: attention taken from the detrimental sinks; blue: where it went. Each row's changes sum to 0.",
         )
