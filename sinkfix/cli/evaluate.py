@@ -88,7 +88,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", help="store the kept heads under this name, for --heads @NAME")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: trials one after another; ray: one Ray task per head on model-holding actors")
-    parser.add_argument("--address", help="ray: join this cluster (default: start a single-node Ray here)")
+    parser.add_argument("--address", help="ray: join this cluster (auto, HEAD_IP:PORT or ray://HEAD:10001); default: a new single-node Ray here")
     parser.add_argument("--workers", type=int, default=2, help="ray: actors, each holding the model (default 2)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor")
     _intervention_arguments(parser, "detrimental")
