@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from sinkfix.cli.analyze import load_with_progress
-from sinkfix.cli.common import StageProgress, write_json
+from sinkfix.cli.common import write_json
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments import kvquant, streaming
+from sinkfix.progress import Progress
 from sinkfix.store import Store
 
 MODES = ("masked", "stream", "recompute")
@@ -83,7 +84,7 @@ def run_streaming(args: argparse.Namespace) -> int:
     text = _read(args.text_file)
     store = None if args.no_save else Store()
     loaded = load_with_progress(args.model)
-    bar = StageProgress()
+    bar = Progress()
     try:
         if args.mode == "masked":
             result = streaming.masked_window(loaded, text, args.window, sinks, args.tokens or 2048, args.block, bar)
@@ -113,7 +114,7 @@ def run_kvquant(args: argparse.Namespace) -> int:
     text = _read(args.text_file)
     store = None if args.no_save else Store()
     loaded = load_with_progress(args.model)
-    bar = StageProgress()
+    bar = Progress()
     try:
         result = kvquant.kv_quant(loaded, text, bits, keep, args.group, args.max_tokens, args.max_chunks, bar,
                                   keys=args.keys, values=args.values)

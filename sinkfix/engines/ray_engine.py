@@ -212,7 +212,7 @@ def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSe
                     if sink is not None:
                         sink.write(zip(lines_done, ids, analyses))
                     analysed += len(ids)
-                    bar.update(len(ids))
+                    bar.advance(len(ids))
                     if on_batch is not None:
                         on_batch(len(ids))
         except KeyboardInterrupt:

@@ -28,7 +28,7 @@ TEXTS = ["The cat sat on the mat.", "A dog ran.", "Birds fly south in winter.", 
 LINES = [CorpusLine(n, text) for n, text in enumerate(TEXTS, start=1)]
 
 
-pytestmark = pytest.mark.xdist_group("ray")  # one Ray node at a time on the machine
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray node at a time on the machine (pytest-xdist)
 
 DEAD = "127.0.0.1:1"  # nothing listens on port 1
 
