@@ -29,12 +29,18 @@ run: setup
 demo: setup
 	$(PY) -m sinkfix analyze "[MASK] [MASK] [MASK] [MASK] The actual sentence contains no useful semantic content." --model minilm --no-save
 
+# The suite runs on every core (pytest-xdist): tests that must not overlap (the Ray node, the browser
+# and dashboard servers) share an xdist_group, which --dist loadgroup keeps on one worker.
+# `make test PYTEST_WORKERS=0` runs it in one process (docs/development.md, "Tests run in parallel").
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist loadgroup
+
 # The docs site is built first with warnings as errors: a broken link or a missing docstring fails.
 test: setup browser-deps docs-check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_PARALLEL)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not browser"
+	$(PY) -m pytest -q $(PYTEST_PARALLEL) -m "not slow and not browser"
 
 # The docs site (mkdocs-material) into site/; `make docs-serve` previews it on http://127.0.0.1:8000.
 docs: setup

@@ -26,15 +26,16 @@ ORDER = {"different": -2, "error": -1, "exact": 0, "refused": 1, "skipped": 2}
 
 
 def run(only: list[str] | None = None) -> list[conformance.Outcome]:
-    from tqdm import tqdm
-
     import transformers
+
+    from sinkfix.progress import Progress
 
     archs = [a for a in conformance.architectures() if not only or a.model_type in only]
     outcomes = []
-    with tempfile.TemporaryDirectory() as folder:
-        for arch in tqdm(archs, desc="architectures", file=sys.stderr):
+    with tempfile.TemporaryDirectory() as folder, Progress("architectures", len(archs), unit="arch") as progress:
+        for arch in archs:
             outcomes.append(conformance.check(arch, Path(folder)))
+            progress.advance()
     outcomes.sort(key=lambda o: (ORDER.get(o.state, -1), o.architecture.model_type))
     print(f"transformers {transformers.__version__}", file=sys.stderr)
     return outcomes

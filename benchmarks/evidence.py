@@ -41,6 +41,7 @@ from sinkfix import paths
 from sinkfix.experiments.evaluate import evaluate_many, run_chunks  # noqa: E402
 from sinkfix.experiments.intervene import Intervention  # noqa: E402
 from sinkfix.experiments.sts import PairSet, load_sts  # noqa: E402
+from sinkfix.progress import Progress  # noqa: E402
 
 BETAS = (0.4, 0.0)
 LOOSE = {"tau_att": 0.05, "tau_norm": 0.9}
@@ -82,14 +83,16 @@ def minilm(data: Path, quick: bool) -> dict:
     picks = np.sort(np.random.default_rng(0).choice(len(dev_all), size=min(DEV_PAIRS, len(dev_all)), replace=False))
     dev = dev_all.subset(picks.tolist() if not quick else picks[:100].tolist())
     say(f"minilm: embedding STS-B test ({len(test)} pairs)")
-    pairs = PairSet(loaded, test, bar=True)
+    with Progress() as progress:
+        pairs = PairSet(loaded, test, progress=progress)
     say(f"minilm: baseline Spearman {pairs.baseline_spearman:.4f}")
     out: dict = {"baseline_spearman": pairs.baseline_spearman, "n_pairs": len(test), "dev_pairs": len(dev)}
     calibrations = {}
     for name, template in (("default", Intervention(target="detrimental")),
                            ("loose", Intervention(target="detrimental", **LOOSE))):
         say(f"minilm: head search ({name} detrimental) on {len(dev)} dev pairs")
-        cal = calibrate.calibrate_sts(loaded, dev, pairs, template, bar=True)
+        with Progress() as progress:
+            cal = calibrate.calibrate_sts(loaded, dev, pairs, template, progress=progress)
         calibrate.save(cal, f"minilm-sts-{name}", viewer=LOCAL)
         calibrations[name] = cal.to_json()
         say(f"minilm: {name}: kept {len(cal.kept_heads)} heads in {cal.seconds:.0f} s")
@@ -98,7 +101,8 @@ def minilm(data: Path, quick: bool) -> dict:
     for label, intervention in arms(tuple(map(tuple, calibrations["loose"]["kept_heads"])) or None):
         for beta in BETAS:
             say(f"minilm: {label} at beta {beta}")
-            rows.append({"arm": label, **pairs.score(intervention.with_(beta=beta), bar=True).to_json()})
+            with Progress() as progress:
+                rows.append({"arm": label, **pairs.score(intervention.with_(beta=beta), progress).to_json()})
     out["rows"] = rows
     out["seconds"] = time.perf_counter() - started
     return out
@@ -119,8 +123,9 @@ def smollm2(data: Path, quick: bool) -> dict:
                            ("loose", Intervention(target="detrimental", **LOOSE))):
         say(f"smollm2: head search ({name} detrimental), {SMOLLM2_MAX_HEADS or 'all'} heads")
         tick = time.perf_counter()
-        cal = calibrate.calibrate_nll(loaded, [dev_text], heldout, template, CHUNK_TOKENS,
-                                      max_heads=4 if quick else SMOLLM2_MAX_HEADS, bar=True)
+        with Progress() as progress:
+            cal = calibrate.calibrate_nll(loaded, [dev_text], heldout, template, CHUNK_TOKENS,
+                                          max_heads=4 if quick else SMOLLM2_MAX_HEADS, progress=progress)
         calibrate.save(cal, f"smollm2-nll-{name}", viewer=LOCAL)
         calibrations[name] = cal.to_json()
         say(f"smollm2: {name}: kept {len(cal.kept_heads)} heads in {time.perf_counter() - tick:.0f} s")
@@ -128,7 +133,8 @@ def smollm2(data: Path, quick: bool) -> dict:
     labelled = [(label, i.with_(beta=beta)) for label, i in
                 arms(tuple(map(tuple, calibrations["loose"]["kept_heads"])) or None) for beta in BETAS]
     say(f"smollm2: {len(labelled)} arms on {len(heldout)} held-out chunks")
-    results = evaluate_many(loaded, heldout, [i for _, i in labelled], bar=True)
+    with Progress() as progress:
+        results = evaluate_many(loaded, heldout, [i for _, i in labelled], progress=progress)
     out["baseline_nll"] = results[0].baseline_nll
     out["n_positions"] = results[0].n_positions
     out["rows"] = [{"arm": label, **r.to_json()} for (label, _), r in zip(labelled, results)]

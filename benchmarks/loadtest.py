@@ -5,8 +5,8 @@ MiniLM only), sends REQUESTS requests from CLIENTS concurrent clients over a shu
 repeated texts (lines of tinyshakespeare), and reports latency percentiles, throughput, errors and
 the server's peak RSS. Then it checks the database: every distinct text stored exactly once
 (no lost, no duplicated run), every response for a text naming that run, and exactly one
-computed response per text (the rest cache hits). A 503 (queue full) is deliberate: the client
-waits Retry-After seconds and sends again; it is counted, not an error. Exit status 1 if a check fails.
+computed response per text (the rest cache hits). A 429 (the model's line is full) is deliberate: the
+client waits Retry-After seconds and sends again; it is counted, not an error. Exit status 1 if a check fails.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class Outcome:
     seconds: float = 0.0
     run_id: int | None = None
     cached: bool | None = None
-    retries: int = 0  # 503s answered with Retry-After before the final answer
+    retries: int = 0  # 429s answered with Retry-After before the final answer
     error: str | None = None
 
 
@@ -109,7 +109,7 @@ def client(base: str, token: str, jobs: list[str], lock: threading.Lock, results
             try:
                 while True:
                     response = http.post("/api/analyze", json={"model_name": "minilm", "text": text})
-                    if response.status_code != 503 or "Retry-After" not in response.headers \
+                    if response.status_code != 429 or "Retry-After" not in response.headers \
                             or time.monotonic() > deadline:
                         break
                     outcome.retries += 1
@@ -227,7 +227,7 @@ def report(args: argparse.Namespace, results: list[Outcome], wall: float, load_s
         ("distinct texts (new) / repeats", f"{args.distinct} / {args.requests - args.distinct}"),
         ("server --max-concurrency / --max-queue", f"{args.max_concurrency} / {args.max_queue}"),
         ("errors (non-200 after retries, transport)", len(results) - len(ok) + (args.requests - len(results))),
-        ("deliberate 503s (retried after Retry-After)", sum(o.retries for o in results)),
+        ("deliberate 429s (retried after Retry-After)", sum(o.retries for o in results)),
         ("latency p50 / p95 / p99 (ms)", " / ".join(f"{percentile(latencies, q):.0f}" for q in (50, 95, 99))
          if latencies else "-"),
         ("throughput (requests/s)", f"{len(ok) / wall:.1f}"),

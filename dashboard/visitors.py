@@ -1,11 +1,13 @@
 """What a visitor may make this dashboard do: allowed models only, one heavy job per model at a time in a
-bounded line whose position shows on the page, texts within the server's limit.
+bounded line whose position and expected wait show on the page, texts within the server's limit.
 
-The rules are the core's (``sinkfix.policy``), shared with the HTTP API; this module only puts them on
-a page. The line is one per server process (module state), so every visitor's session shares it.
+The rules are the core's (``sinkfix.policy``; the admission line is ``sinkfix.policy.line``, the same
+class the HTTP API admits requests with); this module only puts them on a page. The line is one per
+server process (module state), so every visitor's session shares it.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -14,6 +16,7 @@ import streamlit as st
 from sinkfix import models
 from sinkfix.models.loading import LoadedModel
 from sinkfix.policy import Lines, ServerConfig, check_model, check_text
+from sinkfix.progress import duration
 
 LINES = Lines()
 POLL_SECONDS = 0.5  # how often a waiting page redraws its place in line (and notices the visitor left)
@@ -60,13 +63,22 @@ def job_turn(job: str, where=None) -> Iterator[None]:
             box = (where or st).empty()
             while position:
                 running, waiting = line.counts()
+                wait = line.estimate(position, config.max_concurrency)
                 box.info(f"Waiting for {job}: number {position} in line ({running} running, {waiting} waiting; "
-                         "one job per model runs at a time on this server).", icon=":material/hourglass_top:")
+                         f"{_per_model(config.max_concurrency)} on this server), about {duration(wait)} to go.",
+                         icon=":material/hourglass_top:")
                 position = line.wait(ticket, config.max_concurrency, POLL_SECONDS)
             box.caption(f"Waited in line for {job}: number {first} when this job was asked for.")
+        started = time.perf_counter()
         yield
+        line.record(time.perf_counter() - started)  # a finished job's time feeds the next visitors' estimate
     finally:
         line.leave(ticket)
+
+
+def _per_model(slots: int) -> str:
+    return "one job per model runs at a time" if slots == 1 else f"{slots} jobs per model run at once"
+
 
 
 class Turns:

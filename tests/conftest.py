@@ -20,6 +20,19 @@ for _name in [n for n in os.environ if n.startswith("SINKFIX_") and n not in ("S
 
 import sinkfix  # noqa: E402
 
+
+def _share_the_cores() -> None:
+    """Under pytest-xdist each worker gets its share of the cores for torch's threads: with every
+    worker on every core, 2 workers x 2 threads on 2 cores spend their time switching."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+_share_the_cores()
+
 from .tiny_models import ARCHITECTURES, HYBRIDS, build_conformance_model, build_tiny_model  # noqa: E402
 
 SEED_TEXT = "[MASK] [MASK] [MASK] [MASK] The actual sentence contains no useful semantic content."

@@ -9,6 +9,7 @@ import time
 import streamlit as st
 
 from dashboard import services, ui, visitors
+from dashboard.progress import StatusProgress
 from dashboard.sections import evaluate_form
 from dashboard.sections.evaluate_results import View
 from sinkfix.errors import SinkFixError
@@ -34,14 +35,10 @@ def run_evaluation(request: dict, store) -> View | None:
     failed = None
     started = time.perf_counter()
     with st.status(f"Evaluating on {ui.escape_md(request['model'])}…", expanded=True) as status:
-        bar = st.progress(0.0, text="loading the model")
-
-        def tick(done: int, total: int, what: str) -> None:
-            bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total} forward passes")
-
+        progress = StatusProgress(status, unit=" forward passes")
         try:
             with visitors.turn(request["model"], status):  # one job per model at a time, the place in line shown
-                view = measure(request, texts, betas, store, status, tick)
+                view = measure(request, texts, betas, store, progress)
         except SinkFixError as error:
             failed = str(error)
         if failed is None:
@@ -56,34 +53,34 @@ def run_evaluation(request: dict, store) -> View | None:
     return view
 
 
-def measure(request: dict, texts: list[str], betas: list[float], store, status, tick) -> View:
-    loaded = services.model_shelf().get(request["model"], progress=status.write, device=request.get("device", "auto"),
-                                        dtype=request.get("dtype", "auto"))
+def measure(request: dict, texts: list[str], betas: list[float], store, progress: StatusProgress) -> View:
+    loaded = services.model_shelf().get(request["model"], progress=progress.stage,
+                                        device=request.get("device", "auto"), dtype=request.get("dtype", "auto"))
     intervention: Intervention = request["intervention"]
     if request["calibration"]:
         heads = calibrate.resolve_heads(f"@{request['calibration']}", loaded.name, viewer=services.viewer())
         intervention = intervention.with_(heads=heads)
     max_tokens = int(request["max_tokens"])
-    status.write(f"clean forward over {len(texts)} text(s), in chunks of at most {max_tokens} tokens")
+    progress.stage(f"clean forward over {len(texts)} text(s), in chunks of at most {max_tokens} tokens")
     runs = run_chunks(loaded, texts, max_tokens, intervention.norm_layer)
-    status.write(f"{intervention.label()}: {len(runs)} chunk(s)")
+    progress.stage(f"{intervention.label()}: {len(runs)} chunk(s)")
     scores = []
     for index, run in enumerate(runs):
         scores.append(run.score(run.plan(intervention)))
-        tick(index + 1, len(runs), "intervention")
+        progress(index + 1, len(runs), "intervention")
     evaluation = aggregate(loaded, intervention, runs, scores)
     sweep = []
     if betas:
         arms = control_arms(intervention)
         keys = [(name, beta) for name in arms for beta in betas]
-        status.write(f"β sweep: {len(betas)} values × {len(arms)} arms ({', '.join(arms)})")
-        results = evaluate_many(loaded, runs, [arms[n].with_(beta=b) for n, b in keys], max_tokens, progress=tick)
+        progress.stage(f"β sweep: {len(betas)} values × {len(arms)} arms ({', '.join(arms)})")
+        results = evaluate_many(loaded, runs, [arms[n].with_(beta=b) for n, b in keys], max_tokens, progress=progress)
         sweep = [SweepPoint(n, b, e).to_json() for (n, b), e in zip(keys, results)]
     evidence = []
     if request["evidence"]:
-        status.write(f"per-sink evidence on the first text ({int(request['evidence'])} candidates by attention)")
+        progress.stage(f"per-sink evidence on the first text ({int(request['evidence'])} candidates by attention)")
         rows = token_evidence(loaded, texts[0], intervention, top_k=int(request["evidence"]), max_tokens=max_tokens,
-                              progress=tick)
+                              progress=progress)
         evidence = [r.to_json() for r in rows]
     out = evaluation.to_json(detail=True) | {"source": "dashboard", "sweep": sweep, "token_evidence": evidence,
                                              "lm_kind": loaded.lm_kind}

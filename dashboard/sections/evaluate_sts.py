@@ -8,7 +8,9 @@ import time
 import streamlit as st
 
 from dashboard import services, ui, units, visitors
+from dashboard.progress import StatusProgress
 from dashboard.sections import model_picker
+from dashboard.sections.evaluate_view import intervention_label
 from sinkfix import models
 from sinkfix.errors import SinkFixError
 from sinkfix.experiments.intervene import Intervention, parse_layers
@@ -70,16 +72,12 @@ def run(request: dict, store) -> dict | None:
     started = time.perf_counter()
     failed = None
     with st.status(f"STS-B on {ui.escape_md(request['model'])}: {len(data)} pairs…", expanded=True) as status:
-        bar = st.progress(0.0, text="loading the model")
-
-        def tick(done: int, total: int, what: str) -> None:
-            bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total}")
-
+        progress = StatusProgress(status)
         try:
             with visitors.turn(request["model"], status):  # one job per model at a time, the place in line shown
-                loaded = services.model_shelf().get(request["model"], progress=status.write,
+                loaded = services.model_shelf().get(request["model"], progress=progress.stage,
                                                     device=request["device"], dtype=request["dtype"])
-                result = sts(loaded, data, request["intervention"], progress=tick)
+                result = sts(loaded, data, request["intervention"], progress=progress)
             out = result.to_json() | {"model": loaded.name, "source": "dashboard", "data": request["data"],
                                       "split": request["split"]}
             evaluation_id = store.save_evaluation("sts", out, viewer=services.viewer())
@@ -99,7 +97,7 @@ def run(request: dict, store) -> dict | None:
 def show(view) -> None:
     """One stored or fresh STS-B result: Spearman before and after, the change with its CI."""
     from sinkfix.plots import evaluation_result
-    from dashboard.sections.evaluate_results import intervention_label
+    from dashboard.sections.evaluate_view import intervention_label
 
     e = view.result
     st.header(f"Evaluation {view.id} · STS-B · {ui.escape_md(view.model)} · {ui.escape_md(intervention_label(e))}")

@@ -9,12 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import services, sharing, units, visitors
+from dashboard.progress import StatusProgress
 from sinkfix.errors import SinkFixError
 
 Show = Callable[[dict, int], None]
-# Progress messages are sent to the browser at most this often: a per-token callback (stream mode)
-# would otherwise send thousands of websocket messages for one run.
-PROGRESS_EVERY_S = 0.25
 
 
 def run_and_store(kind: str, label: str, work, describe: Callable[[dict], str], query: str) -> int | None:
@@ -31,16 +29,7 @@ def run_and_store(kind: str, label: str, work, describe: Callable[[dict], str], 
     failed: str | None = None
     started = time.perf_counter()
     with st.status(label, expanded=True) as status:
-        bar = st.progress(0.0, text="loading the model")
-        last = [0.0]
-
-        def progress(done: int, total: int, what: str) -> None:
-            now = time.perf_counter()
-            if done < total and now - last[0] < PROGRESS_EVERY_S:
-                return
-            last[0] = now
-            bar.progress(min(done / max(total, 1), 1.0), text=f"{what}: {done} of {total}")
-
+        progress = StatusProgress(status)
         loading = [0.0]  # seconds spent loading models (the rest is the experiment itself)
         try:
             with visitors.Turns(status) as turns:  # one job per model at a time; the place in line shows here
@@ -49,7 +38,7 @@ def run_and_store(kind: str, label: str, work, describe: Callable[[dict], str], 
                     turns.take(name)
                     began = time.perf_counter()
                     try:
-                        return services.model_shelf().get(name, progress=status.write)
+                        return services.model_shelf().get(name, progress=progress.stage)
                     finally:
                         loading[0] += time.perf_counter() - began
 

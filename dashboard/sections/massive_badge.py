@@ -11,7 +11,7 @@ from dashboard import services, ui, units
 from sinkfix.analysis.display import show_token
 from sinkfix.analysis.result import Analysis
 from sinkfix.errors import SinkFixError
-from sinkfix.experiments.massive import top_activation
+from sinkfix.experiments.massive_detect import top_activation
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -34,12 +34,12 @@ from sinkfix.analysis.result import Analysis
 from sinkfix.api import errors
 from sinkfix.api.body import AnalyzeRequest
 from sinkfix.api.guards import OWNER, BearerToken, BodyLimit
-from sinkfix.api.queue import Gate, Gates, KeyLocks
+from sinkfix.api.keylocks import KeyLocks
 from sinkfix.api.shelf import BoundedShelf
 from sinkfix.cache import cache_key
 from sinkfix.errors import InputError, SettingsError, StoreError, StoreReadOnlyError
 from sinkfix.models import LoadedModel
-from sinkfix.policy import ServerConfig, check_model, identity
+from sinkfix.policy import Line, Lines, ServerConfig, check_model, identity
 from sinkfix.policy.config import char_budget
 from sinkfix.policy.ownership import LOCAL_NAME, Viewer
 from sinkfix.settings import AnalysisSettings
@@ -48,7 +48,7 @@ from sinkfix.version import __version__
 
 
 MODELS = BoundedShelf()
-GATES = Gates()
+LINES = Lines()  # the admission line, one per model (this process's; the dashboard has its own)
 KEYS = KeyLocks()
 _stores: dict[str, Store] = {}
 _stores_lock = threading.Lock()
@@ -67,9 +67,9 @@ def store() -> Store:
 
 
 def reset() -> None:
-    """Forget models, queues and open databases (tests; a server never needs it)."""
+    """Forget models, lines and open databases (tests; a server never needs it)."""
     MODELS.clear()
-    GATES.clear()
+    LINES.clear()
     with _stores_lock:
         _stores.clear()
 
@@ -123,13 +123,14 @@ async def analyze_endpoint(request: AnalyzeRequest, maps: bool = Query(False, de
         if runs.read_only:
             raise StoreReadOnlyError("this server's database is read-only: stored runs can be read, new analyses "
                                      "cannot be saved")
-        gate = GATES[request.model_name]
-        gate.admit(request.model_name, config.max_concurrency, config.max_queue)  # 503 when the queue is full
+        line = LINES[request.model_name]
+        # Joined here, in the event loop: a full line is a 429 at once, before any thread is taken.
+        ticket = line.join(config.max_concurrency, config.max_queue)
         try:
-            analysis, cached = await run_in_threadpool(_compute, text, loaded, settings, runs, key, gate,
+            analysis, cached = await run_in_threadpool(_compute, text, loaded, settings, runs, key, line, ticket,
                                                        config.max_concurrency, viewer)
         finally:
-            gate.leave()
+            line.leave(ticket)
     body = await run_in_threadpool(_seed_body, analysis, maps or request.include_maps)
     body["cached"] = cached
     if dropped:
@@ -153,21 +154,23 @@ def _cut(text: str, loaded: LoadedModel, settings: AnalysisSettings) -> tuple[st
     return (text, 0) if len(text) <= budget else (text[:budget], len(text) - budget)
 
 
-def _compute(text: str, loaded: LoadedModel, settings: AnalysisSettings, runs: Store, key: str, gate: Gate,
-             max_concurrency: int, viewer: Viewer) -> tuple[Analysis, bool]:
-    """Analyse and save, once per owner and key: an identical request that waited on the key finds the run
-    stored (or a copy of one shared with it). The lock is per owner, so waiting on it says nothing about
+def _compute(text: str, loaded: LoadedModel, settings: AnalysisSettings, runs: Store, key: str, line: Line,
+             ticket: int, max_concurrency: int, viewer: Viewer) -> tuple[Analysis, bool]:
+    """Wait for the ticket's turn, then analyse and save, once per owner and key: an identical request
+    that waited on the key finds the run stored (or a copy of one shared with it). The turn comes before
+    the key's lock (every request takes them in that order), so a request holding a key never waits for
+    a turn held by one waiting for that key. The lock is per owner, so waiting on it says nothing about
     what another owner is computing."""
+    line.wait(ticket, max_concurrency, None)
     with KEYS.hold(f"{viewer.name}\n{key}"):
         run_id = runs.reuse(key, viewer=viewer)
         if run_id is not None:
             return runs.get(run_id, viewer=viewer), True
-        with gate.slot(max_concurrency):
-            started = time.perf_counter()
-            result = analyze(text, loaded, settings)
-            gate.record(time.perf_counter() - started)
-        saved = runs.save(result, key, viewer=viewer)  # outside the model slot
-        return dataclasses.replace(result, run_id=saved), False
+        started = time.perf_counter()
+        result = analyze(text, loaded, settings)
+        line.record(time.perf_counter() - started)
+        line.leave(ticket)  # the model's slot is free before the save
+        return dataclasses.replace(result, run_id=runs.save(result, key, viewer=viewer)), False
 
 
 def _seed_body(analysis: Analysis, include_maps: bool) -> dict:

@@ -2,8 +2,8 @@
 
 403 for a model not on the server's list; 422 for a bad body or settings; 404 for an unknown run
 or corpus (or a listed model that cannot be found); 413 for a body over the limit (guards);
-401 without the token (guards); 503 with Retry-After when the model's queue is full, 503 when the
-database cannot be opened or is read-only; 507 when the disk is full. Never a traceback: an
+401 without the token (guards); 429 with Retry-After when the model's admission line is full, 503
+when the database cannot be opened or is read-only; 507 when the disk is full. Never a traceback: an
 unexpected error is logged and answered with a plain 500.
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from sinkfix.api.body import accepted_fields
-from sinkfix.api.queue import Busy
 from sinkfix.errors import (
     CorpusNotFoundError,
     InputError,
@@ -29,7 +28,7 @@ from sinkfix.errors import (
     StoreReadOnlyError,
     UnsupportedModelError,
 )
-from sinkfix.policy import ModelNotAllowedError, ServerConfigError
+from sinkfix.policy import LineFullError, ModelNotAllowedError, ServerConfigError
 from sinkfix.policy.identity import IdentityConfigError
 from sinkfix.policy.ownership import NotOwnerError
 
@@ -43,6 +42,7 @@ class DatabaseUnavailable(Exception):
 # Most specific first: the first matching class decides the status.
 STATUS: list[tuple[type[SinkFixError], int]] = [
     (ModelNotAllowedError, 403),
+    (LineFullError, 429),
     (RunNotFoundError, 404),
     (CorpusNotFoundError, 404),
     (ModelNotFoundError, 404),
@@ -61,7 +61,6 @@ STATUS: list[tuple[type[SinkFixError], int]] = [
 def install(app: FastAPI) -> None:
     app.add_exception_handler(SinkFixError, _sinkfix_error)
     app.add_exception_handler(DatabaseUnavailable, _database_unavailable)
-    app.add_exception_handler(Busy, _busy)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
@@ -69,15 +68,13 @@ def install(app: FastAPI) -> None:
 
 async def _sinkfix_error(request: Request, error: SinkFixError) -> JSONResponse:
     status = next(code for kind, code in STATUS if isinstance(error, kind))
-    return JSONResponse({"detail": str(error)}, status_code=status)
+    retry = getattr(error, "retry_after", None)  # a full line says when to come back
+    headers = None if retry is None else {"Retry-After": str(retry)}
+    return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
 
 
 async def _database_unavailable(request: Request, error: DatabaseUnavailable) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=503)
-
-
-async def _busy(request: Request, error: Busy) -> JSONResponse:
-    return JSONResponse({"detail": str(error)}, status_code=503, headers={"Retry-After": str(error.retry_after)})
 
 
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:

@@ -11,23 +11,24 @@ output equals unblocked eager attention within float32 rounding, and at most ``b
 probabilities exist at once: memory grows linearly in T. With one block (inputs up to 256
 queries by default) the arithmetic is op for op that of eager attention, bit for bit.
 
-Everything the function consults besides its arguments lives in context variables (observer,
-intervention, block size, extra mask, K/V transform), so concurrent threads sharing one model
-never see each other's.
+Everything the function consults besides its arguments lives in context variables
+(``sinkfix.capture.hooks``: observer, intervention, block size, extra mask, K/V transform), so
+concurrent threads sharing one model never see each other's.
 """
 from __future__ import annotations
 
-import contextvars
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
-from typing import Protocol
 
 import torch
 from torch import nn
 
-from sinkfix.capture import keywords, masks, normalisers
-# Re-exported: the keyword tables and their error are part of this module's public face.
+from sinkfix.capture import hooks, keywords, masks, normalisers
+# Re-exported: the hooks' context managers and protocols, and the keyword tables and their error,
+# are part of this module's public face.
+from sinkfix.capture.hooks import (  # noqa: F401
+    KVTransform, LayerObserver, ProbsIntervention, active_hooks, blocking, fusing, intervening, masking, observing,
+    transforming_kv,
+)
 from sinkfix.capture.keywords import ACCEPTED_KEYWORDS, IMPLEMENTED_KEYWORDS, UnsupportedKeywordError  # noqa: F401
 
 ATTN_NAME = "sinkfix"
@@ -45,91 +46,6 @@ SINGLE_BLOCK_QUERIES = 256
 BLOCK_QUERIES = 128
 
 
-class LayerObserver(Protocol):
-    def observe(self, layer: int, probs: torch.Tensor, value: torch.Tensor, scores: torch.Tensor,
-                start: int = 0, sink_mass: torch.Tensor | None = None) -> None:
-        """One block of query rows of one layer.
-
-        ``probs`` [B, H, q, k] after softmax, over the first k <= Tk keys; ``value`` [B, H_kv, Tk, d]
-        before any GQA repeat, over all Tk keys; ``scores`` the logits the softmax was taken of (same
-        shape as probs). Keys k.. are hidden from every row of the block (causal masks) and receive
-        exactly 0 there, so they are skipped; with one block k == Tk always;
-        ``start`` the index of the block's first query row; ``sink_mass`` [B, H, q] the probability
-        each row gives to a learned sink (gpt-oss), None for models without one. A layer's blocks
-        arrive in order, each once; ``start == 0`` opens a new layer.
-        """
-
-
-class ProbsIntervention(Protocol):
-    def apply(self, layer: int, probs: torch.Tensor) -> torch.Tensor:
-        """Return the probabilities to multiply with V (same shape). Called per block of query
-        rows [B, H, q, k], k <= Tk as for observers; every row is complete over its keys, so a
-        row-wise edit needs no row offset."""
-
-
-KVTransform = Callable[[int | None, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-
-_observer: contextvars.ContextVar[LayerObserver | None] = contextvars.ContextVar("sinkfix_observer", default=None)
-_intervention: contextvars.ContextVar[ProbsIntervention | None] = contextvars.ContextVar(
-    "sinkfix_intervention", default=None
-)
-_query_block: contextvars.ContextVar[int | None] = contextvars.ContextVar("sinkfix_query_block", default=None)
-_extra_mask: contextvars.ContextVar[torch.Tensor | None] = contextvars.ContextVar("sinkfix_extra_mask", default=None)
-_kv_transform: contextvars.ContextVar[KVTransform | None] = contextvars.ContextVar("sinkfix_kv", default=None)
-# The fused path's per-layer handler (sinkfix.capture.fast_path), in place of the blocked computation.
-_fused: contextvars.ContextVar[Callable | None] = contextvars.ContextVar("sinkfix_fused", default=None)
-
-
-@contextmanager
-def _set(var: contextvars.ContextVar, value: object) -> Iterator[object]:
-    token = var.set(value)
-    try:
-        yield value
-    finally:
-        var.reset(token)
-
-
-def observing(observer: LayerObserver) -> AbstractContextManager:
-    return _set(_observer, observer)
-
-
-def intervening(intervention: ProbsIntervention | None) -> AbstractContextManager:
-    return _set(_intervention, intervention)
-
-
-def blocking(query_block: int | None) -> AbstractContextManager:
-    """Process queries in blocks of ``query_block`` rows (None: automatic, from the memory budget)."""
-    if query_block is not None and query_block < 1:
-        raise ValueError(f"query_block must be >= 1, got {query_block}")
-    return _set(_query_block, query_block)
-
-
-def masking(extra_mask: torch.Tensor | None) -> AbstractContextManager:
-    """Add ``extra_mask`` [Tq, Tk] (0 = visible, -inf or the dtype's min = hidden) to every layer's
-    logits after the model's own mask: windowed attention, attention with k sinks, ..."""
-    return _set(_extra_mask, extra_mask)
-
-
-def transforming_kv(transform: KVTransform | None) -> AbstractContextManager:
-    """Replace each layer's (key, value) [B, H_kv, Tk, d] by ``transform(layer, key, value)`` before
-    attention: fake-quantised KV caches, ..."""
-    return _set(_kv_transform, transform)
-
-
-def fusing(handler: Callable | None) -> AbstractContextManager:
-    """Send every layer to ``handler(module, query, key, value, mask, scaling, dropout, kwargs)``
-    (the fused Triton path) instead of computing it here."""
-    return _set(_fused, handler)
-
-
-def active_hooks() -> list[str]:
-    """The context hooks in force that need this module's probabilities (the fused path cannot serve them)."""
-    hooks = [("an intervention", _intervention), ("an experiment's extra mask", _extra_mask),
-             ("an experiment's K/V transform", _kv_transform)]
-    return [name for name, var in hooks if var.get() is not None]
-
-
-
 def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
     # Same expand-reshape as transformers' repeat_kv, so GQA models stay bit-identical to eager.
     if groups == 1:
@@ -141,7 +57,7 @@ def _repeat_kv(x: torch.Tensor, groups: int) -> torch.Tensor:
 def block_rows(batch: int, heads: int, n_queries: int, n_keys: int) -> int:
     """How many query rows one block holds: the context's choice, else one block for short inputs
     and blocks of ``BLOCK_QUERIES`` rows (fewer if the memory budget says so) for long ones."""
-    chosen = _query_block.get()
+    chosen = hooks.QUERY_BLOCK.get()
     if chosen is None:
         budget = max(1, DEFAULT_BLOCK_ELEMENTS // max(1, batch * heads * n_keys))
         chosen = n_queries if n_queries <= min(budget, SINGLE_BLOCK_QUERIES) else min(budget, BLOCK_QUERIES)
@@ -259,7 +175,7 @@ def sinkfix_attention(
     A keyword that would change the arithmetic and is not implemented raises
     ``UnsupportedKeywordError`` (the post-load probe turns it into a refusal).
     """
-    handler = _fused.get()
+    handler = hooks.FUSED.get()
     if handler is not None:
         return handler(module, query, key, value, attention_mask, scaling, dropout, kwargs)
     softcap, sinks, position_bias = keywords.extras(module, kwargs)
@@ -267,7 +183,7 @@ def sinkfix_attention(
     if scaling is None:
         scaling = query.size(-1) ** -0.5
     layer = getattr(module, "layer_idx", None)
-    transform = _kv_transform.get()
+    transform = hooks.KV_TRANSFORM.get()
     if transform is not None:
         key, value = transform(layer, key, value)
     groups = query.shape[1] // key.shape[1]
@@ -276,9 +192,9 @@ def sinkfix_attention(
     n_keys = key_states.shape[-2]
     batch, heads, n_queries, _ = query.shape
     rows = block_rows(batch, heads, n_queries, n_keys)
-    extra = _extra_mask.get()
-    observer = _observer.get()
-    intervention = _intervention.get()
+    extra = hooks.EXTRA_MASK.get()
+    observer = hooks.OBSERVER.get()
+    intervention = hooks.INTERVENTION.get()
     outputs: list[torch.Tensor] = []
     weights = None
     for start in range(0, n_queries, rows):

@@ -5,18 +5,17 @@ import argparse
 import contextvars
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from tqdm import tqdm
-
 from sinkfix.analysis.display import show_token
-from sinkfix.analysis.pipeline import Analysis, Progress, analyze
+from sinkfix.analysis.pipeline import Analysis, analyze
 from sinkfix.cache import analyze_or_fetch
 from sinkfix.capture.attention import blocking
 from sinkfix.capture.fast_path import choosing
-from sinkfix.cli.common import read_text_arg, stderr_progress, write_json
+from sinkfix.cli.common import read_text_arg, write_json
 from sinkfix.models import DEFAULT_MODEL, LoadedModel, get_model
+from sinkfix.progress import Progress
 from sinkfix.settings import (
     BOS_MODES,
     KERNELS,
@@ -88,12 +87,9 @@ def load_with_progress(name: str, device: str | None = None, dtype: str | None =
     """Load (or reuse) ``name`` with a stage indicator on stderr; device and dtype default to the
     running command's --device and --dtype."""
     chosen_device, chosen_dtype = _placement.get()
-    step, close = stderr_progress()
-    try:
+    with Progress() as progress:
         # get_model memoises per process, so in-process callers (tests, scripts) load once.
-        return get_model(name, progress=step, device=device or chosen_device, dtype=dtype or chosen_dtype)
-    finally:
-        close()
+        return get_model(name, progress=progress.stage, device=device or chosen_device, dtype=dtype or chosen_dtype)
 
 
 def add_model_options_everywhere(parser: argparse.ArgumentParser) -> None:
@@ -135,19 +131,6 @@ def command_context(args: argparse.Namespace) -> Iterator[None]:
         _placement.reset(token)
 
 
-def layer_progress(what: str = "layers") -> tuple[Progress, Callable[[], None]]:
-    """A tqdm bar on stderr counting layers done, for ``analyze(progress=...)``."""
-    bar = tqdm(total=0, desc=what, unit="layer", file=sys.stderr, leave=False, disable=None)  # None: off unless a terminal
-
-    def update(done: int, total: int) -> None:
-        if bar.total != total:
-            bar.total = total
-            bar.refresh()
-        bar.update(done - bar.n)
-
-    return update, bar.close
-
-
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("analyze", help="analyse one text and print the seed JSON")
     parser.add_argument("text", help="the text to analyse, or - to read stdin")
@@ -167,15 +150,16 @@ def run(args: argparse.Namespace) -> int:
     validate_text(text)
     store = None if args.no_save else Store()  # a bad database fails before the model loads
     loaded = load_with_progress(args.model)
-    progress, close = layer_progress()
-    try:
+    with Progress(unit="layer") as bar:
+
+        def progress(done: int, total: int) -> None:  # analyze() counts layers (a batch counts each once)
+            bar(done, total, "layers")
+
         if store is None:
             result = analyze(text, loaded, settings, progress=progress)
         else:
             started = time.perf_counter()
             result, hit = analyze_or_fetch(text, loaded, settings, store, progress=progress, viewer=viewer_of(args))
-    finally:
-        close()
     if store is None:
         print_summary(result)
     else:

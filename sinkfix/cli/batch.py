@@ -34,7 +34,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                             "under the map limit (local engine)")
     batch.add_argument("--parquet", metavar="DIR", help="also write the per-text and per-head tables as Parquet shards")
     ray = batch.add_argument_group("ray engine")
-    ray.add_argument("--address", help="join this Ray cluster (e.g. ray://head:10001 or auto); default: start one here")
+    ray.add_argument("--address", help="join this Ray cluster: auto, HEAD_IP:PORT or ray://HEAD:10001 (docs/deployment.md); default: a new single-node Ray here, whatever RAY_ADDRESS says")
     ray.add_argument("--workers", type=int, default=2, help="actors, each holding one copy of the model (default 2)")
     ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor (0 = CPU workers)")
     ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs (torch threads) per actor")

@@ -1,14 +1,12 @@
-"""What every command shares: the one-line error parser, progress on stderr, JSON and text arguments."""
+"""What every command shares: the one-line error parser, JSON and text arguments (progress: sinkfix.progress)."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from tqdm import tqdm
+from sinkfix.progress import Progress
 
 EXIT_USAGE = 2
 
@@ -21,51 +19,9 @@ class Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def stderr_progress(total: int = 4) -> tuple[Callable[[str], None], Callable[[], None]]:
-    """A stage indicator on stderr (model loading has a handful of stages, not a byte count).
-
-    On a terminal it redraws one line; elsewhere (logs, pipes) each stage is a line of its own.
-    """
-    if not sys.stderr.isatty():
-        return (lambda message: print(f"... {message}", file=sys.stderr, flush=True)), (lambda: None)
-    bar = tqdm(total=total, file=sys.stderr, bar_format="{desc} [{elapsed}]", leave=False)
-
-    def step(message: str) -> None:
-        bar.set_description_str(message)
-        bar.update(1)
-
-    return step, bar.close
-
-
-class StageProgress:
-    """Progress on stderr driven by the experiments' (done, total, what) callback: a tqdm bar on a
-    terminal; elsewhere (logs, pipes, nohup) a line per new stage and at most one every ``every`` s,
-    so a long job in a log still says how far it is."""
-
-    def __init__(self, every: float = 30.0) -> None:
-        self.bar: tqdm | None = None
-        self.every = every
-        self.last: tuple[str, float] | None = None
-
-    def __call__(self, done: int, total: int, what: str) -> None:
-        if not sys.stderr.isatty():
-            self._line(done, total, what)
-            return
-        if self.bar is None:
-            self.bar = tqdm(total=total, file=sys.stderr, leave=False)
-        self.bar.set_description_str(what)
-        self.bar.n = done
-        self.bar.refresh()
-
-    def _line(self, done: int, total: int, what: str) -> None:
-        now = time.monotonic()
-        if self.last is None or self.last[0] != what or now - self.last[1] >= self.every:
-            print(f"... {what}: {done}/{total}", file=sys.stderr, flush=True)
-            self.last = (what, now)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+# The experiment commands' reporter was StageProgress; it is sinkfix.progress.Progress now, which takes
+# the same (done, total, what) calls and close(). The name stays for commands not yet ported to it.
+StageProgress = Progress
 
 
 def write_json(data: object, target: str) -> None:

@@ -16,6 +16,7 @@ from sinkfix.experiments.evaluate import DEFAULT_MAX_TOKENS, evaluate, sweep
 from sinkfix.experiments.token_evidence import token_evidence
 from sinkfix.experiments.intervene import Intervention, parse_layers
 from sinkfix.models import DEFAULT_MODEL
+from sinkfix.progress import Progress
 from sinkfix.settings import DEFAULT_BETA, DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
 from sinkfix.cli.owner import viewer_of
 from sinkfix.store import Store
@@ -89,7 +90,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--name", help="store the kept heads under this name, for --heads @NAME")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: trials one after another; ray: one Ray task per head on model-holding actors")
-    parser.add_argument("--address", help="ray: join this cluster (default: start a single-node Ray here)")
+    parser.add_argument("--address", help="ray: join this cluster (auto, HEAD_IP:PORT or ray://HEAD:10001); default: a new single-node Ray here")
     parser.add_argument("--workers", type=int, default=2, help="ray: actors, each holding the model (default 2)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs per actor")
     _intervention_arguments(parser, "detrimental")
@@ -113,15 +114,19 @@ def run_evaluate(args: argparse.Namespace) -> int:
     texts = _read_texts(args)
     loaded = load_with_progress(args.model)
     _check_heads_model(args, loaded.name)
-    result = evaluate(loaded, texts, intervention, args.max_tokens, bar=True)
+    with Progress() as progress:
+        result = evaluate(loaded, texts, intervention, args.max_tokens, progress=progress)
     out = result.to_json()
     _print_evaluation(out)
     if args.sweep:
-        out["sweep"] = [p.to_json() for p in sweep(loaded, texts, intervention, max_tokens=args.max_tokens, bar=True)]
+        with Progress() as progress:
+            points = sweep(loaded, texts, intervention, max_tokens=args.max_tokens, progress=progress)
+        out["sweep"] = [p.to_json() for p in points]
         for point in out["sweep"]:
             print(f"  sweep {point['arm']:<6} beta={point['beta']:.1f} {_metrics(point)}", file=sys.stderr)
     if args.evidence:
-        rows = token_evidence(loaded, texts[0], intervention, max_tokens=args.max_tokens, bar=True)
+        with Progress() as progress:
+            rows = token_evidence(loaded, texts[0], intervention, max_tokens=args.max_tokens, progress=progress)
         out["token_evidence"] = [r.to_json() for r in rows]
         for r in rows:
             print(f"  token {r.index:>4} {show_token(r.token, 14):<14} att={r.att_received:.3f} seed={r.seed_label:<11} "
@@ -165,7 +170,8 @@ def run_sts(args: argparse.Namespace) -> int:
     data = load_sts(args.data, args.split, args.limit)
     loaded = load_with_progress(args.model)
     _check_heads_model(args, loaded.name)
-    result = sts(loaded, data, intervention, bar=True)
+    with Progress() as progress:
+        result = sts(loaded, data, intervention, progress=progress)
     out = result.to_json() | {"model": loaded.name}
     print(f"{loaded.name}: STS-B {args.split}, {result.n_pairs} pairs, baseline Spearman {result.baseline_spearman:.4f}",
           file=sys.stderr)
@@ -196,8 +202,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
         picks = np.random.default_rng(args.seed).choice(len(dev_all), size=min(args.dev_pairs, len(dev_all)), replace=False)
         dev = dev_all.subset(sorted(picks.tolist()))
         test = load_sts(args.data, "test", args.limit)
-        result = calibrate.calibrate_sts(loaded, dev, test, intervention, args.max_heads, args.min_gain, bar=True,
-                                         scorer=_scorer(args, "sts", dev, intervention))
+        with Progress() as progress:
+            result = calibrate.calibrate_sts(loaded, dev, test, intervention, args.max_heads, args.min_gain,
+                                             progress=progress, scorer=_scorer(args, "sts", dev, intervention, progress))
     else:
         path = Path(args.data)
         if not path.is_file():
@@ -207,9 +214,11 @@ def run_calibrate(args: argparse.Namespace) -> int:
         if args.dev_chars > middle:
             raise InputError(f"--dev-chars {args.dev_chars} would overlap the held-out part, which starts at character {middle}")
         dev_texts = [text[: args.dev_chars]]
-        result = calibrate.calibrate_nll(loaded, dev_texts, [text[middle : middle + args.heldout_chars]],
-                                         intervention, args.max_tokens, args.max_heads, args.min_gain, bar=True,
-                                         scorer=_scorer(args, "nll", dev_texts, intervention))
+        with Progress() as progress:
+            result = calibrate.calibrate_nll(loaded, dev_texts, [text[middle : middle + args.heldout_chars]],
+                                             intervention, args.max_tokens, args.max_heads, args.min_gain,
+                                             progress=progress, scorer=_scorer(args, "nll", dev_texts, intervention,
+                                                                               progress))
     out = result.to_json()
     _print_calibration(out)
     if args.name:
@@ -221,7 +230,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _scorer(args: argparse.Namespace, task: str, dev, intervention: Intervention):
+def _scorer(args: argparse.Namespace, task: str, dev, intervention: Intervention, progress: Progress):
     """None for the local engine; else the Ray scorer (one task per head)."""
     if args.engine != "ray":
         return None
@@ -229,7 +238,7 @@ def _scorer(args: argparse.Namespace, task: str, dev, intervention: Intervention
     from sinkfix.engines.ray_engine import RayOptions
 
     options = RayOptions(args.address, args.workers, args.gpus_per_worker)
-    return ray_scorer(args.model, task, dev, intervention, options, max_tokens=args.max_tokens, bar=True)
+    return ray_scorer(args.model, task, dev, intervention, options, max_tokens=args.max_tokens, progress=progress)
 
 
 def _print_calibration(out: dict) -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sinkfix.cli.common import StageProgress, write_json
+from sinkfix.cli.common import write_json
 from sinkfix.experiments.lab.settings import OPTIMIZERS, LabSettings
 from sinkfix.experiments.lab.tasks import TASKS, TOKENIZERS
 from sinkfix.experiments.lab.variants import VARIANTS, parse_variants
 from sinkfix.cli.owner import viewer_of
+from sinkfix.progress import Progress
 from sinkfix.store import Store
 
 KIND = "lab"
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     store = None if args.no_save else Store()
-    bar = StageProgress()
+    bar = Progress()
     try:
         result = run_lab(settings, root=args.runs_dir, progress=bar)
     finally:

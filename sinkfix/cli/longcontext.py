@@ -11,11 +11,12 @@ import sys
 from pathlib import Path
 
 from sinkfix.cli.analyze import load_with_progress
-from sinkfix.cli.common import StageProgress, write_json
+from sinkfix.cli.common import write_json
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments import kvquant, streaming
 from sinkfix.cli.owner import viewer_of
 from sinkfix.policy.ownership import Viewer
+from sinkfix.progress import Progress
 from sinkfix.store import Store
 
 MODES = ("masked", "stream", "recompute")
@@ -85,7 +86,7 @@ def run_streaming(args: argparse.Namespace) -> int:
     text = _read(args.text_file)
     store = None if args.no_save else Store()
     loaded = load_with_progress(args.model)
-    bar = StageProgress()
+    bar = Progress()
     try:
         if args.mode == "masked":
             result = streaming.masked_window(loaded, text, args.window, sinks, args.tokens or 2048, args.block, bar)
@@ -115,7 +116,7 @@ def run_kvquant(args: argparse.Namespace) -> int:
     text = _read(args.text_file)
     store = None if args.no_save else Store()
     loaded = load_with_progress(args.model)
-    bar = StageProgress()
+    bar = Progress()
     try:
         result = kvquant.kv_quant(loaded, text, bits, keep, args.group, args.max_tokens, args.max_chunks, bar,
                                   keys=args.keys, values=args.values)

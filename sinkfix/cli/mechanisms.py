@@ -7,10 +7,11 @@ from pathlib import Path
 
 from sinkfix.analysis.display import show_token
 from sinkfix.cli.analyze import load_with_progress
-from sinkfix.cli.common import StageProgress, read_text_arg, write_json
+from sinkfix.cli.common import read_text_arg, write_json
 from sinkfix.errors import InputError, SettingsError
 from sinkfix.experiments import massive, sinkrate
 from sinkfix.models import DEFAULT_MODEL
+from sinkfix.progress import Progress
 from sinkfix.settings import BOS_MODES, DEFAULT_EPSILON
 from sinkfix.cli.owner import viewer_of
 from sinkfix.store import Store
@@ -71,7 +72,7 @@ def run_sinkrate(args: argparse.Namespace) -> int:
     text = _read(args.text_file) if args.text_file else None
     store = None if args.no_save else Store()
     loaded = load_with_progress(args.model)
-    bar = StageProgress()
+    bar = Progress()
     try:
         result = sinkrate.sink_rate_protocol(loaded, kinds, args.n, args.length, args.epsilon, args.text_file,
                                              args.seed, args.bos, args.batch_size, text=text, progress=bar)
@@ -99,7 +100,7 @@ def run_massive(args: argparse.Namespace) -> int:
     reference = [_read(args.reference_file)] if args.reference_file else None
     store = None if args.no_save else Store()
     loaded = load_with_progress(args.model)
-    bar = StageProgress()
+    bar = Progress()
     try:
         result = massive.massive_activations(loaded, text, reference, not args.no_intervene, args.max_tokens,
                                              args.max_chunks, args.bos, seed=args.seed, progress=bar,

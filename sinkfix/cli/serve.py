@@ -33,7 +33,7 @@ def register(commands: argparse._SubParsersAction) -> None:
                         "[SINKFIX_MAX_BODY]")
     parser.add_argument("--max-concurrency", type=int, metavar="N", help="analyses running at once per model "
                         "(default 1) [SINKFIX_MAX_CONCURRENCY]")
-    parser.add_argument("--max-queue", type=int, metavar="N", help="requests waiting per model before 503 "
+    parser.add_argument("--max-queue", type=int, metavar="N", help="requests waiting per model before 429 "
                         "(default 16) [SINKFIX_MAX_QUEUE]")
     parser.add_argument("--map-limit", type=int, metavar="T", help="largest map_token_limit a request may ask "
                         "for (default 256) [SINKFIX_API_MAP_LIMIT]")
@@ -53,6 +53,6 @@ def run_serve(args: argparse.Namespace) -> int:
     print(f"sinkfix: serving {', '.join(config.models)} on http://{args.host}:{args.port} "
           f"({config.max_concurrency} at once per model, {config.max_queue} waiting; token "
           f"{'required' if config.token else 'not set'})", file=sys.stderr, flush=True)
-    # One worker: the queue, the model shelf and the per-key locks live in this process.
+    # One worker: the admission line, the model shelf and the per-key locks live in this process.
     uvicorn.run("sinkfix.api:app", host=args.host, port=args.port, workers=1, log_level="warning")
     return 0

@@ -14,12 +14,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from sinkfix.analysis.corpus import CorpusSummary, summarize_stored
 from sinkfix.analysis.result import Analysis
 from sinkfix.engines.rows import summary_only
 from sinkfix.errors import InputError, SettingsError
+from sinkfix.progress import Progress
 from sinkfix.settings import AnalysisSettings
 from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
@@ -144,9 +143,9 @@ def link_repeats(store: Store, corpus_id: int, repeats: list[CorpusLine], keep: 
     return pairs
 
 
-def progress_bar(total: int, name: str, enabled: bool, initial: int = 0) -> tqdm:
-    return tqdm(total=total, initial=initial, file=sys.stderr, unit="line", desc=f"corpus {name}",
-                disable=not enabled, dynamic_ncols=True)
+def progress_bar(total: int, name: str, enabled: bool, initial: int = 0) -> Progress:
+    """The corpus's lines, ``initial`` of them already stored; it stays on a terminal when done."""
+    return Progress(f"corpus {name}", total, unit="line", initial=initial, enabled=enabled, leave=True)
 
 
 def interrupted(done: int, total: int) -> None:
@@ -165,11 +164,11 @@ def finish(store: Store, corpus_id: int, name: str, lines: list[CorpusLine], eps
 
 def wrap_up(store: Store, corpus_id: int, name: str, lines: list[CorpusLine], epsilon: float, *,
             analysed: int, stored: list[tuple[CorpusLine, int]], repeats: list[CorpusLine], keep: str,
-            key_of: Callable[[str], str], bar: tqdm, sink: object | None, viewer: Viewer) -> BatchResult:
+            key_of: Callable[[str], str], bar: Progress, sink: object | None, viewer: Viewer) -> BatchResult:
     """What every engine does once its batches are stored: link repeated lines, finish the Parquet
     shards, drop lines no longer in the file, and store the corpus summary."""
     linked = link_repeats(store, corpus_id, repeats, keep, key_of, viewer)
-    bar.update(len(linked))
+    bar.advance(len(linked))
     bar.close()
     stored = stored + linked
     if sink is not None:

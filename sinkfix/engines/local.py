@@ -93,13 +93,12 @@ def run_batch(
             results = [restamp(result, resolved) for result in results]
             ids = writer.write(list(zip(batch, results)))
             analysed += len(ids)
-            bar.update(len(ids))
+            bar.advance(len(ids))
             if on_line is not None:
                 for line, run_id in zip(batch, ids):
                     on_line(line, run_id, False)
             if sink is not None:
                 sink.write(zip(batch, ids, results))
-            bar.set_postfix(analysed=analysed, cached=len(stored), refresh=False)
     except KeyboardInterrupt:
         bar.close()
         interrupted(analysed + len(stored), len(lines))

@@ -8,14 +8,13 @@ ran it, so a head that moves nothing gains exactly 0 there too.
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 
 import numpy as np
-from tqdm import tqdm
 
 from sinkfix.engines.ray_engine import RayOptions, connect, load_on_worker
 from sinkfix.experiments.calibrate import HeadScorer
+from sinkfix.progress import Step, counter
 
 
 class HeadScorerActor:
@@ -45,7 +44,7 @@ class HeadScorerActor:
 
 
 def ray_scorer(model_name: str, task: str, dev: object | Sequence[str], intervention, options: RayOptions,
-               max_tokens: int = 256, bar: bool = False) -> HeadScorer:
+               max_tokens: int = 256, progress: Step | None = None) -> HeadScorer:
     """A HeadScorer that runs each head as one Ray Data task on ``options.workers`` actors."""
 
     def score(heads: list[tuple[int, int]]) -> dict[tuple[int, int], tuple[float, float]]:
@@ -66,13 +65,11 @@ def ray_scorer(model_name: str, task: str, dev: object | Sequence[str], interven
                 num_gpus=options.gpus_per_worker, num_cpus=options.cpus_per_worker,
                 fn_constructor_args=(model_name, task, dev, intervention, max_tokens, options.device, options.threads))
             scores = {}
-            with tqdm(total=len(heads), desc=f"head search ({task} dev, ray)", file=sys.stderr, leave=False,
-                      disable=not bar) as progress:
-                for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
-                    for layer, head, value, base in zip(batch["layer"], batch["head"], batch["value"],
-                                                        batch["baseline"]):
-                        scores[(int(layer), int(head))] = (float(value), float(base))
-                    progress.update(len(batch["layer"]))
+            tick = counter(progress, len(heads), f"head search ({task} dev, ray)")
+            for batch in results.iter_batches(batch_size=None, batch_format="numpy"):
+                for layer, head, value, base in zip(batch["layer"], batch["head"], batch["value"], batch["baseline"]):
+                    scores[(int(layer), int(head))] = (float(value), float(base))
+                tick(len(batch["layer"]))
             return scores
         finally:
             if started:

@@ -25,7 +25,7 @@ from sinkfix.engines.common import (
 )
 from sinkfix.engines.parquet import ParquetSink
 from sinkfix.engines.rows import from_row
-from sinkfix.errors import SettingsError
+from sinkfix.errors import SettingsError, SinkFixError
 from sinkfix.settings import AnalysisSettings
 from sinkfix.policy.ownership import Viewer
 from sinkfix.store import Store
@@ -63,7 +63,13 @@ class RayOptions:
 
 def connect(options: RayOptions) -> bool:
     """Start or join Ray unless this process already did; True when this call started it (and so
-    must shut it down)."""
+    must shut it down).
+
+    Without an address the cluster is always a new single-node one here: ``address="local"``. A bare
+    ``ray.init()`` would first try ``RAY_ADDRESS`` and then the last ``ray start`` head recorded in
+    ``<ray temp dir>/ray_current_cluster``, a file a stopped head leaves behind, and fail there
+    ("num_cpus ... must not be provided") instead of starting one (docs/deployment.md).
+    """
     import ray
 
     if ray.is_initialized():
@@ -72,11 +78,27 @@ def connect(options: RayOptions) -> bool:
     if options.address:
         # Ship this checkout's sinkfix package to the cluster; nodes need only the requirements.
         runtime_env["py_modules"] = [str(Path(__file__).resolve().parents[1])]
-        ray.init(address=options.address, runtime_env=runtime_env, logging_level=logging.WARNING)
+        try:
+            ray.init(address=options.address, runtime_env=runtime_env, logging_level=logging.WARNING)
+        except (ConnectionError, RuntimeError) as error:
+            raise RayConnectionError(options.address, error) from None
     else:
         cpus = max(1, int(options.workers * options.cpus_per_worker))
-        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env, logging_level=logging.WARNING)
+        ray.init(address="local", num_cpus=cpus, include_dashboard=False, runtime_env=runtime_env,
+                 logging_level=logging.WARNING)
     return True
+
+
+class RayConnectionError(SinkFixError):
+    """``--address`` named a cluster this process could not join."""
+
+    def __init__(self, address: str, error: Exception) -> None:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        super().__init__(
+            f"could not join the Ray cluster at {address!r} ({first}). On the head node use --address auto; "
+            "elsewhere give the head's node IP and port (ray start prints it) or ray://HEAD:10001. A head "
+            "started with token authentication needs RAY_AUTH_MODE=token and its token on this machine "
+            "(docs/deployment.md)")
 
 
 def _worker_env() -> dict[str, str]:
@@ -192,7 +214,7 @@ def run_batch_ray(lines: list[CorpusLine], model_name: str, settings: AnalysisSe
                     if sink is not None:
                         sink.write(zip(lines_done, ids, analyses))
                     analysed += len(ids)
-                    bar.update(len(ids))
+                    bar.advance(len(ids))
                     if on_batch is not None:
                         on_batch(len(ids))
         except KeyboardInterrupt:

@@ -10,19 +10,19 @@ Two tasks: STS-B Spearman (sentence encoders, higher is better) and next-token /
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from sinkfix.errors import SettingsError
-from sinkfix.experiments.evaluate import DEFAULT_MAX_TOKENS, ChunkRun, Progress, control_arms, evaluate_many, run_chunks
+from sinkfix.experiments.chunks import DEFAULT_MAX_TOKENS, ChunkRun
+from sinkfix.experiments.evaluate import control_arms, evaluate_many, run_chunks
 from sinkfix.experiments.intervene import Head, Intervention, head_map, head_mass
 from sinkfix.models import LoadedModel
 from sinkfix.policy.ownership import Viewer
+from sinkfix.progress import Step, counter
 from sinkfix.store import Store
 from sinkfix.experiments.sts import PairSet, StsData, spearman
 
@@ -98,19 +98,19 @@ def _rank_by_mass(trials_mass: dict[Head, float], max_heads: int | None) -> list
 
 
 def calibrate_sts(loaded: LoadedModel, dev: StsData, heldout: StsData | PairSet, intervention: Intervention,
-                  max_heads: int | None = None, min_gain: float = 0.0, bar: bool = False,
-                  progress: Progress | None = None, scorer: HeadScorer | None = None) -> Calibration:
+                  max_heads: int | None = None, min_gain: float = 0.0, progress: Step | None = None,
+                  scorer: HeadScorer | None = None) -> Calibration:
     """Head search on STS-B dev (Spearman), then the kept set and its controls on ``heldout``
     (its data, or a PairSet already embedded, so a caller scoring more arms embeds it once)."""
     started = time.perf_counter()
-    pairs = PairSet(loaded, dev, intervention.norm_layer, bar=bar, observe=True)
+    pairs = PairSet(loaded, dev, intervention.norm_layer, progress=progress, observe=True)
     mass = _sts_mass(pairs, intervention, candidate_heads(loaded, intervention))
     heads = _rank_by_mass(mass, max_heads)
     # A head where the target receives nothing cannot change the metric: it is not scored.
     searched = [head for head in heads if mass[head] > 0]
     if scorer is None:
         scores = _score_locally(searched, lambda head: sts_head_value(pairs, intervention, head),
-                                pairs.baseline_spearman, "head search (STS dev)", bar, progress)
+                                pairs.baseline_spearman, "head search (STS dev)", progress)
     else:
         scores = scorer(searched)
     trials = []
@@ -122,9 +122,10 @@ def calibrate_sts(loaded: LoadedModel, dev: StsData, heldout: StsData | PairSet,
     results: dict[str, dict] = {}
     notes = _notes(len(mass), len(heads), kept)
     if kept:
-        test = heldout if isinstance(heldout, PairSet) else PairSet(loaded, heldout, intervention.norm_layer, bar=bar)
+        test = (heldout if isinstance(heldout, PairSet)
+                else PairSet(loaded, heldout, intervention.norm_layer, progress=progress))
         for arm, arm_intervention in control_arms(intervention.with_(layers=None, heads=kept)).items():
-            results[arm] = test.score(arm_intervention, bar=bar).to_json()
+            results[arm] = test.score(arm_intervention, progress=progress).to_json()
     n_heldout = len(heldout.data if isinstance(heldout, PairSet) else heldout)
     return Calibration(loaded.name, "sts", "spearman", intervention, kept, trials, pairs.baseline_spearman, len(dev),
                        n_heldout, results, time.perf_counter() - started, notes=notes)
@@ -144,7 +145,7 @@ def _sts_mass(pairs: PairSet, intervention: Intervention, heads: list[Head]) -> 
 
 def calibrate_nll(loaded: LoadedModel, dev_texts: Sequence[str], heldout_texts: Sequence[str],
                   intervention: Intervention, max_tokens: int = DEFAULT_MAX_TOKENS, max_heads: int | None = None,
-                  min_gain: float = 0.0, bar: bool = False, progress: Progress | None = None,
+                  min_gain: float = 0.0, progress: Step | None = None,
                   scorer: HeadScorer | None = None) -> Calibration:
     """Head search on dev NLL (needs an LM head), then the kept set and its controls on ``heldout_texts``."""
     if loaded.lm_kind is None:
@@ -157,7 +158,7 @@ def calibrate_nll(loaded: LoadedModel, dev_texts: Sequence[str], heldout_texts: 
     searched = [head for head in heads if mass[head] > 0]
     if scorer is None:
         scores = _score_locally(searched, lambda head: nll_head_value(runs, intervention, head), baseline,
-                                "head search (NLL dev)", bar, progress)
+                                "head search (NLL dev)", progress)
     else:
         scores = scorer(searched)
     trials = []
@@ -169,7 +170,7 @@ def calibrate_nll(loaded: LoadedModel, dev_texts: Sequence[str], heldout_texts: 
     results: dict[str, dict] = {}
     if kept:
         arms = control_arms(intervention.with_(layers=None, heads=kept))
-        evaluations = evaluate_many(loaded, heldout_texts, list(arms.values()), max_tokens, bar=bar)
+        evaluations = evaluate_many(loaded, heldout_texts, list(arms.values()), max_tokens, progress=progress)
         results = {arm: e.to_json() for arm, e in zip(arms, evaluations)}
     n_dev = sum(len(run.positions) for run in runs)
     n_heldout = next(iter(results.values()))["n_positions"] if results else 0
@@ -192,13 +193,13 @@ def nll_head_value(runs: list[ChunkRun], intervention: Intervention, head: Head)
     return _pooled(runs, "nll", [run.score(run.plan(single)) for run in runs])
 
 
-def _score_locally(heads: list[Head], value: Callable[[Head], float], baseline: float, label: str, bar: bool,
-                   progress: Progress | None) -> dict[Head, tuple[float, float]]:
+def _score_locally(heads: list[Head], value: Callable[[Head], float], baseline: float, label: str,
+                   progress: Step | None) -> dict[Head, tuple[float, float]]:
     scores = {}
-    for step, head in enumerate(tqdm(heads, desc=label, file=sys.stderr, leave=False, disable=not bar)):
+    tick = counter(progress, len(heads), label)
+    for head in heads:
         scores[head] = (value(head), baseline)
-        if progress is not None:
-            progress(step + 1, len(heads), "head search")
+        tick()
     return scores
 
 

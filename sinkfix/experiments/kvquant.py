@@ -23,7 +23,7 @@ import torch
 
 from sinkfix.capture.attention import transforming_kv
 from sinkfix.errors import SettingsError
-from sinkfix.experiments.evaluate import ChunkRun, chunk_text
+from sinkfix.experiments.chunks import ChunkRun, chunk_text
 from sinkfix.experiments.perplexity import require_causal, sequence_nll, summarise
 from sinkfix.models import LoadedModel
 from sinkfix.settings import DEFAULT_TAU_ATT, DEFAULT_TAU_NORM

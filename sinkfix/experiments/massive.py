@@ -3,7 +3,8 @@
 The residual stream h at each decoder layer's output: per layer, the largest |h| with its token and
 feature dim, the median |h| and their ratio. An entry is *massive* by Sun et al.'s rule when
 |h| > 100 and |h| > 1000 x the layer's median |h|. Each token's peak |h| (over layers and dims) is
-rank-correlated with its sink rate and value norm from ``sinkfix.analyze`` on the same forward.
+rank-correlated with its sink rate and value norm from ``sinkfix.analyze`` on the same forward. The
+rule and the per-layer summaries are in ``experiments.massive_detect`` (importable from here too).
 
 The intervention sets the massive entries to zero, or to their mean over a reference corpus, at the
 first layer where they appear, and measures the next-token NLL change (paired bootstrap CI). The
@@ -23,15 +24,18 @@ from sinkfix.analysis.pipeline import analyze
 from sinkfix.analysis.tokens import bos_ids
 from sinkfix.capture import residual
 from sinkfix.errors import SettingsError
-from sinkfix.experiments.evaluate import Progress, chunk_text, forward, paired_bootstrap
-from sinkfix.models import LoadedModel, model_inputs
+from sinkfix.experiments.chunks import chunk_text, forward
+from sinkfix.experiments.effects import paired_bootstrap
+from sinkfix.experiments.massive_detect import (  # noqa: F401  (re-exported: importable from here as before)
+    ABS_THRESHOLD, RATIO_THRESHOLD, TOP_FEATURES, first_massive_layer, layer_stats, massive_mask, top_activation,
+    top_features,
+)
+from sinkfix.models import LoadedModel
+from sinkfix.progress import Step
 from sinkfix.settings import AnalysisSettings
 
-ABS_THRESHOLD = 100.0  # Sun et al.: |h| > 100 ...
-RATIO_THRESHOLD = 1000.0  # ... and > 1000 x the median |h| of that hidden state
 DEFAULT_MAX_TOKENS = 256
 DEFAULT_MAX_CHUNKS = 8
-TOP_FEATURES = 10
 ARMS = ("zero", "mean")
 MEAN_NEEDS_REFERENCE = (
     "setting massive activations to their mean needs a reference text: without one the means come from the "
@@ -41,103 +45,12 @@ MEAN_NEEDS_REFERENCE = (
 )
 
 
-# ---------------------------------------------------------------- definitions on a hidden-state tensor
-
-
-def massive_mask(hidden: torch.Tensor, abs_threshold: float = ABS_THRESHOLD,
-                 ratio: float = RATIO_THRESHOLD) -> torch.Tensor:
-    """Sun et al.'s rule on one layer's hidden state [T, D] -> bool [T, D]."""
-    magnitude = hidden.abs().float()
-    median = float(np.median(magnitude.numpy()))
-    return (magnitude > abs_threshold) & (magnitude > ratio * median)
-
-
-def layer_stats(hidden: torch.Tensor, tokens: Sequence[str], abs_threshold: float = ABS_THRESHOLD,
-                ratio: float = RATIO_THRESHOLD) -> list[dict]:
-    """Per layer of ``hidden`` [L, T, D]: the largest |h| (token, dim, signed value), median |h|, ratio, flags."""
-    rows = []
-    for layer, h in enumerate(hidden):
-        magnitude = h.abs().float()
-        token, dim = divmod(int(magnitude.argmax()), magnitude.shape[1])
-        median = float(np.median(magnitude.numpy()))
-        peak = float(magnitude[token, dim])
-        rows.append({
-            "layer": layer, "max_abs": peak, "value": float(h[token, dim]), "token": token,
-            "token_text": tokens[token], "dim": dim, "median_abs": median,
-            "ratio": peak / median if median > 0 else float("inf"),
-            "n_massive": int(massive_mask(h, abs_threshold, ratio).sum()),
-        })
-    return rows
-
-
-def top_features(hidden: torch.Tensor, tokens: Sequence[str], k: int = TOP_FEATURES) -> list[dict]:
-    """The k largest |h| entries over all layers, one per (token, dim), at the layer where each peaks."""
-    magnitude = hidden.abs().float()  # [L, T, D]
-    best, layer_of = magnitude.max(dim=0)  # [T, D]
-    medians = magnitude.flatten(1).median(dim=1).values  # [L]
-    order = best.flatten().argsort(descending=True)[:k]
-    rows = []
-    for flat in order.tolist():
-        token, dim = divmod(flat, best.shape[1])
-        layer = int(layer_of[token, dim])
-        rows.append({"layer": layer, "token": token, "token_text": tokens[token], "dim": dim,
-                     "value": float(hidden[layer, token, dim]), "max_abs": float(best[token, dim]),
-                     "ratio": float(best[token, dim] / medians[layer]) if medians[layer] > 0 else float("inf")})
-    return rows
-
-
-def first_massive_layer(hidden: torch.Tensor, abs_threshold: float = ABS_THRESHOLD,
-                        ratio: float = RATIO_THRESHOLD) -> int | None:
-    for layer, h in enumerate(hidden):
-        if bool(massive_mask(h, abs_threshold, ratio).any()):
-            return layer
-    return None
-
-
 def _rank_correlation(x: np.ndarray, y: np.ndarray) -> float | None:
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return None
     from scipy.stats import spearmanr  # scipy loads in ~1 s: only where a correlation is taken
 
     return float(spearmanr(x, y).statistic)
-
-
-def _summarise(hidden: torch.Tensor) -> dict:
-    """What ``top_activation`` keeps of one layer's output [1, T, D]: a few numbers, not the tensor."""
-    magnitude = hidden[0].abs().float()
-    token, dim = divmod(int(magnitude.argmax()), magnitude.shape[1])
-    first_dim = int(magnitude[0].argmax())
-    return {"max_abs": float(magnitude[token, dim]), "value": float(hidden[0, token, dim]), "token": token, "dim": dim,
-            "median_abs": float(np.median(magnitude.numpy())), "first_abs": float(magnitude[0, first_dim]),
-            "first_value": float(hidden[0, 0, first_dim]), "first_dim": first_dim}
-
-
-def top_activation(model: LoadedModel, token_ids: Sequence[int], tokens: Sequence[str]) -> dict:
-    """The cheap summary for one analysed text: one forward of the transformer body on exactly these ids,
-    each layer reduced at once to a few numbers (memory stays flat on long inputs).
-
-    ``top``: the largest |h| over layers (layer, token, dim, value, median, ratio, ``massive`` by Sun et
-    al.'s rule); ``token0``: token 0's own peak (layer, dim, value, ratio to that layer's median).
-    """
-    ids = torch.tensor([list(token_ids)])
-    with torch.inference_mode(), residual.recording(model.model, _summarise) as record:
-        model.base(**model_inputs(model.model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}))
-    layers = [{"layer": layer, **record[layer]} for layer in sorted(record)]
-    top = max(layers, key=lambda row: row["max_abs"])
-    first = max(layers, key=lambda row: row["first_abs"])
-
-    def ratio(value: float, median: float) -> float:
-        return value / median if median > 0 else float("inf")
-
-    return {
-        "top": {key: top[key] for key in ("layer", "max_abs", "value", "token", "dim", "median_abs")}
-        | {"token_text": tokens[top["token"]], "ratio": ratio(top["max_abs"], top["median_abs"]),
-           "massive": top["max_abs"] > ABS_THRESHOLD and top["max_abs"] > RATIO_THRESHOLD * top["median_abs"]},
-        "token0": {"layer": first["layer"], "dim": first["first_dim"], "value": first["first_value"],
-                   "max_abs": first["first_abs"], "ratio": ratio(first["first_abs"], first["median_abs"]),
-                   "token_text": tokens[0]},
-        "n_layers": len(layers),
-    }
 
 
 # ---------------------------------------------------------------- the intervention
@@ -194,7 +107,7 @@ def reference_means(loaded: LoadedModel, chunks: list[list[int]], layer: int, ab
 
 def intervene_massive(loaded: LoadedModel, chunks: list[list[int]], layer: int, means: dict[int, float],
                       abs_threshold: float = ABS_THRESHOLD, ratio: float = RATIO_THRESHOLD,
-                      seed: int = 0, progress: Progress | None = None,
+                      seed: int = 0, progress: Step | None = None,
                       arms: Sequence[str] = ARMS) -> dict[str, Arm]:
     """ΔNLL of zeroing / mean-setting each chunk's massive entries at ``layer``, paired with its clean forward."""
     diffs: dict[str, list[np.ndarray]] = {name: [] for name in arms}
@@ -252,7 +165,7 @@ def massive_activations(model: LoadedModel, text: str, reference: Sequence[str] 
                         intervene: bool = True, max_tokens: int = DEFAULT_MAX_TOKENS,
                         max_chunks: int = DEFAULT_MAX_CHUNKS, bos: str = "auto",
                         abs_threshold: float = ABS_THRESHOLD, ratio: float = RATIO_THRESHOLD,
-                        seed: int = 0, progress: Progress | None = None,
+                        seed: int = 0, progress: Step | None = None,
                         arms: Sequence[str] = ARMS) -> MassiveResult:
     """Per-layer peaks, Sun et al.'s flags and the link to sinks on ``text`` (its first ``max_tokens``);
     with ``intervene``, the ΔNLL of each of ``arms`` (zero, mean) on up to ``max_chunks`` chunks of it

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from sinkfix.errors import InputError, SettingsError
-from sinkfix.experiments.evaluate import paired_bootstrap
+from sinkfix.experiments.effects import paired_bootstrap
 from sinkfix.models import LoadedModel, devices
 
 LOGIT_ROWS = 1024  # positions per lm-head call: 1024 x 49k vocab float32 logits are 200 MB

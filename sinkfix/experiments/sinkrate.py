@@ -26,7 +26,8 @@ from sinkfix.analysis.tokens import bos_ids
 from sinkfix.capture.attention import observing
 from sinkfix.capture.observers import add_columns
 from sinkfix.errors import InputError, SettingsError
-from sinkfix.experiments.evaluate import BOOTSTRAP_SAMPLES, special_affixes
+from sinkfix.experiments.chunks import special_affixes
+from sinkfix.experiments.effects import BOOTSTRAP_SAMPLES
 from sinkfix.models import LoadedModel, model_inputs
 from sinkfix.settings import BOS_MODES, DEFAULT_EPSILON
 

@@ -6,19 +6,18 @@ ship the data: callers pass the path of ``sts-test.csv`` / ``sts-dev.csv`` (or t
 """
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from sinkfix.errors import InputError
-from sinkfix.experiments.evaluate import Progress, forward
+from sinkfix.experiments.chunks import forward
 from sinkfix.experiments.intervene import BatchStats, Intervention, Plan, make_plan, needs_stats, stats_for
 from sinkfix.models import LoadedModel
+from sinkfix.progress import Step, counter
 
 BATCH_SIZE = 64
 # all-MiniLM-L6-v2's sentence-transformers setting; STS-B sentences are far shorter anyway.
@@ -83,8 +82,7 @@ class SentenceSet:
     and statistics kept, so each intervention costs one forward per batch (head search reuses it)."""
 
     def __init__(self, loaded: LoadedModel, sentences: Sequence[str], norm_layer: int | None = None,
-                 batch_size: int = BATCH_SIZE, bar: bool = False, progress: Progress | None = None,
-                 observe: bool = True) -> None:
+                 batch_size: int = BATCH_SIZE, progress: Step | None = None, observe: bool = True) -> None:
         self.loaded = loaded
         self.n = len(sentences)
         lengths = [len(s) for s in sentences]
@@ -93,7 +91,8 @@ class SentenceSet:
         self.baseline = np.zeros((self.n, 0), dtype=np.float32)
         pieces = []
         starts = range(0, self.n, batch_size)
-        for step, start in enumerate(tqdm(starts, desc="embed (clean)", file=sys.stderr, leave=False, disable=not bar)):
+        tick = counter(progress, len(starts), "embed (clean)")
+        for start in starts:
             chosen = order[start : start + batch_size]
             encoded = loaded.tokenizer([sentences[i] for i in chosen], padding=True, truncation=True,
                                        max_length=MAX_LENGTH, padding_side="right", return_tensors="pt")
@@ -101,8 +100,7 @@ class SentenceSet:
             batch = _Batch(chosen, encoded["input_ids"], encoded["attention_mask"], stats)
             pieces.append(self._pool(forward(loaded, batch.ids, batch.mask, stats=stats).hidden, batch.mask))
             self.batches.append(batch)
-            if progress is not None:
-                progress(step + 1, len(starts), "embed (clean)")
+            tick()
         self.baseline = self._unsort(pieces)
 
     @staticmethod
@@ -119,10 +117,11 @@ class SentenceSet:
     def plan(self, batch: _Batch, intervention: Intervention) -> Plan:
         return make_plan(intervention, batch.stats, batch.mask.bool(), self.loaded.layer_numbers, self.loaded.n_heads, batch.ids)
 
-    def embed(self, intervention: Intervention, bar: bool = False, progress: Progress | None = None) -> tuple[np.ndarray, int]:
+    def embed(self, intervention: Intervention, progress: Step | None = None) -> tuple[np.ndarray, int]:
         """Intervened embeddings [N, D] and the number of sentences that had any target token."""
         pieces, touched = [], 0
-        for step, batch in enumerate(tqdm(self.batches, desc="embed (intervened)", file=sys.stderr, leave=False, disable=not bar)):
+        tick = counter(progress, len(self.batches), "embed (intervened)")
+        for batch in self.batches:
             plan = self.plan(batch, intervention)
             hit = int(plan.sinks.any(dim=-1).sum())
             touched += hit
@@ -130,19 +129,17 @@ class SentenceSet:
                 pieces.append(self._pool(forward(self.loaded, batch.ids, batch.mask, plan=plan).hidden, batch.mask))
             else:  # an empty sink set changes nothing (beta = 1 is bit-identical too), so skip the forward
                 pieces.append(self.baseline[batch.order])
-            if progress is not None:
-                progress(step + 1, len(self.batches), "embed (intervened)")
+            tick()
         return self._unsort(pieces), touched
 
 
 class PairSet:
     """An STS split ready to score: both sides' sentences embedded once, clean."""
 
-    def __init__(self, loaded: LoadedModel, data: StsData, norm_layer: int | None = None, bar: bool = False,
-                 progress: Progress | None = None, observe: bool = True) -> None:
+    def __init__(self, loaded: LoadedModel, data: StsData, norm_layer: int | None = None,
+                 progress: Step | None = None, observe: bool = True) -> None:
         self.data = data
-        self.sentences = SentenceSet(loaded, data.first + data.second, norm_layer, bar=bar, progress=progress,
-                                     observe=observe)
+        self.sentences = SentenceSet(loaded, data.first + data.second, norm_layer, progress=progress, observe=observe)
         self.baseline_cosine = self._cosine(self.sentences.baseline)
         self.baseline_spearman = spearman(self.baseline_cosine, data.scores)
 
@@ -151,13 +148,12 @@ class PairSet:
         a, b = torch.from_numpy(embeddings[:n]), torch.from_numpy(embeddings[n:])
         return torch.nn.functional.cosine_similarity(a, b, dim=-1).numpy().astype(np.float64)
 
-    def cosine(self, intervention: Intervention, bar: bool = False, progress: Progress | None = None) -> tuple[np.ndarray, int]:
-        embeddings, touched = self.sentences.embed(intervention, bar, progress)
+    def cosine(self, intervention: Intervention, progress: Step | None = None) -> tuple[np.ndarray, int]:
+        embeddings, touched = self.sentences.embed(intervention, progress)
         return self._cosine(embeddings), touched
 
-    def score(self, intervention: Intervention, bar: bool = False, progress: Progress | None = None,
-              seed: int = 0) -> StsResult:
-        cosine, touched = self.cosine(intervention, bar, progress)
+    def score(self, intervention: Intervention, progress: Step | None = None, seed: int = 0) -> StsResult:
+        cosine, touched = self.cosine(intervention, progress)
         value = spearman(cosine, self.data.scores)
         low, high = bootstrap_difference(self.baseline_cosine, cosine, self.data.scores, seed=seed)
         return StsResult(
@@ -220,11 +216,11 @@ def bootstrap_difference(baseline: np.ndarray, modified: np.ndarray, gold: np.nd
     return float(low), float(high)
 
 
-def sts(loaded: LoadedModel, data: StsData, intervention: Intervention | None = None, bar: bool = False,
-        progress: Progress | None = None) -> StsResult:
+def sts(loaded: LoadedModel, data: StsData, intervention: Intervention | None = None,
+        progress: Step | None = None) -> StsResult:
     """Baseline Spearman, and the intervened one with a paired bootstrap CI when an intervention is given."""
     norm_layer = None if intervention is None else intervention.norm_layer
-    pairs = PairSet(loaded, data, norm_layer, bar, progress, observe=needs_stats(intervention))
+    pairs = PairSet(loaded, data, norm_layer, progress, observe=needs_stats(intervention))
     if intervention is None:
         return StsResult(None, len(data), pairs.baseline_spearman, None, None, None, 0, 2 * len(data))
-    return pairs.score(intervention, bar, progress)
+    return pairs.score(intervention, progress)

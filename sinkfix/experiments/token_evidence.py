@@ -2,7 +2,7 @@
 
 The evidence-based label (``classify.EvidenceRule``) replaces the seed's thresholds: a token is
 detrimental only if removing it lowers the NLL. Split out of ``evaluate.py``, whose chunk runs and
-aggregation it reuses.
+aggregation it reuses (``experiments.chunks``, ``experiments.effects``).
 """
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from sinkfix.analysis import classify
-from sinkfix.experiments.evaluate import DEFAULT_MAX_TOKENS, ChunkRun, Progress, Ticker, aggregate, chunk_text
+from sinkfix.experiments.chunks import DEFAULT_MAX_TOKENS, ChunkRun, chunk_text
+from sinkfix.experiments.effects import aggregate
 from sinkfix.experiments.intervene import Intervention
 from sinkfix.models import LoadedModel
+from sinkfix.progress import Step, counter
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,8 @@ class TokenEvidence:
 
 
 def token_evidence(loaded: LoadedModel, text: str, intervention: Intervention, top_k: int = 5,
-                   max_tokens: int = DEFAULT_MAX_TOKENS, margin: float = 0.0, bar: bool = False,
-                   progress: Progress | None = None) -> list[TokenEvidence]:
+                   max_tokens: int = DEFAULT_MAX_TOKENS, margin: float = 0.0,
+                   progress: Step | None = None) -> list[TokenEvidence]:
     """For each candidate sink of the text's first chunk, redistribute it alone and measure.
 
     Candidates: the ``top_k`` tokens by att_received, plus any the seed rule calls detrimental.
@@ -49,20 +51,17 @@ def token_evidence(loaded: LoadedModel, text: str, intervention: Intervention, t
     norm = run.stats.normalised_value_norm(intervention.norm_layer)[0].numpy()
     seed = run.stats.seed_labels(intervention.tau_att, intervention.tau_norm, intervention.norm_layer)[0]
     candidates = sorted(set(np.argsort(-att)[:top_k].tolist()) | set(classify.indices_with(seed, classify.DETRIMENTAL)))
-    ticker = Ticker(len(candidates), "token evidence", bar, progress)
+    tick = counter(progress, len(candidates), "token evidence")
     rows = []
     tokens = loaded.tokenizer.convert_ids_to_tokens(list(run.chunk.ids))
-    try:
-        for index in candidates:
-            target = "tokens:first" if index == 0 else f"tokens:{index}"
-            result = aggregate(loaded, intervention, [run], [run.score(run.plan(intervention.with_(target=target)))])
-            rows.append(TokenEvidence(
-                index, tokens[index], float(att[index]), float(norm[index]), seed[index], result.delta_nll,
-                result.kl_mean, result.top1_agreement, result.cosine_mean,
-            ))
-            ticker.step()
-    finally:
-        ticker.close()
+    for index in candidates:
+        target = "tokens:first" if index == 0 else f"tokens:{index}"
+        result = aggregate(loaded, intervention, [run], [run.score(run.plan(intervention.with_(target=target)))])
+        rows.append(TokenEvidence(
+            index, tokens[index], float(att[index]), float(norm[index]), seed[index], result.delta_nll,
+            result.kl_mean, result.top1_agreement, result.cosine_mean,
+        ))
+        tick()
     if loaded.lm_kind is None:
         return rows
     rule = classify.EvidenceRule({r.index: r.delta_nll for r in rows}, margin)

@@ -22,7 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "tests" / "artifacts"
 TIMEOUT_MS = 90_000
 
-pytestmark = pytest.mark.browser
+# One chromium and one dashboard server at a time on the machine (pytest-xdist keeps a group on one worker).
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,8 @@ from .test_dashboard_browser import errors_on
 from sinkfix.policy.ownership import LOCAL
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-pytestmark = pytest.mark.browser
+# One chromium and one dashboard server at a time on the machine (pytest-xdist keeps a group on one worker).
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
 REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "docs" / "img"

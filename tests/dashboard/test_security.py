@@ -229,12 +229,53 @@ def test_one_job_per_model_and_a_bounded_line_across_sessions(db_path: Path, loa
         thread.join(60)
     assert most == 1
     assert [e.value for e in apps["third"].error] == [
-        "the server is busy with minilm: 1 job(s) running and 1 waiting, its limit; try again in a few minutes"]
+        # No job has finished yet: the line's first guess, 1 s per job, for the running one and the waiting one.
+        "the server is busy with minilm: 1 job(s) running and 1 waiting, its limit; try again in about 2 s"]
     assert not apps["first"].error and not apps["second"].error
     assert "Waited in line for minilm: number 1" in page_text(apps["second"])
     assert sorted(r["text"] for r in Store(db_path).list(viewer=LOCAL)) == ["The first visitor's text.",
                                                                 "The second visitor's text."]
     assert line.counts() == (0, 0)  # every ticket left
+
+
+class Box:
+    """What job_turn draws into: the waiting notice, replaced in place, then the caption."""
+
+    def __init__(self) -> None:
+        self.shown: list[str] = []
+
+    def empty(self) -> Box:
+        return self
+
+    def info(self, text: str, icon: str | None = None) -> None:
+        self.shown.append(text)
+
+    def caption(self, text: str) -> None:
+        self.shown.append(text)
+
+
+def test_a_waiting_visitor_sees_their_place_and_the_expected_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SINKFIX_MAX_QUEUE", "2")
+    visitors.LINES.clear()
+    line = visitors.LINES["minilm"]
+    line.seconds_per_job = 30.0  # as if earlier jobs had taken 30 s
+    holder = line.join(1, 2)  # another visitor's job runs
+    box, entered = Box(), threading.Event()
+
+    def wait_and_run() -> None:
+        with visitors.job_turn("minilm", box):
+            entered.set()
+
+    waiter = threading.Thread(target=wait_and_run)
+    waiter.start()
+    _until(lambda: box.shown)
+    assert box.shown[0] == ("Waiting for minilm: number 1 in line (1 running, 1 waiting; one job per model runs at "
+                            "a time on this server), about 30 s to go.")
+    assert not entered.is_set()
+    line.leave(holder)
+    waiter.join(60)
+    assert entered.is_set() and box.shown[-1] == "Waited in line for minilm: number 1 when this job was asked for."
+    assert line.counts() == (0, 0) and line.seconds_per_job < 30.0  # its own (short) time was recorded
 
 
 def _until(condition, timeout: float = 60.0) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ from fastapi.testclient import TestClient
 import sinkfix
 from sinkfix import api, models
 from sinkfix.api.config import CHARS_PER_TOKEN
-from sinkfix.api.queue import Busy, Gate, KeyLocks
+from sinkfix.api.keylocks import KeyLocks
 from sinkfix.api.shelf import BoundedShelf
 from sinkfix.policy.ownership import LOCAL
 from sinkfix.store import Store
@@ -174,29 +175,45 @@ def test_token_is_checked_before_the_body(client: TestClient, monkeypatch: pytes
 # ---------------------------------------------------------------- queue and duplicates
 
 
-def test_gate_admits_concurrency_plus_queue_then_refuses_with_retry_after() -> None:
-    gate = Gate()
-    for _ in range(3):
-        gate.admit("m", 1, 2)
-    with pytest.raises(Busy) as refused:
-        gate.admit("m", 1, 2)
-    assert refused.value.retry_after >= 1 and "queue is full" in str(refused.value)
-    gate.leave()
-    gate.admit("m", 1, 2)  # room again
-
-
-def test_full_queue_is_503_with_retry_after_and_cache_hits_still_served(client: TestClient,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SINKFIX_MAX_QUEUE", "0")
+def test_a_full_line_is_429_with_the_wait_as_retry_after_and_cache_hits_still_served(
+        client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SINKFIX_MAX_QUEUE", "1")
     stored = client.post("/api/analyze", json={"text": "A dog ran."}).json()
-    api.GATES["minilm"].admit("minilm", 1, 0)  # another request holds the only slot
+    line = api.LINES["minilm"]
+    line.seconds_per_job = 40.0  # as if analyses had taken 40 s each
+    running, waiting = line.join(1, 1), line.join(1, 1)  # other requests: one runs, one waits
     busy = client.post("/api/analyze", json={"text": "A new text."})
-    assert busy.status_code == 503 and int(busy.headers["retry-after"]) >= 1
-    assert "queue is full" in busy.json()["detail"]
+    # It would run after the running job and the waiting one: two jobs of 40 s, one at a time.
+    assert busy.status_code == 429 and busy.headers["retry-after"] == "80"
+    assert busy.json()["detail"] == ("the server is busy with minilm: 1 job(s) running and 1 waiting, its limit; "
+                                     "try again in about 80 s")
+    assert line.counts() == (1, 1)  # the refused request took no place
     hit = client.post("/api/analyze", json={"text": "A dog ran."})
     assert hit.status_code == 200 and hit.json()["cached"] and hit.json()["run_id"] == stored["run_id"]
-    api.GATES["minilm"].leave()
+    line.leave(running)
+    line.leave(waiting)
     assert client.post("/api/analyze", json={"text": "A new text."}).status_code == 200
+    assert line.counts() == (0, 0) and line.seconds_per_job < 40.0  # the analysis recorded its own duration
+
+
+def test_a_request_waits_its_turn_in_line_first_come_first_served(client: TestClient,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another request holds the model's one slot: this one waits in line (not refused), runs when it leaves."""
+    monkeypatch.setenv("SINKFIX_MAX_QUEUE", "2")
+    line = api.LINES["minilm"]
+    holder = line.join(1, 2)
+    answer: list = []
+    sender = threading.Thread(target=lambda: answer.append(client.post("/api/analyze", json={"text": "Rain."})))
+    sender.start()
+    deadline = time.monotonic() + 60
+    while line.counts() != (1, 1):  # the request is in line, behind the holder
+        assert time.monotonic() < deadline and sender.is_alive()
+        time.sleep(0.01)
+    assert not answer
+    line.leave(holder)
+    sender.join(60)
+    assert answer[0].status_code == 200 and not answer[0].json()["cached"]
+    assert line.counts() == (0, 0)
 
 
 def test_identical_concurrent_requests_make_one_run(client: TestClient, db_path: Path,

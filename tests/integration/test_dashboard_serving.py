@@ -19,6 +19,8 @@ import psutil
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# A real dashboard server: kept on the worker that runs the browser tests, so two never overlap.
+pytestmark = pytest.mark.xdist_group("browser")
 
 
 def free_port() -> int:

@@ -1,7 +1,11 @@
 """The Ray Data engine against the local one, on a real single-node Ray (num_cpus=2, shut down after
-the module): the same stored runs and corpus summary, resume across engines, and calibrate."""
+the module): the same stored runs and corpus summary, resume across engines, and calibrate. The node
+starts beside a stale ``ray_current_cluster`` file and a dead ``RAY_ADDRESS``, which a bare
+``ray.init()`` would try to join: a local run must start its own cluster whatever they say."""
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,14 +29,43 @@ TEXTS = ["The cat sat on the mat.", "A dog ran.", "Birds fly south in winter.", 
 LINES = [CorpusLine(n, text) for n, text in enumerate(TEXTS, start=1)]
 
 
+pytestmark = pytest.mark.xdist_group("ray")  # one Ray node at a time on the machine (pytest-xdist)
+
+DEAD = "127.0.0.1:1"  # nothing listens on port 1
+
+
 @pytest.fixture(scope="module")
 def ray_node():
-    """One real single-node Ray for the module (2 CPUs), shut down after it."""
+    """One real single-node Ray for the module (2 CPUs), shut down after it, started where a killed
+    ``ray start --head`` left its address behind and ``RAY_ADDRESS`` names a dead head."""
     import ray
 
-    assert connect(RayOptions(workers=2))
-    yield
-    ray.shutdown()
+    # A short path of our own under /tmp: Ray's socket paths inside it must stay under 108 bytes.
+    temp = Path(tempfile.mkdtemp(prefix="sf-ray-", dir="/tmp"))
+    (temp / "ray").mkdir()
+    (temp / "ray" / "ray_current_cluster").write_text(DEAD)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", str(temp))
+        patch.setenv("RAY_ADDRESS", DEAD)
+        try:
+            assert connect(RayOptions(workers=2))
+            yield
+        finally:
+            ray.shutdown()
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_a_local_node_ignores_a_stale_cluster_file_and_ray_address(ray_node) -> None:
+    """Without --address the engine started a new node here (in the planted temp dir), not the dead head."""
+    import ray
+
+    from ray._private.utils import read_ray_address
+
+    assert read_ray_address() == DEAD  # the stale file is still there (Ray reads RAY_TMPDIR)
+    gcs = ray.get_runtime_context().gcs_address
+    assert gcs != DEAD and not gcs.endswith(":1")
+    assert ray.cluster_resources()["CPU"] == 2
+    assert ray.get(ray.remote(lambda: 6 * 7).remote()) == 42
 
 
 def test_ray_resumes_and_gives_the_local_summary_storing_each_input_once(ray_node, minilm, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The core's module graph has no cycle: every ``sinkfix`` module imports only modules below it.
+"""The module graphs have no cycle: every ``sinkfix`` module imports only modules below it, and the
+dashboard's modules (pages, sections, helpers) import each other without a circle either.
 
 The graph is read from the source (``import`` statements, module level and inside functions), so
 a cycle is caught even when a lazy import would hide it at run time.
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2] / "sinkfix"
+DASHBOARD = ROOT.parent / "dashboard"
 
 
 def _module_name(path: Path) -> str:
@@ -20,8 +22,8 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in ROOT.rglob("*.py")}
+def _modules(root: Path = ROOT) -> dict[str, Path]:
+    return {_module_name(p): p for p in root.rglob("*.py")}
 
 
 def _imports(path: Path, known: set[str]) -> set[str]:
@@ -37,8 +39,8 @@ def _imports(path: Path, known: set[str]) -> set[str]:
     return {name for name in found if name in known}
 
 
-def _graph() -> dict[str, set[str]]:
-    modules = _modules()
+def _graph(root: Path = ROOT) -> dict[str, set[str]]:
+    modules = _modules(root)
     known = set(modules)
     # A package's __init__ re-exporting its submodules is not an upward edge of those submodules.
     return {name: {d for d in _imports(path, known) if d != name} for name, path in modules.items()}
@@ -76,6 +78,13 @@ def _package_edges(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
 def test_the_module_graph_has_no_cycle() -> None:
     graph = _graph()
     assert len(graph) > 30, "the scan found too few modules"
+    assert _find_cycle(graph) is None, f"import cycle: {' -> '.join(_find_cycle(graph) or [])}"
+
+
+def test_the_dashboard_graph_has_no_cycle() -> None:
+    graph = _graph(DASHBOARD)
+    assert len(graph) > 20, "the scan found too few dashboard modules"
+    assert any(graph.values()), "the scan found no edge between dashboard modules"
     assert _find_cycle(graph) is None, f"import cycle: {' -> '.join(_find_cycle(graph) or [])}"
 
 

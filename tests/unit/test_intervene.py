@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import sinkfix
-from sinkfix.capture import attention as capture
+from sinkfix.capture import hooks
 from sinkfix.errors import SettingsError
 from sinkfix.experiments.evaluate import chunk_text, evaluate, forward
 from sinkfix.experiments.intervene import (
@@ -191,7 +191,7 @@ def test_intervention_does_not_leak_out_of_the_block_or_into_other_threads(tiny)
         inside = loaded.model(input_ids=ids).logits.detach()
     assert torch.equal(seen["logits"], clean)  # another thread never sees this block's plan
     assert not torch.equal(inside, clean)
-    assert capture._intervention.get() is None
+    assert hooks.INTERVENTION.get() is None
     assert torch.equal(forward(loaded, ids, mask).logits, clean)
 
 

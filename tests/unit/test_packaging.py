@@ -31,7 +31,7 @@ EXTRAS = {
     "ray": {"ray", "pyarrow"},
     "gguf": {"gguf", "accelerate"},
     "gpu": {"triton"},
-    "test": {"pytest"},
+    "test": {"pytest", "pytest-xdist"},
     "all": {"sinkfix"},
 }
 

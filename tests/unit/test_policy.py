@@ -141,6 +141,25 @@ def test_the_line_is_first_come_first_served_and_bounded() -> None:
     assert line.counts() == (1, 0)
 
 
+def test_the_line_estimates_the_wait_from_recorded_durations() -> None:
+    line = Line("m")
+    assert line.estimate(1, 1) == 1.0  # a first guess before anything ran
+    for seconds in (10.0,) * 60:
+        line.record(seconds)
+    assert abs(line.seconds_per_job - 10.0) < 1e-3  # the moving average settles on the durations
+    line.seconds_per_job = 10.0
+    assert line.estimate(0, 2) == 0.0  # running: no wait
+    assert [line.estimate(k, 1) for k in (1, 2, 3)] == [10.0, 20.0, 30.0]  # one at a time
+    assert [line.estimate(k, 2) for k in (1, 2, 3, 4)] == [10.0, 10.0, 20.0, 20.0]  # two at a time
+    running, waiting = line.join(2, 1), line.join(2, 1)
+    assert line.position(running) == line.position(waiting) == 0  # two slots: both run
+    line.join(2, 1)
+    with pytest.raises(LineFullError) as full:
+        line.join(2, 1)
+    # A job joining now would be second in line with two slots: one round of 10 s.
+    assert full.value.retry_after == 10 and "try again in about 10 s" in str(full.value)
+
+
 def test_threads_in_the_line_never_run_two_at_once() -> None:
     line, lock = Line("m"), threading.Lock()
     running, most, order = 0, 0, []

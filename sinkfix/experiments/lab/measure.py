@@ -8,7 +8,7 @@ analysis observer (``capture.observers.SinkObserver``) and with the residual str
 - ``first_token_mass``: α[l, h, 0] averaged over layers and heads, the attention token 0 receives
   (mean over the queries that see it, i.e. all of them);
 - ``massive_ratio``: at the layer holding the largest |h|, that |h| over the layer's median |h|
-  (``experiments.massive.layer_stats``, as the massive-activation experiment's headline), and
+  (``experiments.massive_detect.layer_stats``, as the massive-activation experiment's headline), and
   ``massive_on_token0``: the share of sequences whose largest |h| sits on token 0;
 - ``value_norm_ratio``: token 0's value-vector norm (all heads, ``metrics.value_norms``) over the
   median token's, averaged over layers: below 1 is Guo et al.'s value-state drain;
@@ -32,7 +32,7 @@ from sinkfix.analysis import metrics
 from sinkfix.capture import residual
 from sinkfix.capture.attention import observing
 from sinkfix.capture.observers import SinkObserver
-from sinkfix.experiments.massive import layer_stats
+from sinkfix.experiments.massive_detect import layer_stats
 from sinkfix.experiments.lab.tasks import Batch
 from sinkfix.settings import DEFAULT_EPSILON
 
@@ -71,7 +71,7 @@ def _loss(logits: torch.Tensor, ids: torch.Tensor, scored: torch.Tensor) -> torc
 
 
 def _peak(hidden: torch.Tensor) -> tuple[float, int]:
-    """[L, T, D] -> (the top |h| over its layer's median |h|, the token holding it), from massive.layer_stats."""
+    """[L, T, D] -> (the top |h| over its layer's median |h|, the token holding it), from massive_detect.layer_stats."""
     rows = layer_stats(hidden, [""] * hidden.shape[1])
     top = max(rows, key=lambda row: row["max_abs"])
     return float(top["ratio"]), int(top["token"])
