@@ -6,6 +6,9 @@ For each T in ``lengths`` and each of n corpus windows (``windows.corpus_windows
 length sees the same text growing):
 - ``sink_rate``: Gu's Sink₁^ε of token 0, the share of (layer, head) pairs with α[l, h, 0] > ε;
 - ``first_token_mass``: α[l, h, 0] averaged over layers and heads (the lab's first-token mass);
+- ``late_first_token_mass``: A[i, 0] averaged over layers, heads and the *second half* of the queries
+  (i >= T/2). α averages over every query, and the first queries see few keys, so they give token 0
+  much of their attention whatever the model does; this one asks what the sink holds deep in the context;
 - ``token0_norm``: ‖h_l[0]‖ at the layer where it peaks, and ``token0_norm_ratio``, that over the
   median token's norm at the same layer over the window's T tokens.
 
@@ -24,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from sinkfix.errors import SettingsError
 from sinkfix.experiments import onepass
@@ -33,7 +37,7 @@ from sinkfix.settings import DEFAULT_EPSILON
 
 DEFAULT_LENGTHS = (64, 128, 256, 512, 1024, 2048, 4096, 8192)
 DEFAULT_WINDOWS = 4
-METRICS = ("sink_rate", "first_token_mass", "token0_norm", "token0_norm_ratio")
+METRICS = ("sink_rate", "first_token_mass", "late_first_token_mass", "token0_norm", "token0_norm_ratio")
 Progress = Callable[[int, int, str], None]
 
 
@@ -56,7 +60,9 @@ def _values(result: onepass.Pass, b: int, length: int, epsilon: float) -> dict[s
     norms = result.norms[:, b, :length].numpy()  # [L, T]
     peak = int(norms[:, 0].argmax())
     median = float(np.median(norms[peak]))
+    late = torch.stack([result.first[layer][b, :, length // 2:length] for layer in result.attention_layers])
     return {"sink_rate": float((alpha > epsilon).float().mean()), "first_token_mass": float(alpha.mean()),
+            "late_first_token_mass": float(late.mean()),
             "token0_norm": float(norms[peak, 0]), "token0_norm_ratio": float(norms[peak, 0]) / median if median else None,
             "peak_layer": peak}
 
@@ -108,7 +114,7 @@ def trend(per_length: dict[int, list[dict]], seed: int = 0) -> dict:
     lengths = sorted(per_length)
     short, long = per_length[lengths[0]], per_length[lengths[-1]]
     out: dict = {"from": lengths[0], "to": lengths[-1]}
-    for metric in ("sink_rate", "first_token_mass"):
+    for metric in ("sink_rate", "first_token_mass", "late_first_token_mass"):
         change = estimate([b[metric] - a[metric] for a, b in zip(short, long)], seed)
         out[metric] = change
         ci = change["ci95"]

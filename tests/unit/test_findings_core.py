@@ -37,8 +37,10 @@ def sharpened(path: Path) -> sinkfix.LoadedModel:
 
 
 def middle_epsilon(alpha: torch.Tensor) -> float:
-    """A threshold inside the observed α values, so "above ε" splits the heads."""
-    return float(alpha.flatten().median())
+    """A threshold between the two middle α values, so "above ε" splits the heads and no value sits on it."""
+    values = alpha.flatten().sort().values
+    middle = len(values) // 2
+    return float(values[middle - 1] + values[middle]) / 2
 
 
 @pytest.fixture(scope="module")
@@ -96,18 +98,30 @@ def test_token0_alpha_of_a_prefix_is_the_prefix_forward(llama: sinkfix.LoadedMod
         onepass.run(bert, corpus_windows(bert, TEXT, 1, 20).at(20)).token0_alpha(10)
 
 
-def test_length_sweep_equals_separate_forwards(llama: sinkfix.LoadedModel) -> None:
+def test_length_sweep_equals_separate_eager_forwards(llama: sinkfix.LoadedModel, tiny_model_dirs: dict[str, Path]) -> None:
+    from transformers import AutoModelForCausalLM
+
+    eager = AutoModelForCausalLM.from_pretrained(str(tiny_model_dirs["llama"]), attn_implementation="eager").eval()
+    with torch.no_grad():  # the same sharpening as the fixture's
+        for name, parameter in eager.named_parameters():
+            if parameter.dim() == 2 and any(key in name for key in QK_NAMES):
+                parameter.mul_(8.0)
     windows = corpus_windows(llama, TEXT, 3, 64)
     eps = middle_epsilon(onepass.run(llama, windows.at(32)).token0_alpha())
     result = lengths.length_sweep(llama, TEXT, "toy", lengths=[16, 32, 64], n_windows=3, epsilon=eps)
     assert result.one_forward and [r["length"] for r in result.lengths] == [16, 32, 64]
     for row in result.lengths:
-        alone = onepass.run(llama, windows.at(row["length"]))
-        alpha = alone.token0_alpha()  # [L, B, H]
-        rates = (alpha > eps).float().mean(dim=(0, 2)).numpy()
-        assert row["sink_rate"]["mean"] == pytest.approx(float(rates.mean()), abs=1e-6)
+        t = row["length"]
+        with torch.inference_mode():  # a separate forward of each prefix, transformers' own eager attention
+            out = eager(input_ids=torch.tensor(windows.at(t)), output_attentions=True, output_hidden_states=True)
+        first = torch.stack(out.attentions)[..., 0]  # [L, B, H, T]: A[i, 0] per query row
+        alpha = first.mean(dim=-1)  # token 0 is seen by all T queries
+        assert row["sink_rate"]["mean"] == pytest.approx(float((alpha > eps).float().mean()), abs=1e-6)
         assert row["first_token_mass"]["mean"] == pytest.approx(float(alpha.mean()), abs=1e-5)
-        assert row["token0_norm"]["mean"] == pytest.approx(float(alone.norms[:, :, 0].max(dim=0).values.mean()), rel=1e-4)
+        assert row["late_first_token_mass"]["mean"] == pytest.approx(float(first[..., t // 2:].mean()), abs=1e-5)
+        norms = torch.stack(out.hidden_states[1:-1]).norm(dim=-1)  # layers 0..L-2 (the last is normed)
+        assert row["token0_norm"]["mean"] >= float(norms[:, :, 0].max(dim=0).values.mean()) - 1e-4
+    assert 0 < result.lengths[1]["sink_rate"]["mean"] < 1  # ε was chosen at T = 32
     assert len({round(r["token0_norm"]["mean"], 4) for r in result.lengths}) == 1  # causal: token 0 sees itself only
     assert result.trend["from"] == 16 and result.trend["to"] == 64
 
