@@ -15,7 +15,7 @@ from ..tiny_models import WORDS
 from .conftest import assert_clean, chart_specs, open_page, page_text
 
 EXPERIMENTS = "views/experiments.py"
-TEXT = " ".join(random.Random(1).choice(WORDS) for _ in range(3000))
+TEXT = " ".join(random.Random(1).choices(WORDS, k=3000))
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from sinkfix.experiments.windows import corpus_windows, estimate
 
 from ..tiny_models import WORDS
 
-TEXT = " ".join(random.Random(0).choice(WORDS) for _ in range(4000))
+TEXT = " ".join(random.Random(0).choices(WORDS, k=4000))
 QK_NAMES = ("q_proj", "k_proj", "query", "key")
 
 
