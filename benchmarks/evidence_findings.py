@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import sinkfix  # noqa: E402
 from sinkfix import paths  # noqa: E402
 from sinkfix.experiments import bos_ablation, lengths, profile, secondary  # noqa: E402
+from sinkfix.experiments.windows import shown as ci  # noqa: E402
 
 PARTS = ("profile", "lengths", "bos", "secondary")
 
@@ -79,14 +80,6 @@ def collect(data: Path, only: tuple[str, ...] = PARTS, quick: bool = False) -> d
 
 
 # ---------------------------------------------------------------- markdown
-
-
-def ci(entry: dict | None, digits: int = 3) -> str:
-    if entry is None or entry.get("mean") is None:
-        return "—"
-    if entry.get("ci95") is None:
-        return f"{entry['mean']:.{digits}f}"
-    return f"{entry['mean']:.{digits}f} [{entry['ci95'][0]:.{digits}f}, {entry['ci95'][1]:.{digits}f}]"
 
 
 def rate(entry: dict) -> str:

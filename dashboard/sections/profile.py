@@ -15,6 +15,7 @@ from dashboard import services, ui, units
 from dashboard.sections import experiment_store, model_picker, text_source
 from sinkfix.analysis.display import show_token
 from sinkfix.experiments import profile
+from sinkfix.experiments.windows import shown as _ci
 from sinkfix.plots import lengths as length_charts
 from sinkfix.plots import profile as profile_charts
 from sinkfix.plots import secondary as secondary_charts
@@ -25,14 +26,6 @@ QUERY = "finding"
 COMMANDS = ("sinkfix lengths [--lengths 64,128,...] [--windows N]    # sinks against the context length\n"
             "sinkfix bos [--lengths ...] [--windows N]              # with / without BOS, token 0 masked\n"
             "sinkfix secondary [--windows N] [--length T]           # sinks past token 0, and KVSink's predictor")
-
-
-def _ci(entry: dict | None, digits: int = 3) -> str:
-    if entry is None or entry.get("mean") is None:
-        return units.MISSING
-    if entry.get("ci95") is None:
-        return f"{entry['mean']:.{digits}f} (no CI, n = {entry.get('n')})"
-    return f"{entry['mean']:.{digits}f} {units.interval(*entry['ci95'], spec=f'.{digits}f')}"
 
 
 def _form() -> None:

@@ -18,6 +18,7 @@ from sinkfix.cli.common import StageProgress, read_text_arg, write_json
 from sinkfix.errors import SettingsError
 from sinkfix.experiments import bos_ablation, lengths, profile, secondary
 from sinkfix.experiments.windows import read_corpus
+from sinkfix.experiments.windows import shown as _ci
 from sinkfix.settings import BOS_MODES, DEFAULT_EPSILON
 from sinkfix.store import Store
 
@@ -85,15 +86,6 @@ def _ints(raw: str | None) -> list[int] | None:
     if not values:
         raise SettingsError("give at least one length")
     return values
-
-
-def _ci(entry: dict | None, digits: int = 3) -> str:
-    if entry is None or entry.get("mean") is None:
-        return "—"
-    if entry.get("ci95") is None:
-        return f"{entry['mean']:.{digits}f}"
-    low, high = entry["ci95"]
-    return f"{entry['mean']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def _say(line: str = "") -> None:

@@ -95,12 +95,17 @@ def natural_bodies(tokenizer: object, text: str, n: int, body: int) -> list[list
     return [ids[k * body:(k + 1) * body] for k in range(n)]
 
 
+def wrapping(tokenizer: object, bos: str) -> tuple[list[int], list[int]]:
+    """The ids every sequence body is wrapped in: the tokenizer's own special affixes, then the BOS rule."""
+    before, after = special_affixes(tokenizer)
+    return bos_ids(tokenizer, before + [-1], bos)[:-1], after  # -1 stands for the body in the BOS rule
+
+
 def build_sequences(loaded: LoadedModel, kind: str, n: int, length: int, text: str | None = None,
                     bos: str = "auto", seed: int = 0) -> list[list[int]]:
     """``n`` id sequences of exactly ``length`` tokens of one kind, special affixes and BOS included."""
     tokenizer = loaded.tokenizer
-    before, after = special_affixes(tokenizer)
-    before = bos_ids(tokenizer, before + [-1], bos)[:-1]  # -1 stands for the body in the BOS rule
+    before, after = wrapping(tokenizer, bos)
     body = length - len(before) - len(after)
     if body < 1:
         raise SettingsError(f"length {length} leaves no room for tokens after the special tokens")

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from sinkfix.analysis.tokens import bos_ids
 from sinkfix.errors import InputError, SettingsError
-from sinkfix.experiments.evaluate import special_affixes
-from sinkfix.experiments.sinkrate import bootstrap_ci, natural_bodies
+from sinkfix.experiments.sinkrate import bootstrap_ci, natural_bodies, wrapping
 from sinkfix.models import LoadedModel
 from sinkfix.policy.files import data_folders
 from sinkfix.settings import BOS_MODES
@@ -72,15 +70,13 @@ def corpus_windows(loaded: LoadedModel, text: str, n: int, length: int, bos: str
         raise SettingsError(f"bos must be one of {', '.join(BOS_MODES)}, got {bos!r}")
     if length > loaded.max_tokens:
         raise SettingsError(f"length {length} is over {loaded.name}'s limit of {loaded.max_tokens} tokens")
-    tokenizer = loaded.tokenizer
-    before, after = special_affixes(tokenizer)
-    before = bos_ids(tokenizer, before + [-1], bos)[:-1]  # -1 stands for the body in the BOS rule
+    before, after = wrapping(loaded.tokenizer, bos)
     body = length - len(before) - len(after)
     if body < 2:
         raise SettingsError(f"length {length} leaves fewer than 2 tokens after the special tokens")
     if not text or not text.strip():
         raise InputError("the corpus is empty")
-    bodies = natural_bodies(tokenizer, text, n, body)
+    bodies = natural_bodies(loaded.tokenizer, text, n, body)
     return Windows(tuple(before), tuple(after), tuple(tuple(b) for b in bodies))
 
 
@@ -95,6 +91,16 @@ def estimate(values: Sequence[float] | np.ndarray, seed: int = 0) -> dict:
     if 1 < len(data) < ROUGH_BELOW:
         out["rough"] = True
     return out
+
+
+def shown(entry: dict | None, digits: int = 3) -> str:
+    """An estimate as text: "0.512 [0.480, 0.547]", the mean alone with one window, "—" when there is none."""
+    if entry is None or entry.get("mean") is None:
+        return "—"
+    if entry.get("ci95") is None:
+        return f"{entry['mean']:.{digits}f}"
+    low, high = entry["ci95"]
+    return f"{entry['mean']:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
 def batches(items: Sequence, size: int) -> list[Sequence]:
