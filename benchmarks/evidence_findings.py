@@ -130,10 +130,11 @@ def bos_md(key: str, run: dict) -> list[str]:
         cells = [ci(row["arms"][a]["nll"]) for a in arms] + [ci(row["arms"][a]["sink_rate"], 2) for a in arms]
         lines.append(f"| {row['length']} | " + " | ".join(cells) + " |")
     names = list(r["lengths"][0]["comparisons"])
-    lines += ["", "Paired differences (arm − reference), ΔNLL in nats per token:", "",
-              "| T | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for row in r["lengths"]:
-        lines.append(f"| {row['length']} | " + " | ".join(ci(row["comparisons"][c]["delta_nll"], 4) for c in names) + " |")
+    for key, what in (("delta_nll", "all T − 1 targets"), ("delta_nll_late", "the second half of the window's tokens")):
+        lines += ["", f"Paired differences (arm − reference), ΔNLL in nats per token over {what}:", "",
+                  "| T | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for row in r["lengths"]:
+            lines.append(f"| {row['length']} | " + " | ".join(ci(row["comparisons"][c][key], 4) for c in names) + " |")
     return lines + [""]
 
 

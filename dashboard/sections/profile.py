@@ -86,7 +86,8 @@ def show_bos(result: dict, experiment_id: int) -> None:
                   f"Mean over {units.plural(result['n_windows'], 'window')}; ΔNLL is paired per window; bands: 95% "
                   f"bootstrap CI over windows. BOS token: {ui.escape_md(show_token(result.get('bos_token') or units.MISSING))}.")
     rows = [{"T": r["length"], "comparison": name, "ΔNLL (nats)": _ci(c["delta_nll"], 4),
-             "Δ sink rate": _ci(c["delta_sink_rate"], 3)} for r in result["lengths"] for name, c in r["comparisons"].items()]
+             "ΔNLL, second half": _ci(c.get("delta_nll_late"), 4), "Δ sink rate": _ci(c["delta_sink_rate"], 3)}
+            for r in result["lengths"] for name, c in r["comparisons"].items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
     for note in result.get("notes", []):
         st.caption(note)

@@ -168,7 +168,8 @@ def run_bos(args: argparse.Namespace) -> int:
         for arm, figures in row["arms"].items():
             _say(f"  {arm:<14} NLL {_ci(figures['nll'])}  Sink₁ {_ci(figures['sink_rate'])}")
         for name_, diff in row["comparisons"].items():
-            _say(f"  {name_:<24} ΔNLL {_ci(diff['delta_nll'], 4)}  ΔSink₁ {_ci(diff['delta_sink_rate'])}")
+            _say(f"  {name_:<24} ΔNLL {_ci(diff['delta_nll'], 4)}  second half {_ci(diff['delta_nll_late'], 4)}  "
+                 f"ΔSink₁ {_ci(diff['delta_sink_rate'])}")
     for note in result.notes:
         _say(f"note: {note}")
     return _finish(args, "bos", result, f"{result.model} {name} n={result.n_windows} T≤{result.lengths[-1]['length']}")

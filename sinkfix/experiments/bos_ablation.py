@@ -9,7 +9,9 @@ T counts the window's tokens; a BOS arm holds one more. Every arm scores the sam
 tokens 1..T−1, each from the same window prefix (the BOS arm's extra prediction of token 0 from the BOS
 alone is left out), so the arms pair position by position.
 
-Per arm and T: next-token NLL (mean over the T−1 targets, then over windows) and Gu's Sink₁^ε of token 0.
+Per arm and T: next-token NLL (mean over the T−1 targets, then over windows), the same over the second
+half of the window's tokens only (``nll_late``: what a long context does to its late positions, which a
+mean over all positions dilutes with the short-context ones), and Gu's Sink₁^ε of token 0.
 In the masked arms the sink rate is what each layer's softmax gave token 0 *before* the mask removed it.
 Comparisons are paired over windows: per window the difference of the two arms' mean NLL, then a
 bootstrap CI over windows. One forward per window and arm at the longest T gives every shorter T: a
@@ -84,7 +86,7 @@ class BosResult:
     mask_from_layer: int
     bos_token: str | None
     arms: list[str]
-    lengths: list[dict]  # {"length", "arms": {arm: {"nll", "sink_rate"}}, "comparisons": {...}}
+    lengths: list[dict]  # {"length", "arms": {arm: {"nll", "nll_late", "sink_rate"}}, "comparisons": {...}}
     notes: list[str] = field(default_factory=list)
 
     def headline(self) -> float | None:
@@ -100,16 +102,21 @@ class BosResult:
 def summarise(per_arm: dict[str, list[dict]], lengths: list[int], seed: int = 0) -> list[dict]:
     rows = []
     for t in lengths:
+        # Target k is window token k + 1; "late" keeps the second half of the window's tokens as targets.
         nll = {arm: np.array([float(w["nll"][:t - 1].mean()) for w in windows]) for arm, windows in per_arm.items()}
+        late = {arm: np.array([float(w["nll"][t // 2 - 1:t - 1].mean()) for w in windows])
+                for arm, windows in per_arm.items()}
         row: dict = {"length": t, "arms": {}, "comparisons": {}}
         for arm, windows in per_arm.items():
-            row["arms"][arm] = {"nll": estimate(nll[arm], seed),
+            row["arms"][arm] = {"nll": estimate(nll[arm], seed), "nll_late": estimate(late[arm], seed),
                                 "sink_rate": estimate([w["sink_rate"][t] for w in windows], seed)}
         for arm, reference in COMPARISONS:
             if arm in per_arm and reference in per_arm:
                 rates = [a["sink_rate"][t] - r["sink_rate"][t] for a, r in zip(per_arm[arm], per_arm[reference])]
-                row["comparisons"][f"{arm} - {reference}"] = {"delta_nll": estimate(nll[arm] - nll[reference], seed),
-                                                             "delta_sink_rate": estimate(rates, seed)}
+                row["comparisons"][f"{arm} - {reference}"] = {
+                    "delta_nll": estimate(nll[arm] - nll[reference], seed),
+                    "delta_nll_late": estimate(late[arm] - late[reference], seed),
+                    "delta_sink_rate": estimate(rates, seed)}
         rows.append(row)
     return rows
 

@@ -19,6 +19,7 @@ LENGTH_COLORS = {"Sink₁^ε": "#2166ac", "all queries (α)": "#5e3c99", "second
 ARM_COLORS = {"no_bos": "#2166ac", "bos": "#1b7837", "no_bos_masked": "#92c5de", "bos_masked": "#a6dba0",
               "bos - no_bos": "#1b7837", "no_bos_masked - no_bos": "#2166ac", "bos_masked - bos": "#b2182b"}
 WIDTH, HEIGHT = 480, 130
+DELTA, DELTA_LATE = "ΔNLL, paired (nats/token)", "ΔNLL, second half of positions"
 
 
 def _x(lengths: list[int], last: bool = True) -> alt.X:
@@ -56,8 +57,8 @@ def bos_frame(result: dict) -> pd.DataFrame:
                               "Sink₁^ε of token 0", arm)
     names = list(result["lengths"][0]["comparisons"]) if result["lengths"] else []
     for name in names:
-        rows += estimate_rows([(r["length"], r["comparisons"][name]["delta_nll"]) for r in result["lengths"]],
-                              "ΔNLL, paired (nats/token)", name)
+        for key, panel in (("delta_nll", DELTA), ("delta_nll_late", DELTA_LATE)):
+            rows += estimate_rows([(r["length"], r["comparisons"][name].get(key)) for r in result["lengths"]], panel, name)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
@@ -66,9 +67,9 @@ def bos_chart(result: dict) -> alt.VConcatChart:
     lengths = [row["length"] for row in result["lengths"]]
     nll = band_panel(frame, "NLL (nats/token)", _x(lengths, False), False, ARM_COLORS, WIDTH, HEIGHT)
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black", strokeDash=[4, 3]).encode(y="y:Q")
-    delta = alt.layer(band_panel(frame, "ΔNLL, paired (nats/token)", _x(lengths, False), False, ARM_COLORS, WIDTH,
-                                 HEIGHT), zero)
+    deltas = [alt.layer(band_panel(frame, panel, _x(lengths, False), False, ARM_COLORS, WIDTH, HEIGHT), zero)
+              for panel in (DELTA, DELTA_LATE) if (frame["panel"] == panel).any()]
     rate = band_panel(frame, "Sink₁^ε of token 0", _x(lengths), False, ARM_COLORS, WIDTH, HEIGHT)
     title = (f"BOS ablation · {result.get('model', '')} · n = {result.get('n_windows')} windows · "
              "95% CI over windows (masked arms: sink rate before the mask)")
-    return alt.vconcat(nll, delta, rate, spacing=8).resolve_scale(x="shared", color="independent").properties(title=title)
+    return alt.vconcat(nll, *deltas, rate, spacing=8).resolve_scale(x="shared", color="independent").properties(title=title)

@@ -77,15 +77,18 @@ def test_lengths_chart_uses_a_log2_length_axis() -> None:
 def test_bos_frame_and_chart() -> None:
     arms = ("no_bos", "bos")
     rows = [{"length": t, "arms": {a: {"nll": e(4.0 + k * 0.1), "sink_rate": e(0.5)} for k, a in enumerate(arms)},
-             "comparisons": {"bos - no_bos": {"delta_nll": e(0.1, 0.05), "delta_sink_rate": e(0.0)}}}
+             "comparisons": {"bos - no_bos": {"delta_nll": e(0.1, 0.05), "delta_nll_late": e(0.2, 0.05),
+                                              "delta_sink_rate": e(0.0)}}}
             for t in (64, 256)]
     result = {"kind": "bos", "model": "m", "n_windows": 8, "arms": list(arms), "lengths": rows}
     frame = length_charts.bos_frame(result)
     delta = frame[frame["panel"] == "ΔNLL, paired (nats/token)"]
     assert delta["mean"].tolist() == [0.1, 0.1] and delta["low"].tolist() == pytest.approx([0.05, 0.05])
     assert set(frame[frame["panel"] == "NLL (nats/token)"]["series"]) == set(arms)
+    late = frame[frame["panel"] == "ΔNLL, second half of positions"]
+    assert late["mean"].tolist() == [0.2, 0.2]
     spec = length_charts.bos_chart(result).to_dict()
-    assert len(spec["vconcat"]) == 3 and "n = 8 windows" in spec["title"]
+    assert len(spec["vconcat"]) == 4 and "n = 8 windows" in spec["title"]
 
 
 def test_secondary_prediction_frame_leaves_undefined_precision_out() -> None:

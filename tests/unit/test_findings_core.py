@@ -145,8 +145,11 @@ def test_bos_ablation_scores_the_same_targets(llama: sinkfix.LoadedModel) -> Non
     bos_id = llama.tokenizer.bos_token_id
     for row in result.lengths:
         t = row["length"]
-        plain = [sequence_nll(llama, torch.tensor(w[:t])).mean() for w in windows]
-        with_bos = [sequence_nll(llama, torch.tensor([bos_id, *w[:t]]))[1:].mean() for w in windows]
+        plain_all = [sequence_nll(llama, torch.tensor(w[:t])) for w in windows]  # entry k predicts token k + 1
+        bos_all = [sequence_nll(llama, torch.tensor([bos_id, *w[:t]]))[1:] for w in windows]
+        plain, with_bos = [x.mean() for x in plain_all], [x.mean() for x in bos_all]
+        late = np.mean([b[t // 2 - 1:].mean() - p[t // 2 - 1:].mean() for b, p in zip(bos_all, plain_all)])
+        assert row["comparisons"]["bos - no_bos"]["delta_nll_late"]["mean"] == pytest.approx(late, abs=1e-4)
         assert row["arms"]["no_bos"]["nll"]["mean"] == pytest.approx(np.mean(plain), abs=1e-4)
         assert row["arms"]["bos"]["nll"]["mean"] == pytest.approx(np.mean(with_bos), abs=1e-4)
         delta = row["comparisons"]["bos - no_bos"]["delta_nll"]
