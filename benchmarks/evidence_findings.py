@@ -2,9 +2,10 @@
 and positions"): the four commands at their default settings on SmolLM2, and where they apply on MiniLM.
 
     .venv/bin/python benchmarks/evidence_findings.py [--data ../shared/data] [--only profile,lengths,bos,secondary]
-        [--quick]
+        [--quick] [--docs-images]
 
-Writes cache/evidence_findings.json and cache/evidence_findings.md, and times each run (wall and this
+Writes cache/evidence_findings.json, cache/evidence_findings.md and each run's chart as a PNG
+(``--docs-images``: into docs/img/ instead, as the docs show them), and times each run (wall and this
 process's CPU seconds; on a shared machine the CPU figure is the steadier one). What each part runs is
 what the CLI runs with its defaults:
 - profile:   sinkfix profile --file tinyshakespeare.txt (32 windows of 256 tokens), also with --bos always;
@@ -166,11 +167,37 @@ def markdown(evidence: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figures(evidence: dict, folder: Path, docs: bool = False) -> list[Path]:
+    """Each run's chart as a PNG (the builders the page uses); ``docs``: 256-colour copies small enough to track."""
+    import io
+
+    from PIL import Image
+
+    from sinkfix.plots import lengths as length_charts
+    from sinkfix.plots import profile as profile_charts
+    from sinkfix.plots import secondary as secondary_charts
+
+    builders = {"profile": profile_charts.profile_chart, "lengths": length_charts.lengths_chart,
+                "bos": length_charts.bos_chart, "secondary": secondary_charts.prediction_chart}
+    written = []
+    for key, run in evidence["runs"].items():
+        buffer = io.BytesIO()
+        builders[key.split()[0]](run["result"]).save(buffer, format="png")
+        path = folder / f"findings-{key.replace(' ', '-')}.png"
+        image = Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+        if docs:
+            image = image.quantize(colors=256, method=Image.Quantize.FASTOCTREE)
+        image.save(path, optimize=True)
+        written.append(path)
+    return written
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path(os.environ.get("SINKFIX_DATA", ROOT.parent / "shared" / "data")))
     parser.add_argument("--only", default=",".join(PARTS), help="comma-separated parts: " + ", ".join(PARTS))
     parser.add_argument("--quick", action="store_true", help="a few short windows: checks the script, not evidence")
+    parser.add_argument("--docs-images", action="store_true", help="also write the charts to docs/img/ (tracked)")
     args = parser.parse_args()
     only = tuple(p.strip() for p in args.only.split(",") if p.strip())
     evidence = collect(args.data, only, args.quick)
@@ -178,6 +205,8 @@ def main() -> int:
     suffix = "" if set(only) == set(PARTS) else "_" + "_".join(only)
     (cache / f"evidence_findings{suffix}.json").write_text(json.dumps(evidence, indent=1))
     (cache / f"evidence_findings{suffix}.md").write_text(markdown(evidence))
+    for path in figures(evidence, ROOT / "docs" / "img" if args.docs_images else cache, args.docs_images):
+        say(f"wrote {path}")
     print(markdown(evidence))
     return 0
 

@@ -9,17 +9,18 @@ import pandas as pd
 from .profile import COLUMNS, band_panel, estimate_rows
 
 LENGTH_PANELS = (
-    ("Sink₁^ε of token 0", [("sink_rate", "Sink₁^ε")], False),
+    ("sink rate of token 0", [("sink_rate", "sink rate")], False),
     ("attention to token 0", [("first_token_mass", "all queries (α)"), ("late_first_token_mass", "second half of queries")],
      False),
     ("token 0's norm ÷ median", [("token0_norm_ratio", "norm ratio")], True),
 )
-LENGTH_COLORS = {"Sink₁^ε": "#2166ac", "all queries (α)": "#5e3c99", "second half of queries": "#e08214",
+LENGTH_COLORS = {"sink rate": "#2166ac", "all queries (α)": "#5e3c99", "second half of queries": "#e08214",
                  "norm ratio": "#b2182b"}
 ARM_COLORS = {"no_bos": "#2166ac", "bos": "#1b7837", "no_bos_masked": "#92c5de", "bos_masked": "#a6dba0",
               "bos - no_bos": "#1b7837", "no_bos_masked - no_bos": "#2166ac", "bos_masked - bos": "#b2182b"}
 WIDTH, HEIGHT = 480, 130
 DELTA, DELTA_LATE = "ΔNLL, paired (nats/token)", "ΔNLL, second half of positions"
+RATE = "sink rate of token 0"
 
 
 def _x(lengths: list[int], last: bool = True) -> alt.X:
@@ -54,7 +55,7 @@ def bos_frame(result: dict) -> pd.DataFrame:
     for arm in arms:
         rows += estimate_rows([(r["length"], r["arms"][arm]["nll"]) for r in result["lengths"]], "NLL (nats/token)", arm)
         rows += estimate_rows([(r["length"], r["arms"][arm]["sink_rate"]) for r in result["lengths"]],
-                              "Sink₁^ε of token 0", arm)
+                              RATE, arm)
     names = list(result["lengths"][0]["comparisons"]) if result["lengths"] else []
     for name in names:
         for key, panel in (("delta_nll", DELTA), ("delta_nll_late", DELTA_LATE)):
@@ -69,7 +70,7 @@ def bos_chart(result: dict) -> alt.VConcatChart:
     zero = alt.Chart(pd.DataFrame({"y": [0.0]})).mark_rule(color="black", strokeDash=[4, 3]).encode(y="y:Q")
     deltas = [alt.layer(band_panel(frame, panel, _x(lengths, False), False, ARM_COLORS, WIDTH, HEIGHT), zero)
               for panel in (DELTA, DELTA_LATE) if (frame["panel"] == panel).any()]
-    rate = band_panel(frame, "Sink₁^ε of token 0", _x(lengths), False, ARM_COLORS, WIDTH, HEIGHT)
+    rate = band_panel(frame, RATE, _x(lengths), False, ARM_COLORS, WIDTH, HEIGHT)
     title = (f"BOS ablation · {result.get('model', '')} · n = {result.get('n_windows')} windows · "
              "95% CI over windows (masked arms: sink rate before the mask)")
     return alt.vconcat(nll, *deltas, rate, spacing=8).resolve_scale(x="shared", color="independent").properties(title=title)

@@ -84,5 +84,6 @@ def profile_chart(result: dict) -> alt.VConcatChart:
             chart = alt.layer(shade, chart)
         panels.append(chart)
     n = result.get("n_texts")
-    title = f"Layer profile · {result.get('model', '')} · n = {n} text{'s' if n != 1 else ''} · 95% CI over texts"
+    unit = "text" if result.get("source", "text") == "text" else "window"  # a corpus is cut into windows
+    title = f"Layer profile · {result.get('model', '')} · n = {n} {unit}{'s' if n != 1 else ''} · 95% CI over {unit}s"
     return alt.vconcat(*panels, spacing=8).resolve_scale(x="shared", color="independent").properties(title=title)

@@ -46,5 +46,13 @@ def prediction_chart(result: dict) -> alt.LayerChart:
         tooltip=["predictor", "measure", alt.Tooltip("value:Q", format=".2f"), alt.Tooltip("low:Q", format=".2f"),
                  alt.Tooltip("high:Q", format=".2f"), "hits", "total"])
     whiskers = base.transform_filter("isValid(datum.low)").mark_rule(color="black").encode(x="low:Q", x2="high:Q")
-    return (bars + whiskers).properties(width=420, height=40 * max(1, len(order)),
+    # An undefined share says so in words (and keeps every predictor on the axis when nothing is defined).
+    undefined = base.transform_filter("!isValid(datum.value)").transform_calculate(
+        zero="0", label="'undefined: ' + datum.measure + (datum.total == 0 ? ' (nothing counted)' : '')").mark_text(
+        align="left", dx=3, fontSize=11, color="#555555").encode(x=alt.X("zero:Q", scale=alt.Scale(domain=[0, 1])),
+                                                                 text="label:N")
+    values = base.transform_filter("isValid(datum.value)").transform_calculate(
+        at="isValid(datum.high) ? datum.high : datum.value").mark_text(align="left", dx=3, fontSize=11).encode(
+        x="at:Q", text=alt.Text("value:Q", format=".2f"))  # beside the whisker's end, not on it
+    return (bars + whiskers + values + undefined).properties(width=420, height=40 * max(1, len(order)),
                                         title="Does an activation outlier predict a secondary sink?")
