@@ -28,6 +28,11 @@ COMMANDS = ("sinkfix lengths [--lengths 64,128,...] [--windows N]    # sinks aga
             "sinkfix secondary [--windows N] [--length T]           # sinks past token 0, and KVSink's predictor")
 
 
+def _notes(result: dict) -> None:
+    for note in result.get("notes", []):
+        st.caption(note)
+
+
 def _form() -> None:
     with st.form("profile_form"):
         model = model_picker.name_only("profile_model", "smollm2-135m")
@@ -63,8 +68,7 @@ def show_profile(result: dict, experiment_id: int) -> None:
         st.dataframe(pd.DataFrame(rows), hide_index=True)
     st.caption(f"{result['model']} · {result['source']} · n = {result['n_texts']} · ε = {result['epsilon']} · "
                f"BOS {result['bos']}")
-    for note in result.get("notes", []):
-        st.caption(note)
+    _notes(result)
 
 
 def show_lengths(result: dict, experiment_id: int) -> None:
@@ -77,8 +81,7 @@ def show_lengths(result: dict, experiment_id: int) -> None:
         f"{trend['sink_rate_verdict']}; first-token mass {_ci(trend['first_token_mass'])}, "
         f"{trend['first_token_mass_verdict']}; second half of the queries {_ci(trend['late_first_token_mass'])}, "
         f"{trend['late_first_token_mass_verdict']}.")
-    for note in result.get("notes", []):
-        st.caption(note)
+    _notes(result)
 
 
 def show_bos(result: dict, experiment_id: int) -> None:
@@ -89,8 +92,7 @@ def show_bos(result: dict, experiment_id: int) -> None:
              "ΔNLL, second half": _ci(c.get("delta_nll_late"), 4), "Δ sink rate": _ci(c["delta_sink_rate"], 3)}
             for r in result["lengths"] for name, c in r["comparisons"].items()]
     st.dataframe(pd.DataFrame(rows), hide_index=True)
-    for note in result.get("notes", []):
-        st.caption(note)
+    _notes(result)
 
 
 def show_secondary(result: dict, experiment_id: int) -> None:
@@ -107,8 +109,7 @@ def show_secondary(result: dict, experiment_id: int) -> None:
               for r in result["by_token"]]
     st.dataframe(pd.DataFrame(tokens), hide_index=True)
     st.dataframe(pd.DataFrame(result["by_kind"]), hide_index=True)
-    for note in result.get("notes", []):
-        st.caption(note)
+    _notes(result)
 
 
 def render() -> None:
