@@ -72,6 +72,10 @@ HEADLINES = {
     "sinkrate": ("Sink₁", percent),
     "massive": ("top |h| ratio", ratio),
     "lab": ("first-token mass", lambda v: number(v, ".3f")),  # the first variant's, mean over seeds
+    "profile": ("top token-0 ÷ median norm", ratio),
+    "lengths": ("Sink₁ at the longest T", percent),
+    "bos": ("ΔNLL, BOS masked", nats),
+    "secondary": ("sinks per window", lambda v: number(v, ".2f")),
 }
 
 

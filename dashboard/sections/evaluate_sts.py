@@ -97,7 +97,6 @@ def run(request: dict, store) -> dict | None:
 def show(view) -> None:
     """One stored or fresh STS-B result: Spearman before and after, the change with its CI."""
     from sinkfix.plots import evaluation_result
-    from dashboard.sections.evaluate_view import intervention_label
 
     e = view.result
     st.header(f"Evaluation {view.id} · STS-B · {ui.escape_md(view.model)} · {ui.escape_md(intervention_label(e))}")

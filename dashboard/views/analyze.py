@@ -7,7 +7,7 @@ records the one it re-ran (``parent_run_id``) and links back to it.
 import streamlit as st
 
 from dashboard import links, services, sharing, ui
-from sinkfix.plots import analysis as charts, run as run_charts
+from sinkfix.plots import run as run_charts
 from dashboard.sections import massive_badge, model_picker, run_grids, thresholds
 from sinkfix.analysis.display import SINK_COLUMN
 from sinkfix import settings as defaults

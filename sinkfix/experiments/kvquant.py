@@ -15,12 +15,13 @@ Granularity, for keys and values separately:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from sinkfix.progress import Step
 from sinkfix.capture.attention import transforming_kv
 from sinkfix.errors import SettingsError
 from sinkfix.experiments.chunks import ChunkRun, chunk_text
@@ -28,7 +29,7 @@ from sinkfix.experiments.perplexity import require_causal, sequence_nll, summari
 from sinkfix.models import LoadedModel
 from sinkfix.settings import DEFAULT_TAU_ATT, DEFAULT_TAU_NORM
 
-Progress = Callable[[int, int, str], None]
+
 DEFAULT_BITS = (8, 4, 2)
 DEFAULT_KEEP = (0, 1, 4)
 DEFAULT_GROUP = 32
@@ -173,7 +174,7 @@ def _arms(bits: Sequence[int], keep: Sequence[int | str]) -> tuple[Arm, ...]:
 def kv_quant(loaded: LoadedModel, text: str, bits: Sequence[int] = DEFAULT_BITS,
              keep: Sequence[int | str] = DEFAULT_KEEP, group: int = DEFAULT_GROUP,
              max_tokens: int = DEFAULT_MAX_TOKENS, max_chunks: int = DEFAULT_MAX_CHUNKS,
-             progress: Progress | None = None, keys: str = "per-token", values: str = "per-token") -> KVQuantResult:
+             progress: Step | None = None, keys: str = "per-token", values: str = "per-token") -> KVQuantResult:
     """Each (bits, keep) arm against the unquantised model on the same chunks; ``keys`` and ``values``
     are each quantised ``per-token`` or ``per-channel`` (KIVI: keys per channel, values per token)."""
     require_causal(loaded)

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sinkfix.progress import Step
 from sinkfix.analysis import metrics
 from sinkfix.analysis.tokens import bos_ids
 from sinkfix.capture.attention import observing
@@ -40,7 +41,6 @@ PAPER = {
 DEFAULT_BATCH = 16
 # A result keeps this many tokens of the first sequence, no more of the input text (docs/security.md).
 EXAMPLE_TOKENS = 8
-Progress = Callable[[int, int, str], None]  # (done, total, what)
 
 
 class ReceivedObserver:
@@ -96,12 +96,17 @@ def natural_bodies(tokenizer: object, text: str, n: int, body: int) -> list[list
     return [ids[k * body:(k + 1) * body] for k in range(n)]
 
 
+def wrapping(tokenizer: object, bos: str) -> tuple[list[int], list[int]]:
+    """The ids every sequence body is wrapped in: the tokenizer's own special affixes, then the BOS rule."""
+    before, after = special_affixes(tokenizer)
+    return bos_ids(tokenizer, before + [-1], bos)[:-1], after  # -1 stands for the body in the BOS rule
+
+
 def build_sequences(loaded: LoadedModel, kind: str, n: int, length: int, text: str | None = None,
                     bos: str = "auto", seed: int = 0) -> list[list[int]]:
     """``n`` id sequences of exactly ``length`` tokens of one kind, special affixes and BOS included."""
     tokenizer = loaded.tokenizer
-    before, after = special_affixes(tokenizer)
-    before = bos_ids(tokenizer, before + [-1], bos)[:-1]  # -1 stands for the body in the BOS rule
+    before, after = wrapping(tokenizer, bos)
     body = length - len(before) - len(after)
     if body < 1:
         raise SettingsError(f"length {length} leaves no room for tokens after the special tokens")
@@ -196,7 +201,7 @@ class SinkRateResult:
 def sink_rate_protocol(model: LoadedModel, kinds: Sequence[str] = KINDS, n: int = 100, length: int = 64,
                        epsilon: float = DEFAULT_EPSILON, text_file: str | Path | None = None, seed: int = 0,
                        bos: str = "auto", batch_size: int = DEFAULT_BATCH, text: str | None = None,
-                       progress: Progress | None = None) -> SinkRateResult:
+                       progress: Step | None = None) -> SinkRateResult:
     """Sink₁^ε per input kind with bootstrap CIs over sequences, and per layer (Gu et al.'s protocol)."""
     _check(kinds, n, length, epsilon, bos, batch_size)
     if length > model.max_tokens:

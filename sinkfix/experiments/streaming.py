@@ -14,12 +14,13 @@ Scored predictions: query position i in [W, T - 1) predicting token i + 1, where
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from sinkfix.progress import Step
 from sinkfix.capture.attention import masking
 from sinkfix.errors import SettingsError
 from sinkfix.experiments.perplexity import (Summary, base_forward, require_causal, sequence_nll, summarise,
@@ -27,7 +28,7 @@ from sinkfix.experiments.perplexity import (Summary, base_forward, require_causa
 from sinkfix.experiments.sinkcache import RopeShift, SinkCache, WindowMask, additive, visible
 from sinkfix.models import LoadedModel
 
-Progress = Callable[[int, int, str], None]  # (done, total, what)
+
 DEFAULT_SINKS = (0, 1, 2, 4, 8)
 DEFAULT_BLOCK = 256  # positions per bootstrap unit
 DEFAULT_STEP = 64  # tokens per forward when streaming without pos_shift (exact: the mask does the rest)
@@ -106,7 +107,7 @@ def _check(window: int, sinks: Sequence[int]) -> None:
         raise SettingsError(f"sink counts must be 0 or more, got {list(sinks)}")
 
 
-def _tick(progress: Progress | None, done: int, total: int, what: str) -> None:
+def _tick(progress: Step | None, done: int, total: int, what: str) -> None:
     if progress is not None:
         progress(done, total, what)
 
@@ -116,7 +117,7 @@ def _trained(loaded: LoadedModel) -> int | None:
 
 
 def masked_window(loaded: LoadedModel, text: str, window: int = 256, sinks: Sequence[int] = DEFAULT_SINKS,
-                  n_tokens: int | None = 2048, block: int = DEFAULT_BLOCK, progress: Progress | None = None) -> LongContextResult:
+                  n_tokens: int | None = 2048, block: int = DEFAULT_BLOCK, progress: Step | None = None) -> LongContextResult:
     """Dense attention and window attention with each number of sinks, one forward each."""
     require_causal(loaded)
     _check(window, sinks)
@@ -141,7 +142,7 @@ def window_nll(loaded: LoadedModel, ids: torch.Tensor, window: int, sinks: int) 
 
 
 def stream_nll(loaded: LoadedModel, ids: torch.Tensor, start: int, recent: int, pos_shift: bool = True,
-               step: int | None = None, progress: Progress | None = None, what: str = "stream") -> np.ndarray:
+               step: int | None = None, progress: Step | None = None, what: str = "stream") -> np.ndarray:
     """Per-position NLL (length T - 1) of decoding ``ids`` with a cache of the first ``start`` and last
     ``recent`` tokens (the query itself counts among the recent ones).
 
@@ -183,7 +184,7 @@ def stream_nll(loaded: LoadedModel, ids: torch.Tensor, start: int, recent: int, 
 
 
 def recompute_nll(loaded: LoadedModel, ids: torch.Tensor, window: int, stride: int = 1,
-                  progress: Progress | None = None) -> np.ndarray:
+                  progress: Step | None = None) -> np.ndarray:
     """NLL of query positions i in [window, T - 1), each from a fresh forward over at most ``window``
     tokens ending at i (positions restart at 0). With ``stride`` s, one forward scores s positions,
     whose contexts then hold window - s + 1 .. window tokens."""
@@ -207,7 +208,7 @@ def recompute_nll(loaded: LoadedModel, ids: torch.Tensor, window: int, stride: i
 
 def stream(loaded: LoadedModel, text: str, start: int = 4, recent: int = 1020, pos_shift: bool = True,
            n_tokens: int | None = None, step: int | None = None, block: int = DEFAULT_BLOCK, dense: bool = True,
-           progress: Progress | None = None) -> LongContextResult:
+           progress: Step | None = None) -> LongContextResult:
     """One streaming setting beside dense attention on the same tokens."""
     return stream_many(loaded, text, recent, [start], [pos_shift], n_tokens, step, block, dense, progress=progress)
 
@@ -215,7 +216,7 @@ def stream(loaded: LoadedModel, text: str, start: int = 4, recent: int = 1020, p
 def stream_many(loaded: LoadedModel, text: str, recent: int = 1020, sinks: Sequence[int] = (0, 4),
                 pos_shifts: Sequence[bool] = (True, False), n_tokens: int | None = None, step: int | None = None,
                 block: int = DEFAULT_BLOCK, dense: bool = True, recompute_stride: int | None = None,
-                progress: Progress | None = None) -> LongContextResult:
+                progress: Step | None = None) -> LongContextResult:
     """Streams for every (sinks, pos_shift) pair, optionally the recompute reference, and dense."""
     require_causal(loaded)
     _check(recent, sinks)
@@ -245,7 +246,7 @@ def stream_many(loaded: LoadedModel, text: str, recent: int = 1020, sinks: Seque
 
 
 def recompute(loaded: LoadedModel, text: str, window: int = 1024, stride: int = 1, n_tokens: int | None = None,
-              block: int = DEFAULT_BLOCK, dense: bool = True, progress: Progress | None = None) -> LongContextResult:
+              block: int = DEFAULT_BLOCK, dense: bool = True, progress: Step | None = None) -> LongContextResult:
     """The sliding window with recompute beside dense attention."""
     require_causal(loaded)
     _check(window, [])

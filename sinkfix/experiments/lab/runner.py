@@ -7,20 +7,18 @@ is CUDA when there is one (``device="auto"``), else the CPU.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from sinkfix import paths
+from sinkfix.progress import Step
 from sinkfix.experiments.lab.settings import LabSettings, run_key
 from sinkfix.experiments.lab.summary import summarise
 from sinkfix.experiments.lab.tasks import make_task
 from sinkfix.experiments.lab.train import train_run
 from sinkfix.models import devices
-
-Progress = Callable[[int, int, str], None]  # (done, total, what), as the other experiments report
 
 
 def runs_root() -> Path:
@@ -47,7 +45,7 @@ class LabResult:
         return f"{s.task}: {','.join(s.variants)} x {s.seeds} seeds, {s.steps} steps{optimizer}"
 
 
-def run_lab(settings: LabSettings, root: Path | None = None, progress: Progress | None = None) -> LabResult:
+def run_lab(settings: LabSettings, root: Path | None = None, progress: Step | None = None) -> LabResult:
     """Train (or resume) ``settings.seeds`` seeds of each variant; seeds are 0 .. seeds - 1."""
     settings = settings.resolved()
     device = devices.resolve_device(settings.device)
@@ -61,7 +59,7 @@ def run_lab(settings: LabSettings, root: Path | None = None, progress: Progress 
         torch.set_num_threads(threads)
 
 
-def _train_all(settings: LabSettings, device: str, root: Path, progress: Progress | None) -> list[dict]:
+def _train_all(settings: LabSettings, device: str, root: Path, progress: Step | None) -> list[dict]:
     tasks = {}
     runs: list[dict] = []
     total = len(settings.variants) * settings.seeds * settings.steps
