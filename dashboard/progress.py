@@ -34,3 +34,7 @@ class StatusProgress:
 
     def stage(self, message: str) -> None:
         self.status.write(message)
+
+    def layers(self, done: int, total: int) -> None:
+        """``analyze``'s own callback (it counts the forward's layers) on the same bar."""
+        self(done, total, "layers")

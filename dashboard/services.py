@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from dashboard import access, visitors
+from dashboard.progress import StatusProgress
 from sinkfix import models, paths
 from sinkfix.analysis.align import retokenized_offsets
 from sinkfix.analysis.pipeline import Analysis, validate_text
@@ -122,10 +123,11 @@ def run_analysis(text: str, model_name: str, settings: AnalysisSettings | None =
     with st.status(f"Analysing with {model_name}…", expanded=True) as status:
         try:
             with visitors.turn(model_name, status):  # one job per model at a time; the place in line shows here
-                loaded = model_shelf().get(model_name, progress=status.write, device=device, dtype=dtype)
-                status.write(f"running one forward pass over the text ({loaded.n_layers} layers)")
+                shown = StatusProgress(status, first=f"loading {model_name}", unit=" layers")
+                loaded = model_shelf().get(model_name, progress=shown.stage, device=device, dtype=dtype)
+                shown.stage(f"running one forward pass over the text ({loaded.n_layers} layers)")
                 analysis, cached = analyze_or_fetch(text, loaded, settings, store, parent_run_id=parent_run_id,
-                                                    viewer=viewer())
+                                                    progress=shown.layers, viewer=viewer())
         except SinkFixError as error:
             status.update(label="Analysis failed", state="error", expanded=False)
             st.error(str(error))

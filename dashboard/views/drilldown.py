@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import links, services, sharing, ui, units, visitors
+from dashboard.progress import StatusProgress
 from sinkfix.plots import analysis as charts, run as run_charts
 from sinkfix.analysis.display import show_token
 from sinkfix import layers
@@ -176,9 +177,10 @@ def offer_recompute(store, analysis) -> None:
     with st.status(f"Recomputing the maps of run {analysis.run_id}…", expanded=True) as status:
         try:
             with visitors.turn(analysis.model_name, status):  # one job per model at a time (docs/security.md)
-                loaded = services.model_shelf().get(analysis.model_name, progress=status.write)
-                status.write(f"running one forward pass over {analysis.n_tokens} tokens")
-                fresh = recompute_maps(store, analysis.run_id, loaded, viewer=services.viewer())
+                shown = StatusProgress(status, first=f"loading {analysis.model_name}", unit=" layers")
+                loaded = services.model_shelf().get(analysis.model_name, progress=shown.stage)
+                shown.stage(f"running one forward pass over {analysis.n_tokens} tokens")
+                fresh = recompute_maps(store, analysis.run_id, loaded, shown.layers, viewer=services.viewer())
         except SinkFixError as error:
             status.update(label="Recomputing failed", state="error", expanded=False)
             st.error(str(error))

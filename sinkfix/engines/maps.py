@@ -9,7 +9,7 @@ in the history as what the batch stored, so nothing a link pointed to disappears
 """
 from __future__ import annotations
 
-from sinkfix.analysis.pipeline import analyze
+from sinkfix.analysis.pipeline import Progress, analyze
 from sinkfix.analysis.result import Analysis
 from sinkfix.engines.common import ModelIdentity, request_key_of
 from sinkfix.errors import InputError, SettingsError
@@ -23,8 +23,10 @@ def needs_maps(analysis: Analysis) -> bool:
     return analysis.maps is None and analysis.n_tokens <= analysis.settings.map_token_limit
 
 
-def recompute_maps(store: Store, run_id: int, loaded: LoadedModel, *, viewer: Viewer) -> Analysis:
-    """The run of the same request with its maps (stored now, or found already stored), ``viewer``'s."""
+def recompute_maps(store: Store, run_id: int, loaded: LoadedModel, progress: Progress | None = None, *,
+                   viewer: Viewer) -> Analysis:
+    """The run of the same request with its maps (stored now, or found already stored), ``viewer``'s.
+    ``progress`` counts the forward's layers, as ``analyze``'s does."""
     old = store.get(run_id, viewer=viewer)
     if old.maps is not None:
         return old
@@ -37,6 +39,6 @@ def recompute_maps(store: Store, run_id: int, loaded: LoadedModel, *, viewer: Vi
     key = request_key_of(ModelIdentity.of(loaded), old.text, old.settings)
     new_id = store.reuse(key, run_id, viewer=viewer)
     if new_id is None or store.get(new_id, viewer=viewer).maps is None:
-        new_id = store.save(analyze(old.text, loaded, old.settings), key, parent_run_id=run_id, viewer=viewer)
+        new_id = store.save(analyze(old.text, loaded, old.settings, progress=progress), key, parent_run_id=run_id, viewer=viewer)
     store.relink_corpus_run(run_id, new_id, viewer=viewer)
     return store.get(new_id, viewer=viewer)

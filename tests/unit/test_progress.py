@@ -137,3 +137,14 @@ def test_the_dashboard_takes_the_same_events_throttled_to_the_browser() -> None:
         (0.0, "loading the model"), (0.25, "evaluate: 1 of 4 forward passes"), (0.75, "evaluate: 3 of 4 forward passes"),
         (1.0, "evaluate: 4 of 4 forward passes"), (0.5, "sweep: 1 of 2 forward passes"),
     ]
+
+
+def test_an_analysis_counts_its_layers_on_the_dashboards_bar(minilm) -> None:
+    """The Analyze page and the drill-down's recompute hand ``analyze`` the reporter's ``layers``."""
+    from sinkfix.analysis.pipeline import analyze
+
+    status = FakeStatus()
+    analyze("The cat sat on the mat.", minilm, progress=StatusProgress(status, unit=" layers", every=0.0).layers)
+    assert status.bar.calls[-1] == (1.0, f"layers: {minilm.n_layers} of {minilm.n_layers} layers")
+    fractions = [value for value, _ in status.bar.calls[1:]]
+    assert len(fractions) >= minilm.n_layers and fractions == sorted(fractions)  # one step per layer, forward
