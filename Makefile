@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # mkdocs-material prints a banner about its successor on every build; the build itself is unaffected.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup run demo test test-fast docs docs-check docs-serve wheel bench conformance gpu-check loadtest browser-deps clean
+.PHONY: setup run demo test test-fast docs docs-check docs-serve wheel bench conformance gpu-check gpu-compile gpu-run loadtest browser-deps clean
 
 setup: $(STAMP)
 
@@ -61,6 +61,16 @@ conformance: setup
 # On a CUDA machine: issue 20's table (fused statistics vs SDPA, memory, throughput), see docs/gpu.md.
 gpu-check: setup
 	$(PY) benchmarks/gpu_check.py
+
+# No GPU needed: every kernel variant compiled ahead of time for sm_80 and sm_90 (shared memory, spills,
+# tensor-core instructions), as a table; the suite runs a subset of it (docs/gpu.md).
+gpu-compile: setup
+	$(PY) benchmarks/gpu_compile.py --json cache/gpu_compile.json
+
+# The first run on a lent GPU machine, as it is (no venv there: python3 and the wheels carried in
+# gpu-wheels/, docs/gpu.md). `bash benchmarks/gpu_run.sh --dry-run` takes the same path on the CPU.
+gpu-run:
+	bash benchmarks/gpu_run.sh
 
 # A bounded load test of the HTTP API on localhost (stops by itself).
 loadtest: setup

@@ -158,15 +158,14 @@ class _Run:
         reason = _reason_inside(module, query, key, value, mask, dropout, kwargs, self.observer)
         if reason is not None:
             self.refuse(reason)
-        from sinkfix.capture.kernels import column_sums, row_stats
-        from sinkfix.capture.kernels.launch import run, target_of
+        from sinkfix.capture.kernels import column_sums, launch, row_stats
 
         problem = self.problem(query, mask, scaling, kwargs)
         stats = self.scratch(query, value, problem.sinks is not None)
-        target = target_of(query.device)
-        run(row_stats.plan(query, key, value, problem, stats, target))
+        target = launch.target_of(query.device)
+        launch.run(row_stats.plan(query, key, value, problem, stats, target))
         received = column_sums.empty(query, key)
-        run(column_sums.plan(query, key, stats.lse, problem, received, target))
+        launch.run(column_sums.plan(query, key, stats.lse, problem, received, target))
         # Pass 1 leaves 0 on padding rows: a plain sum counts the real ones.
         entropy = stats.entropy.sum(dim=-1)
         sink = None if stats.sink_mass is None else stats.sink_mass.sum(dim=-1)

@@ -15,8 +15,8 @@ import torch
 import triton
 import triton.language as tl
 
-from sinkfix.capture.kernels import configs
-from sinkfix.capture.kernels.launch import Launch, Target, run, target_of
+from sinkfix.capture.kernels import configs, launch
+from sinkfix.capture.kernels.launch import Launch, Target, target_of
 from sinkfix.capture.kernels.problem import Problem, reference
 from sinkfix.capture.kernels.row_stats import _tanh
 
@@ -148,7 +148,7 @@ def column_sums(query: torch.Tensor, key: torch.Tensor, lse: torch.Tensor, probl
         base = configs.lookup("column_sums", target, query.shape[3], str(query.dtype), query.shape[2],
                               query.shape[1] // key.shape[1])
         config = configs.Config(block_m, block_n or block_m, base.num_warps, base.num_stages, pack or 1)
-    run(plan(query, key, lse.contiguous(), problem, out, target, config))
+    launch.run(plan(query, key, lse.contiguous(), problem, out, target, config))
     return out
 
 

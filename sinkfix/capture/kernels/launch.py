@@ -4,17 +4,13 @@ Each launcher (``row_stats.plan``, ``column_sums.plan``) returns a ``Launch``: t
 grid, its positional arguments and its keyword arguments (constexprs, ``num_warps``,
 ``num_stages``). The real path runs it with ``run``; the ahead-of-time compile check
 (``benchmarks/gpu_compile.py``) compiles the same object for sm_80 and sm_90 without a GPU, so the
-two cannot drift apart. ``watching`` lets a caller count launches (the launch budget tests).
+two cannot drift apart. The launch budget (``benchmarks/budget.py``) counts the calls of ``run``.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-
-_listeners: list[Callable[[Launch], None]] = []
 
 
 @dataclass(frozen=True)
@@ -57,17 +53,5 @@ class Launch:
 
 
 def run(launch: Launch) -> None:
-    """Launch it (asynchronously on CUDA), telling any listener first."""
-    for listener in _listeners:
-        listener(launch)
+    """Launch it (asynchronously on CUDA)."""
     launch.kernel[launch.grid](*launch.args, **launch.kwargs)
-
-
-@contextmanager
-def watching(listener: Callable[[Launch], None]) -> Iterator[None]:
-    """Call ``listener(launch)`` for every launch while active (process-wide: tests and benchmarks)."""
-    _listeners.append(listener)
-    try:
-        yield
-    finally:
-        _listeners.remove(listener)

@@ -27,8 +27,8 @@ import torch
 import triton
 import triton.language as tl
 
-from sinkfix.capture.kernels import configs
-from sinkfix.capture.kernels.launch import Launch, Target, run, target_of
+from sinkfix.capture.kernels import configs, launch
+from sinkfix.capture.kernels.launch import Launch, Target, target_of
 from sinkfix.capture.kernels.problem import Problem, reference
 
 
@@ -231,7 +231,7 @@ def row_stats(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, probl
         base = configs.lookup("row_stats", target, max(query.shape[3], value.shape[3]), str(query.dtype),
                               query.shape[2], query.shape[1] // key.shape[1])
         config = configs.Config(block_m, block_n or block_m, base.num_warps, base.num_stages, pack or 1)
-    run(plan(query, key, value, problem, out, target, config))
+    launch.run(plan(query, key, value, problem, out, target, config))
     return out
 
 
