@@ -22,17 +22,24 @@ from sinkfix.capture.kernels.row_stats import _tanh
 
 
 @triton.jit
-def _query_tile(total, q_ptrs, lse_ptrs, kt, m0, r_local, cols, rlen, klen, left, right, scale, softcap, sqt,
-                SOFTCAP: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, MASKED: tl.constexpr):
+def _query_tile(total, q_ptrs, lse_ptrs, kt, m0, r_local, cols, dims, rlen, klen, left, right, scale, softcap, sqt,
+                SOFTCAP: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, D_QK: tl.constexpr,
+                BLOCK_D: tl.constexpr, MASKED: tl.constexpr):
     """Add one query tile's probabilities into the register tile ``total``; ``MASKED`` on the band's edges."""
     rows = m0 + r_local
     step = tl.cast(m0, tl.int64)  # the loop index is a plain int in the interpreter
     if MASKED:
         real = rows < rlen
-        q = tl.load(q_ptrs + step * sqt, mask=real[:, None], other=0.0)
+        mask = real[:, None]
+        if BLOCK_D != D_QK:
+            mask = mask & (dims[None, :] < D_QK)
+        q = tl.load(q_ptrs + step * sqt, mask=mask, other=0.0)
         lse = tl.load(lse_ptrs + m0, mask=real, other=0.0)
     else:
-        q = tl.load(q_ptrs + step * sqt)
+        if BLOCK_D != D_QK:
+            q = tl.load(q_ptrs + step * sqt, mask=dims[None, :] < D_QK, other=0.0)
+        else:
+            q = tl.load(q_ptrs + step * sqt)
         lse = tl.load(lse_ptrs + m0)
     if UPCAST:  # the interpreter's bfloat16 dot is wrong; float32 operands give the same products
         q = q.to(tl.float32)
@@ -80,8 +87,6 @@ def _column_sums_kernel(
     # A member past the group reads the group's last head, in bounds, and its sums are never stored.
     head = (kv * groups + tl.minimum(member, groups - 1)).to(tl.int64)
     q_offs = r_local[:, None] * sqt + dims[None, :] * sqd  # within a tile: int32
-    if BLOCK_D != D_QK:
-        q_offs = tl.where(dims[None, :] < D_QK, q_offs, 0)  # padded head dims read column 0; k is 0 there
     q_ptrs = q_ptr + b64 * sqb + head[:, None] * sqh + q_offs
     lse_ptrs = lse_ptr + (b64 * heads + head) * n_queries + r_local
     total = tl.zeros([PACK * BLOCK_M, BLOCK_N], tl.float32)
@@ -97,14 +102,14 @@ def _column_sums_kernel(
     if n0 + BLOCK_N > klen:
         outer = inner
     for m0 in tl.range(lo, inner, BLOCK_M):
-        total = _query_tile(total, q_ptrs, lse_ptrs, kt, m0, r_local, cols, rlen, klen, left, right,
-                            scale, softcap, sqt, SOFTCAP, PRECISION, UPCAST, True)
+        total = _query_tile(total, q_ptrs, lse_ptrs, kt, m0, r_local, cols, dims, rlen, klen, left, right,
+                            scale, softcap, sqt, SOFTCAP, PRECISION, UPCAST, D_QK, BLOCK_D, True)
     for m0 in tl.range(inner, outer, BLOCK_M):
-        total = _query_tile(total, q_ptrs, lse_ptrs, kt, m0, r_local, cols, rlen, klen, left, right,
-                            scale, softcap, sqt, SOFTCAP, PRECISION, UPCAST, False)
+        total = _query_tile(total, q_ptrs, lse_ptrs, kt, m0, r_local, cols, dims, rlen, klen, left, right,
+                            scale, softcap, sqt, SOFTCAP, PRECISION, UPCAST, D_QK, BLOCK_D, False)
     for m0 in tl.range(outer, hi, BLOCK_M):
-        total = _query_tile(total, q_ptrs, lse_ptrs, kt, m0, r_local, cols, rlen, klen, left, right,
-                            scale, softcap, sqt, SOFTCAP, PRECISION, UPCAST, True)
+        total = _query_tile(total, q_ptrs, lse_ptrs, kt, m0, r_local, cols, dims, rlen, klen, left, right,
+                            scale, softcap, sqt, SOFTCAP, PRECISION, UPCAST, D_QK, BLOCK_D, True)
 
     sums = tl.sum(tl.reshape(total, [PACK, BLOCK_M, BLOCK_N]), 1)  # once, after the loop
     members = g0 + tl.arange(0, PACK)

@@ -49,16 +49,29 @@ def _tanh(x):
 
 
 @triton.jit
-def _key_tile(acc, m_i, l_i, a_i, q, k_base, v_base, k_offs, v_offs, n0, rows, cols0, klen, n_keys, left, right,
-              scale, softcap, skt, svt,
-              SOFTCAP: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, MASKED: tl.constexpr):
+def _load_tile(ptrs, cols, dims, n_keys, D: tl.constexpr, BLOCK: tl.constexpr, MASKED: tl.constexpr):
+    """A [keys, dims] tile: masked on the band's edges (keys past the end) and where the head dim is padded."""
+    if MASKED:
+        mask = (cols < n_keys)[:, None]
+        if BLOCK != D:
+            mask = mask & (dims[None, :] < D)
+        tile = tl.load(ptrs, mask=mask, other=0.0)
+    elif BLOCK != D:
+        tile = tl.load(ptrs, mask=dims[None, :] < D, other=0.0)
+    else:
+        tile = tl.load(ptrs)
+    return tile
+
+
+@triton.jit
+def _key_tile(acc, m_i, l_i, a_i, q, k_base, v_base, k_offs, v_offs, n0, rows, cols0, dims, dims_v, klen, n_keys,
+              left, right, scale, softcap, skt, svt,
+              SOFTCAP: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr, D_QK: tl.constexpr,
+              D_V: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_DV: tl.constexpr, MASKED: tl.constexpr):
     """One key tile of the online softmax; ``MASKED`` only for tiles on the band's edges."""
     cols = n0 + cols0
     step = tl.cast(n0, tl.int64)  # the loop index is a plain int in the interpreter
-    if MASKED:
-        k = tl.load(k_base + step * skt + k_offs, mask=(cols < n_keys)[:, None], other=0.0)
-    else:
-        k = tl.load(k_base + step * skt + k_offs)
+    k = _load_tile(k_base + step * skt + k_offs, cols, dims, n_keys, D_QK, BLOCK_D, MASKED)
     if UPCAST:  # the interpreter's bfloat16 dot is wrong; float32 operands give the same products
         k = k.to(tl.float32)
     s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale
@@ -81,10 +94,7 @@ def _key_tile(acc, m_i, l_i, a_i, q, k_base, v_base, k_offs, v_offs, n0, rows, c
     drift = (tl.where(l_i > 0, m_i, m_safe) - m_safe) * l_i
     a_i = alpha * (a_i + drift) + tl.sum(p * shifted, 1)
     l_i = alpha * l_i + tl.sum(p, 1)
-    if MASKED:
-        v = tl.load(v_base + step * svt + v_offs, mask=(cols < n_keys)[:, None], other=0.0)
-    else:
-        v = tl.load(v_base + step * svt + v_offs)
+    v = _load_tile(v_base + step * svt + v_offs, cols, dims_v, n_keys, D_V, BLOCK_DV, MASKED)
     weights = p.to(v.dtype)  # as eager: the probabilities in the model dtype, then @ V
     if UPCAST:
         weights, v = weights.to(tl.float32), v.to(tl.float32)
@@ -151,19 +161,18 @@ def _row_stats_kernel(
     v_base = v_ptr + b64 * svb + kv.to(tl.int64) * svh
     k_offs = cols0[:, None] * skt + dims[None, :] * skd  # within a tile: int32
     v_offs = cols0[:, None] * svt + dims_v[None, :] * svd
-    if BLOCK_D != D_QK:
-        k_offs = tl.where(dims[None, :] < D_QK, k_offs, 0)  # padded head dims read column 0; q is 0 there
-    if BLOCK_DV != D_V:
-        v_offs = tl.where(dims_v[None, :] < D_V, v_offs, 0)  # padded value dims are never stored
     for n0 in tl.range(lo, inner, BLOCK_N):
-        acc, m_i, l_i, a_i = _key_tile(acc, m_i, l_i, a_i, q, k_base, v_base, k_offs, v_offs, n0, rows, cols0, klen,
-                                       n_keys, left, right, scale, softcap, skt, svt, SOFTCAP, PRECISION, UPCAST, True)
+        acc, m_i, l_i, a_i = _key_tile(acc, m_i, l_i, a_i, q, k_base, v_base, k_offs, v_offs, n0, rows, cols0,
+                                       dims, dims_v, klen, n_keys, left, right, scale, softcap, skt, svt, SOFTCAP,
+                                       PRECISION, UPCAST, D_QK, D_V, BLOCK_D, BLOCK_DV, True)
     for n0 in tl.range(inner, outer, BLOCK_N):
-        acc, m_i, l_i, a_i = _key_tile(acc, m_i, l_i, a_i, q, k_base, v_base, k_offs, v_offs, n0, rows, cols0, klen,
-                                       n_keys, left, right, scale, softcap, skt, svt, SOFTCAP, PRECISION, UPCAST, False)
+        acc, m_i, l_i, a_i = _key_tile(acc, m_i, l_i, a_i, q, k_base, v_base, k_offs, v_offs, n0, rows, cols0,
+                                       dims, dims_v, klen, n_keys, left, right, scale, softcap, skt, svt, SOFTCAP,
+                                       PRECISION, UPCAST, D_QK, D_V, BLOCK_D, BLOCK_DV, False)
     for n0 in tl.range(outer, hi, BLOCK_N):
-        acc, m_i, l_i, a_i = _key_tile(acc, m_i, l_i, a_i, q, k_base, v_base, k_offs, v_offs, n0, rows, cols0, klen,
-                                       n_keys, left, right, scale, softcap, skt, svt, SOFTCAP, PRECISION, UPCAST, True)
+        acc, m_i, l_i, a_i = _key_tile(acc, m_i, l_i, a_i, q, k_base, v_base, k_offs, v_offs, n0, rows, cols0,
+                                       dims, dims_v, klen, n_keys, left, right, scale, softcap, skt, svt, SOFTCAP,
+                                       PRECISION, UPCAST, D_QK, D_V, BLOCK_D, BLOCK_DV, True)
 
     some = l_i > 0
     l_safe = tl.where(some, l_i, 1.0)
