@@ -151,6 +151,7 @@ def reasons(record: dict) -> list[str]:
 def compile_all(cases: list[tuple], jobs: int = 1) -> list[dict]:
     """Compile every case in a fresh Triton cache, ``jobs`` at a time."""
     os.environ.pop("TRITON_INTERPRET", None)  # the interpreter would stand in for the jit functions
+    os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # triton 3.9's default, said (it warns otherwise)
     with tempfile.TemporaryDirectory(prefix="sinkfix-gpu-compile-") as cache:
         os.environ["TRITON_CACHE_DIR"] = cache
         if jobs <= 1:

@@ -23,9 +23,10 @@ OPS_PER_LAYER = 16  # torch operators of the fused handler besides its two launc
 
 @pytest.fixture(scope="module")
 def smollm2_shapes(tmp_path_factory: pytest.TempPathFactory) -> dict[int, sinkfix.LoadedModel]:
-    """SmolLM2's attention (9 heads, 3 KV heads, d = 64, hidden 576) with 2 and 30 layers; small MLP and vocabulary."""
+    """SmolLM2's attention (9 heads, 3 KV heads, head dim 64) with 2 and 30 layers; a narrow residual stream,
+    MLP and vocabulary (what the kernels see is the same, the weights are 9x fewer)."""
     root = tmp_path_factory.mktemp("budget_models")
-    small = dict(intermediate_size=64, vocab_size=VOCAB)
+    small = dict(hidden_size=72, intermediate_size=64, vocab_size=VOCAB)
     return {layers: sinkfix.load_model(str(shapes.build(root / str(layers), "smollm2", 1024, num_hidden_layers=layers,
                                                         **small)))
             for layers in (2, 30)}
@@ -55,7 +56,9 @@ def test_launches_and_syncs_do_not_grow_with_t_or_depth(smollm2_shapes):
         assert per["handler_ops_per_layer"] <= OPS_PER_LAYER, (layers, n, counted.handler_ops)
     syncs = {key: counted.syncs for key, counted in runs.items()}
     assert syncs[(2, 256)] == syncs[(2, 1024)] == syncs[(30, 256)]  # neither T nor depth adds one
-    ops = {key: counted.per_forward()["handler_ops_per_layer"] for key, counted in runs.items()}
+    # Per layer the same operators (those run once per forward, such as the scratch buffers' setup, aside).
+    ops = {key: {op: n / key[0] for op, n in counted.handler_ops.items() if n != counted.forwards}
+           for key, counted in runs.items()}
     assert ops[(2, 256)] == ops[(2, 1024)] == ops[(30, 256)]
 
 
