@@ -44,11 +44,11 @@ SUBSET = (  # (kernel, arch, dtype, head_dim, variant): both MMA kinds, both ker
 STAND_IN = dict(batch=1, heads=4, kv_heads=2, tokens=999)  # GQA; T not a multiple of 16, as in general
 
 
-def variants(subset: bool = False) -> list[tuple[str, int, str, int, str]]:
+def variants(subset: bool = False, archs: tuple[int, ...] = ARCHS) -> list[tuple[str, int, str, int, str]]:
     if subset:
         return list(SUBSET)
     return [(kernel, arch, dtype, d, variant) for kernel, arch, dtype, d in
-            itertools.product(VARIANTS, ARCHS, DTYPES, HEAD_DIMS) for variant in VARIANTS[kernel]]
+            itertools.product(VARIANTS, archs, DTYPES, HEAD_DIMS) for variant in VARIANTS[kernel]]
 
 
 def plan(kernel: str, arch: int, dtype: str, head_dim: int, variant: str):
@@ -179,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the records here")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="compiles in parallel")
     parser.add_argument("--only", help="comma-separated filters on kernel,arch,dtype (e.g. row_stats,sm_80)")
+    parser.add_argument("--archs", default=",".join(map(str, ARCHS)),
+                        help="compute capabilities, e.g. 80,86,90 (86: the 99 KB consumer family)")
     args = parser.parse_args(argv)
-    cases = variants(args.subset)
+    cases = variants(args.subset, tuple(int(a) for a in args.archs.split(",")))
     if args.only:
         wanted = args.only.split(",")
         cases = [c for c in cases if all(w in (c[0], f"sm_{c[1]}", c[2], str(c[3]), c[4]) or w == "" for w in wanted)]
