@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # mkdocs-material prints a banner about its successor on every build; the build itself is unaffected.
 export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: setup run demo test test-fast docs docs-check docs-serve wheel bench conformance gpu-check loadtest browser-deps clean
+.PHONY: setup run demo test test-fast docs docs-check docs-serve wheel bench conformance gpu-check gpu-compile gpu-run gpu-wheels loadtest browser-deps clean
 
 setup: $(STAMP)
 
@@ -67,6 +67,27 @@ conformance: setup
 # On a CUDA machine: issue 20's table (fused statistics vs SDPA, memory, throughput), see docs/gpu.md.
 gpu-check: setup
 	$(PY) benchmarks/gpu_check.py
+
+# No GPU needed: every kernel variant compiled ahead of time for sm_80 and sm_90 (shared memory, spills,
+# tensor-core instructions), as a table; the suite runs a subset of it (docs/gpu.md).
+gpu-compile: setup
+	$(PY) benchmarks/gpu_compile.py --json cache/gpu_compile.json
+
+# The first run on a lent GPU machine, as it is (no venv there: python3 and the wheels carried in
+# gpu-wheels/, docs/gpu.md). `bash benchmarks/gpu_run.sh --dry-run` takes the same path on the CPU.
+gpu-run:
+	bash benchmarks/gpu_run.sh
+
+# What gpu-run installs on the GPU machine (python3.12, torch, triton 3.6, transformers 5.17, numpy,
+# safetensors, accelerate and nothing else; no network): the wheels SinkFix needs beyond those, for
+# Python 3.12 on x86-64, about 18 MB (a run carries at most 64 MiB).
+GPU_WHEELS := transformers==5.24.0 tokenizers==0.23.3 huggingface_hub==1.33.0 sqlite-utils==4.2.1 \
+	sqlite-fts4==1.0.3 click-default-group==1.2.4 tabulate==0.9.0 python-dateutil==2.9.0.post0 six==1.17.0 \
+	pluggy==1.6.0 gguf==0.19.0
+gpu-wheels: setup
+	$(PIP) download --quiet --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
+	  --platform manylinux_2_17_x86_64 -d gpu-wheels $(GPU_WHEELS)
+	du -sh gpu-wheels
 
 # A bounded load test of the HTTP API on localhost (stops by itself).
 loadtest: setup

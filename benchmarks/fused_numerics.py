@@ -27,7 +27,7 @@ FIELDS = ("att_received", "att_received_head", "alpha", "entropy", "value_norm_h
 
 def main(n: int = 260) -> None:
     import sinkfix
-    from benchmarks.gpu_check import text
+    from benchmarks.gpu_rows import text
 
     loaded = sinkfix.get_model("smollm2-135m", device="cpu", dtype="float32")
     body = text(n)

@@ -159,9 +159,33 @@ def _input_device(loaded: LoadedModel) -> torch.device:
 def _run_batch(loaded: LoadedModel, settings: AnalysisSettings, items: list[_Encoded],
                on_layer: Callable[[int], None] | None) -> list[Analysis]:
     lengths = [len(item.ids) for item in items]
-    keep_maps = max(lengths) <= settings.map_token_limit
     if len(items) * max(lengths) >= FIX_FROM_TOKENS:
         fix_mmap_threshold()  # long inputs: keep freed activations from piling up in the heap
+    gate, observer, choice, forward_s = _forward(loaded, settings, items, on_layer)
+    results = []
+    for row, item in enumerate(items):
+        tick = time.perf_counter()
+        result = _assemble(item, loaded, settings, observer.sequence(row), None if gate is None else gate.sequence(row))
+        assemble_s = time.perf_counter() - tick
+        timings = {
+            "tokenize_s": item.tokenize_s, "forward_s": forward_s, "assemble_s": assemble_s,
+            "total_s": item.tokenize_s + forward_s + assemble_s, "batch_size": float(len(items)),
+        }
+        results.append(dataclasses.replace(result, timings=timings, offsets=item.offsets, kernel=choice.kernel,
+                                           kernel_reason=choice.reason))
+    return results
+
+
+def _forward(loaded: LoadedModel, settings: AnalysisSettings, items: list[_Encoded],
+             on_layer: Callable[[int], None] | None) -> tuple[object, SinkObserver, fast_path.Choice, float]:
+    """One forward pass over the batch, observed: (attention gates, observer, kernel that ran, seconds).
+
+    The seconds include waiting for the device: the observer settles (its copies to the CPU, and the
+    input device's queue on CUDA) before the clock is read, so a GPU forward's time is not billed to
+    the assembly that follows.
+    """
+    lengths = [len(item.ids) for item in items]
+    keep_maps = max(lengths) <= settings.map_token_limit
     device = _input_device(loaded)
     choice = fast_path.choose(settings.kernel, device, keep_maps)  # triton or blocked, before the forward
     fields = dict(_collate(loaded, items), use_cache=False)  # a KV cache would hold 2 x L x T x d for nothing
@@ -180,19 +204,8 @@ def _run_batch(loaded: LoadedModel, settings: AnalysisSettings, items: list[_Enc
     gate, observer, choice = fast_path.observed_forward(
         choice, fast_path.requested(settings.kernel) == "triton", lengths,
         lambda: SinkObserver(keep_maps, lengths, loaded.output_grams, on_layer), forward)
-    forward_s = time.perf_counter() - tick
-    results = []
-    for row, item in enumerate(items):
-        tick = time.perf_counter()
-        result = _assemble(item, loaded, settings, observer.sequence(row), None if gate is None else gate.sequence(row))
-        assemble_s = time.perf_counter() - tick
-        timings = {
-            "tokenize_s": item.tokenize_s, "forward_s": forward_s, "assemble_s": assemble_s,
-            "total_s": item.tokenize_s + forward_s + assemble_s, "batch_size": float(len(items)),
-        }
-        results.append(dataclasses.replace(result, timings=timings, offsets=item.offsets, kernel=choice.kernel,
-                                           kernel_reason=choice.reason))
-    return results
+    observer.settle(device)
+    return gate, observer, choice, time.perf_counter() - tick
 
 
 def _layer_numbers(loaded: LoadedModel) -> list[int]:

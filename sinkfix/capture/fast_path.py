@@ -30,13 +30,7 @@ from sinkfix.capture import attention, masks
 from sinkfix.capture.kernels import interpreting, triton_available
 from sinkfix.errors import SettingsError
 from sinkfix.settings import KERNELS
-# Query x key tile of both passes, and query heads per program. On CUDA 64 x 64, one head per
-# program (FlashAttention-2's tile for head dims <= 128; not tuned on a GPU yet). Triton's
-# interpreter runs every operation of every program as numpy calls with a large fixed cost, so
-# there the fewest, largest programs are fastest: tiles up to INTERPRETER_TILE and a whole GQA
-# group per program (the kernel tests use small tiles to exercise many).
-CUDA_TILES = (64, 64)
-INTERPRETER_TILE = 512
+# Tiles, warps and stages per (arch family, head dim, dtype) live in sinkfix.capture.kernels.configs.
 MAX_HEAD_DIM = 256
 _DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 # Keywords the kernels implement besides those eager attention ignores (attention.ACCEPTED_KEYWORDS).
@@ -133,21 +127,30 @@ def fused(observer: object, lengths: Sequence[int], forced: bool) -> Iterator[No
 
 
 class _Run:
-    """One fused forward: hands each layer to the kernels and its reductions to the observer."""
+    """One fused forward: hands each layer to the kernels and its reductions to the observer.
+
+    What every layer shares is built once per forward: the row lengths on the device, the key
+    lengths of an unmasked batch, and the scratch buffers of pass 1 (lse, entropy, sink mass), which
+    each layer overwrites after the previous one has been reduced (stream order on a GPU). The
+    layer's output and column sums are new tensors per layer: the model and the observer keep them.
+    """
 
     def __init__(self, observer: object, lengths: tuple[int, ...], forced: bool) -> None:
         self.observer, self.lengths, self.forced = observer, lengths, forced
-        self._on_device: dict[torch.device, torch.Tensor] = {}
+        self._shared: dict[tuple, object] = {}
 
     def refuse(self, reason: str) -> None:
         if self.forced:
             raise KernelUnsupportedError(f"kernel='triton' cannot run this analysis: {reason}")
         raise Fallback(reason)
 
+    def _once(self, key: tuple, make: Callable[[], T]) -> T:
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
+
     def row_lengths(self, device: torch.device) -> torch.Tensor:
-        if device not in self._on_device:  # once per device per forward
-            self._on_device[device] = torch.tensor(self.lengths, dtype=torch.int32, device=device)
-        return self._on_device[device]
+        return self._once(("rows", device), lambda: torch.tensor(self.lengths, dtype=torch.int32, device=device))
 
     def attend(self, module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                mask: object, scaling: float | None, dropout: float,
@@ -155,18 +158,30 @@ class _Run:
         reason = _reason_inside(module, query, key, value, mask, dropout, kwargs, self.observer)
         if reason is not None:
             self.refuse(reason)
-        from sinkfix.capture.kernels.column_sums import column_sums
-        from sinkfix.capture.kernels.row_stats import row_stats
+        from sinkfix.capture.kernels import column_sums, launch, row_stats
 
         problem = self.problem(query, mask, scaling, kwargs)
-        tiles = _tiles(query, key)
-        stats = row_stats(query, key, value, problem, *tiles)
-        received = column_sums(query, key, stats.lse, problem, *tiles)
-        real = torch.arange(query.shape[2], device=query.device)[None, None, :] < problem.row_lengths[:, None, None].long()
-        entropy = torch.where(real, stats.entropy, 0.0).sum(dim=-1)
-        sink = None if stats.sink_mass is None else torch.where(real, stats.sink_mass, 0.0).sum(dim=-1)
+        stats = self.scratch(query, value, problem.sinks is not None)
+        target = launch.target_of(query.device)
+        launch.run(row_stats.plan(query, key, value, problem, stats, target))
+        received = column_sums.empty(query, key)
+        launch.run(column_sums.plan(query, key, stats.lse, problem, received, target))
+        # Pass 1 leaves 0 on padding rows: a plain sum counts the real ones.
+        entropy = stats.entropy.sum(dim=-1)
+        sink = None if stats.sink_mass is None else stats.sink_mass.sum(dim=-1)
         self.observer.observe_layer(getattr(module, "layer_idx", None), received, entropy, sink, value)
         return stats.output, None
+
+    def scratch(self, query: torch.Tensor, value: torch.Tensor, sinks: bool):
+        """Pass 1's buffers: lse, entropy and sink mass once per forward, the output new for each layer."""
+        from sinkfix.capture.kernels.row_stats import RowStats
+
+        batch, heads, n, _ = query.shape
+        lse, entropy, *mass = self._once(
+            ("stats", query.device, batch, heads, n, sinks),
+            lambda: [torch.empty(batch, heads, n, device=query.device, dtype=torch.float32) for _ in range(2 + sinks)])
+        output = torch.empty(batch, n, heads, value.shape[3], device=query.device, dtype=value.dtype)
+        return RowStats(lse, entropy, mass[0] if mass else None, output)
 
     def problem(self, query: torch.Tensor, mask: object, scaling: float | None, kwargs: dict[str, object]):
         from sinkfix.capture.kernels.problem import Problem
@@ -174,9 +189,10 @@ class _Run:
         batch, heads, n, d = query.shape
         rows = self.row_lengths(query.device)
         if isinstance(mask, masks.StructuredMask):
-            left, right, keys = mask.left, mask.right, mask.lengths.to(query.device)
+            left, right, keys = mask.left, mask.right, mask.lengths.to(query.device)  # built on the mask's device
         else:  # None: every key visible from every row (eager adds nothing)
-            left, right, keys = n - 1, n - 1, torch.full_like(rows, n)
+            left, right = n - 1, n - 1
+            keys = self._once(("all", n, query.device), lambda: torch.full_like(rows, n))
         sinks = kwargs.get("s_aux")
         if sinks is not None:
             sinks = sinks.float().reshape(1, heads, 1).expand(batch, heads, n)
@@ -186,14 +202,6 @@ class _Run:
         return Problem(scale=d ** -0.5 if scaling is None else float(scaling), left=int(left), right=int(right),
                        key_lengths=keys, row_lengths=rows, softcap=None if softcap is None else float(softcap),
                        sinks=sinks)
-
-
-def _tiles(query: torch.Tensor, key: torch.Tensor) -> tuple[int, int, int]:
-    """(query tile, key tile, heads per program) for this layer's kernels."""
-    if query.device.type == "cuda":
-        return (*CUDA_TILES, 1)
-    tile = min(INTERPRETER_TILE, max(16, 1 << (query.shape[2] - 1).bit_length()))
-    return tile, tile, 1 << (query.shape[1] // key.shape[1] - 1).bit_length()
 
 
 def _reason_inside(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: object,

@@ -88,6 +88,7 @@ class SinkObserver:
                  on_layer: Callable[[int], None] | None = None) -> None:
         self.keep_maps = keep_maps
         self.lengths = None if lengths is None else torch.as_tensor(list(lengths), dtype=torch.long)
+        self._sizes = None if lengths is None else tuple(int(n) for n in lengths)  # the same, as Python ints
         self.output_grams = output_grams
         self.on_layer = on_layer
         self.layers: dict[int, _Layer] = {}  # finished layers, on the CPU
@@ -129,9 +130,9 @@ class SinkObserver:
         and ``entropy``/``sink_mass`` [B, H] are already sums over each sequence's real query rows."""
         if layer is None:
             raise RuntimeError("attention module has no layer index; load the model with sinkfix.load_model")
-        state = self._start_layer(layer, received, value)
-        state.received, state.entropy, state.sink, state.rows = received, entropy, sink_mass, value.shape[-2]
-        self._close(layer, state)
+        self._check_batch(received.shape[0], value.shape[-2])
+        norms, projected = self._value_side(layer, value, received.device)
+        self._close(layer, _Layer(received, entropy, norms, projected, None, sink_mass, rows=value.shape[-2]))
 
     def _close(self, layer: int, state: _Layer) -> None:
         if state.received.device.type == "cuda":
@@ -141,35 +142,49 @@ class SinkObserver:
         if self.on_layer is not None:
             self.on_layer(len(self.layers))
 
-    def settle(self) -> None:
-        """Wait for the layers' copies to the CPU (one sync per device per forward, not one per layer)."""
-        for device in self._pending:
-            torch.cuda.synchronize(device)
+    def settle(self, device: torch.device | None = None) -> None:
+        """Wait for the layers' copies to the CPU, and for ``device``'s work if it is a CUDA device: one
+        sync per device per forward, not one per layer."""
+        if device is not None and device.type == "cuda":
+            self._pending.add(device)
+        for pending in self._pending:
+            torch.cuda.synchronize(pending)
         self._pending.clear()
 
     def _start_layer(self, layer: int, probs: torch.Tensor, value: torch.Tensor) -> _Layer:
         batch, heads, keys = probs.shape[0], probs.shape[1], value.shape[-2]
-        if self.lengths is None:
-            self.lengths = torch.full((batch,), keys, dtype=torch.long)
-        if len(self.lengths) != batch or int(self.lengths.max()) > keys:
-            raise RuntimeError(f"observer expects {len(self.lengths)} sequences of at most {keys} tokens, "
-                               f"the forward has {batch} x {keys}")
+        self._check_batch(batch, keys)
         device = probs.device
-        v = value.float()
-        projected = None
-        if self.output_grams is not None:
-            projected = metrics.projected_norms(v, self.output_grams[layer].to(device=device, dtype=torch.float32))
+        norms, projected = self._value_side(layer, value, device)
         zeros = dict(dtype=torch.float32, device=device)
         return _Layer(
             received=torch.zeros(batch, heads, keys, **zeros),
             entropy=torch.zeros(batch, heads, **zeros),
-            value_norm_head=v.norm(dim=-1),
+            value_norm_head=norms,
             projected=projected,
             maps=torch.zeros(batch, heads, keys, keys, dtype=torch.float32) if self.keep_maps else None,
         )
 
+    def _check_batch(self, batch: int, keys: int) -> None:
+        """The forward's batch matches the lengths (checked with Python integers: no tensor read per layer)."""
+        if self._sizes is None:
+            self.lengths = torch.full((batch,), keys, dtype=torch.long)
+            self._sizes = (keys,) * batch
+        if len(self._sizes) != batch or max(self._sizes) > keys:
+            raise RuntimeError(f"observer expects {len(self._sizes)} sequences of at most {keys} tokens, "
+                               f"the forward has {batch} x {keys}")
+
+    def _value_side(self, layer: int, value: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-head value norms [B, H_kv, T] read from V in place (float32 sums, no float32 copy of V), and
+        the projected norms [B, H, T], whose float32 products do need V in float32 (a copy unless it is)."""
+        norms = torch.linalg.vector_norm(value, dim=-1, dtype=torch.float32)
+        if self.output_grams is None:
+            return norms, None
+        grams = self.output_grams[layer].to(device=device, dtype=torch.float32)
+        return norms, metrics.projected_norms(value.float(), grams)
+
     def _row_weights(self, start: int, rows: int, keys: int, device: torch.device) -> torch.Tensor | None:
-        if bool((self.lengths >= start + rows).all()):
+        if min(self._sizes) >= start + rows:
             return None
         index = torch.arange(start, start + rows)
         return (index[None, :] < self.lengths[:, None]).to(device=device, dtype=torch.float32)
@@ -179,7 +194,7 @@ class SinkObserver:
         if self._open:
             raise RuntimeError(f"layers {sorted(self._open)} were not observed to the end")
         self.settle()
-        n = int(self.lengths[index])
+        n = self._sizes[index]
         layers = [self.layers[i] for i in sorted(self.layers)]
         if self._stacked is None:  # once per batch, not once per text: [L, B, ...] per reduction
             self._stacked = {name: _stack(layers, name) for name in _SUMS}

@@ -194,7 +194,7 @@ def test_a_failing_kernel_under_auto_reruns_blocked_and_records_the_error(zoo, m
     def broken(*args, **kwargs):
         raise RuntimeError("no kernel image is available for execution on the device")
 
-    monkeypatch.setattr("sinkfix.capture.kernels.row_stats.row_stats", broken)
+    monkeypatch.setattr("sinkfix.capture.kernels.row_stats.plan", broken)
     analysis = sinkfix.analyze(TEXTS[0], loaded, _settings("auto"))
     assert analysis.kernel == "blocked" and "RuntimeError: no kernel image" in analysis.kernel_reason
     with pytest.raises(RuntimeError, match="no kernel image"):

@@ -9,7 +9,8 @@ of visible keys. Key j is visible from query i of sequence b when
 which covers every mask the fast path accepts (see ``sinkfix.capture.masks``): causal (right = 0,
 left = T - 1), bidirectional (left = right = T - 1), a causal sliding window of w keys
 (left = w - 1, right = 0), a bidirectional window (left = right = w), each with right padding.
-The reductions count query rows i < row_lengths[b] only: padding rows give nothing.
+The reductions count query rows i < row_lengths[b] only: padding rows give nothing (their entropy
+and sink mass are 0).
 
 The reference materialises the T x T logits in float64: it is for tests on small shapes only.
 """
@@ -36,8 +37,8 @@ class Problem:
 @dataclass(frozen=True)
 class Reference:
     lse: torch.Tensor  # [B, H, T] log-sum-exp over the visible keys (and the sink); -inf for a row that sees nothing
-    entropy: torch.Tensor  # [B, H, T] row entropy in nats, the sink column included
-    sink_mass: torch.Tensor | None  # [B, H, T] probability of the learned sink
+    entropy: torch.Tensor  # [B, H, T] row entropy in nats, the sink column included; 0 on padding rows
+    sink_mass: torch.Tensor | None  # [B, H, T] probability of the learned sink; 0 on padding rows
     output: torch.Tensor  # [B, T, H, d_v] attention output; 0 for a row that sees nothing
     column_sums: torch.Tensor  # [B, H, T] sum over real rows of each key's probability
 
@@ -72,13 +73,13 @@ def reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, probl
     lse = torch.logsumexp(scores, dim=-1)
     seen = torch.isfinite(lse)[..., None]
     probs = torch.where(seen, torch.exp(scores - torch.where(seen, lse[..., None], 0.0)), 0.0)
-    entropy = -torch.special.xlogy(probs, probs).sum(dim=-1)
+    rows = torch.arange(n_queries, device=query.device)[None, :] < problem.row_lengths.to(query.device)[:, None]
+    entropy = -torch.special.xlogy(probs, probs).sum(dim=-1) * rows[:, None, :]
     real = probs[..., :n_keys]
     groups = heads // value.shape[1]
     output = real @ value.double().repeat_interleave(groups, dim=1)
-    rows = torch.arange(n_queries, device=query.device)[None, :] < problem.row_lengths.to(query.device)[:, None]
     column_sums = (real * rows[:, None, :, None]).sum(dim=-2)
     return Reference(
-        lse=lse, entropy=entropy, sink_mass=None if problem.sinks is None else probs[..., -1],
+        lse=lse, entropy=entropy, sink_mass=None if problem.sinks is None else probs[..., -1] * rows[:, None, :],
         output=output.transpose(1, 2), column_sums=column_sums,
     )
