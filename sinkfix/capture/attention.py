@@ -122,6 +122,12 @@ def fusing(handler: Callable | None) -> AbstractContextManager:
     return _set(_fused, handler)
 
 
+def fused_handler() -> Callable | None:
+    """The per-layer handler in force (the fused path's), or None: a wrapper installed with ``fusing``
+    reads it first so it can hand each layer on to it (KV-cache eviction's prefill does)."""
+    return _fused.get()
+
+
 def active_hooks() -> list[str]:
     """The context hooks in force that need this module's probabilities (the fused path cannot serve them)."""
     hooks = [("an intervention", _intervention), ("an experiment's extra mask", _extra_mask),
