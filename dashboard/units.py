@@ -72,6 +72,7 @@ HEADLINES = {
     "sinkrate": ("Sink₁", percent),
     "massive": ("top |h| ratio", ratio),
     "lab": ("first-token mass", lambda v: number(v, ".3f")),  # the first variant's, mean over seeds
+    "evict": ("dense accuracy", percent),
 }
 
 

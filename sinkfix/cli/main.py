@@ -9,11 +9,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sinkfix.cli import analyze, batch, dashboard, evaluate, lab, longcontext, mechanisms, runs, serve
+from sinkfix.cli import analyze, batch, dashboard, evaluate, evict, lab, longcontext, mechanisms, runs, serve
 from sinkfix.cli.common import EXIT_USAGE, Parser
 from sinkfix.errors import SinkFixError
 
-COMMAND_GROUPS = (analyze, runs, batch, evaluate, longcontext, mechanisms, lab, serve, dashboard)
+COMMAND_GROUPS = (analyze, runs, batch, evaluate, longcontext, evict, mechanisms, lab, serve, dashboard)
 
 
 def build_parser() -> argparse.ArgumentParser:

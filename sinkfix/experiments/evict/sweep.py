@@ -90,9 +90,9 @@ class EvictResult:
         }
 
     def headline(self) -> float | None:
-        """Dense accuracy (the ppl task: dense NLL), what a list of experiments shows."""
-        dense = summary.tables(self.rows, (), (), ())[2]
-        return dense["accuracy"]["mean"] if dense["accuracy"] else dense["nll"]["mean"]
+        """Dense accuracy, what a list of experiments shows (None for the ppl task, which has no exact answer)."""
+        dense = summary.accuracy([row["dense"] for row in self.rows])
+        return None if dense is None else dense["mean"]
 
 
 def selections(pre: Prefill, settings: SweepSettings) -> list[tuple[str, Kept]]:
@@ -176,6 +176,19 @@ def run_sweep(loaded: LoadedModel, settings: SweepSettings, progress: Progress |
         progress(len(items), len(items), "done")
     return EvictResult(loaded.name, settings, tuple(rows), example, time.perf_counter() - started, kernel,
                        torch.get_num_threads())
+
+
+def dense_outcomes(loaded: LoadedModel, items: Sequence[Prompt], generate: bool = False,
+                   progress: Progress | None = None) -> list[dict]:
+    """Each prompt's dense-cache outcome only: whether the model can do the task before any eviction."""
+    rows = []
+    for done, prompt in enumerate(items):
+        if progress is not None:
+            progress(done, len(items), _describe(prompt, done, len(items)))
+        pre = prefill(loaded, prompt.context_ids)
+        kept = compress(pre, "streaming", 0.0, "none")
+        rows.append({**prompt.to_json(), "dense": answer(loaded, pre, prompt, [kept], generate)[0]})
+    return rows
 
 
 def _describe(prompt: Prompt, done: int, total: int) -> str:

@@ -55,11 +55,11 @@ def leading(tokenizer: object) -> list[int]:
 
 
 def repeated(tokenizer: object, unit: str, n: int) -> list[int]:
-    """``n`` tokens of ``unit`` repeated (whole units, the last one cut)."""
+    """``n`` tokens of ``unit`` repeated, ending with a whole unit (the first one is cut instead)."""
     ids = encode(tokenizer, unit)
     if not ids:
         raise SettingsError("the filler text encodes to no tokens")
-    return (ids * (n // len(ids) + 1))[:n]
+    return (ids * (n // len(ids) + 1))[-n:]
 
 
 def boundary(ids: Sequence[int], at: int, stops: set[int]) -> int:
@@ -72,12 +72,13 @@ def boundary(ids: Sequence[int], at: int, stops: set[int]) -> int:
 
 def place(prefix: list[int], filler: list[int], needles: Sequence[tuple[float, list[int]]], length: int,
           stops: set[int]) -> tuple[list[int], list[tuple[int, int]]]:
-    """A context of exactly ``length`` tokens: prefix, then filler with each needle inserted at its depth
-    (a fraction of the filler, snapped back to a sentence end); returns the ids and each needle's span."""
+    """A context of exactly ``length`` tokens: prefix, then the filler's last tokens with each needle inserted
+    at its depth (a fraction of the filler, snapped back to a sentence end); returns the ids and each
+    needle's span."""
     room = length - len(prefix) - sum(len(ids) for _, ids in needles)
     if room < 1:
         raise SettingsError(f"a context of {length} tokens cannot hold this task's instructions and needles")
-    body = filler[:room]
+    body = filler[len(filler) - room:]  # fillers end at a sentence end, so the question follows a whole sentence
     cuts = [boundary(body, round(depth * room), stops) for depth, _ in needles]
     order = sorted(range(len(needles)), key=lambda i: (cuts[i], i))
     ids, spans, done = list(prefix), [(0, 0)] * len(needles), 0
@@ -129,11 +130,13 @@ def data_file(name: str = SHAKESPEARE) -> Path:
 
 
 def haystack(tokenizer: object, n: int, rng: random.Random, path: Path | None = None) -> list[int]:
-    """``n`` tokens of tinyshakespeare from a seeded line start."""
+    """``n`` tokens of tinyshakespeare from a seeded line start, ending at a line end."""
     text = (path or data_file()).read_text(encoding="utf-8")
     lines = [i + 1 for i, c in enumerate(text) if c == "\n"]
     start = rng.choice(lines[: max(1, len(lines) // 2)])
-    ids = encode(tokenizer, text[start: start + 8 * n])
-    if len(ids) < n:
+    ids = encode(tokenizer, text[start: start + 8 * n + 800])
+    ends = encode(tokenizer, "\n")
+    stop = next((i for i in range(len(ids), n - 1, -1) if ids[i - 1] in ends), len(ids))
+    if stop < n:
         raise InputError(f"the haystack file holds fewer than {n} tokens after its chosen start")
-    return ids[:n]
+    return ids[stop - n: stop]

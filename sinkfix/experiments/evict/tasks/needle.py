@@ -2,6 +2,8 @@
 
 The key is a hyphenated word pair, the value a 7-digit number (RULER's defaults); the haystack is a
 seeded stretch of tinyshakespeare (``SINKFIX_DATA``), the needle inserted at a line end at the depth.
+The answer prefix ends with the needle's own "is:" (RULER's ends with "is"): scored by exact match,
+SmolLM2 otherwise often copies the colon first, which RULER's substring match forgives.
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ INTRO = ("Some special magic numbers are hidden within the following text. Make 
          "I will quiz you about the numbers afterwards.\n")
 NEEDLE = "One of the special magic numbers for {key} is: {value}.\n"
 QUESTION = ("\nWhat is the special magic number for {key} mentioned in the provided text? "
-            "The special magic number for {key} mentioned in the provided text is")
+            "The special magic number for {key} mentioned in the provided text is:")
 VALUE_DIGITS = 7
 ADJECTIVES = ("quiet", "brave", "yellow", "ancient", "gentle", "bitter", "silver", "hollow", "rapid", "lucky",
               "frozen", "humble", "noisy", "purple", "tender", "wicked")
