@@ -14,14 +14,16 @@ from collections.abc import Sequence
 
 from sinkfix.errors import InputError
 from sinkfix.experiments.evict.capture import Prefill, prefill
-from sinkfix.experiments.evict.compress import Kept, compress
+from sinkfix.experiments.evict import compress as _compress
+from sinkfix.experiments.evict.compress import Kept
 from sinkfix.experiments.evict.presses import PRESSES, Press
 from sinkfix.experiments.evict.protect import Protection
 from sinkfix.experiments.evict.sweep import EvictResult, SweepSettings, run_sweep
 from sinkfix.models import LoadedModel
 
-__all__ = ["PRESSES", "EvictResult", "Kept", "Prefill", "Press", "Protection", "SweepSettings", "compress", "kept",
-           "prefill", "run_sweep"]
+# ``compress`` stays the module (``compress.compress`` is the function), so it is not re-exported here.
+__all__ = ["PRESSES", "EvictResult", "Kept", "Prefill", "Press", "Protection", "SweepSettings", "kept", "prefill",
+           "run_sweep"]
 
 
 def kept(model: LoadedModel | str, context: str | Sequence[int], press: str | Press, ratio: float,
@@ -41,4 +43,4 @@ def kept(model: LoadedModel | str, context: str | Sequence[int], press: str | Pr
         ids = [int(i) for i in context]
     if not ids:
         raise InputError("the context is empty")
-    return compress(prefill(model, ids, kernel), press, ratio, protect).positions()
+    return _compress.compress(prefill(model, ids, kernel), press, ratio, protect).positions()
