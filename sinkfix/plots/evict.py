@@ -59,9 +59,13 @@ def accuracy_chart(result: dict) -> alt.FacetChart:
     title = "NLL change vs dense (nats)" if _nll(result) else "accuracy (exact answers)"
     x = alt.X("ratio:Q", title="ratio removed (0 = dense)", scale=alt.Scale(domain=[0, 1]))
     y = alt.Y("value:Q", title=title, scale=alt.Scale(zero=True) if _nll(result) else alt.Scale(domain=[0, 1]))
-    colour = alt.Color("protection:N", title="protection", scale=alt.Scale(domain=protections))
+    colour = alt.Color("protection:N", title="protection", scale=alt.Scale(domain=protections),
+                       legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2, symbolSize=300))
     base = alt.Chart(frame)
-    band = base.mark_area(opacity=0.15).encode(x=x, y=alt.Y("low:Q", title=title), y2="high:Q", color=colour)
+    # The band's fill reads a copy of the field: the same colours, and no legend merged into the lines' one.
+    band = base.transform_calculate(band="datum.protection").mark_area(opacity=0.15).encode(
+        x=x, y=alt.Y("low:Q", title=title), y2="high:Q",
+        fill=alt.Fill("band:N", scale=alt.Scale(domain=protections), legend=None))
     line = base.mark_line(point=True).encode(
         x=x, y=y, color=colour, strokeDash=alt.StrokeDash("protection:N", scale=_dash_scale(protections)),
         tooltip=["press", "protection", alt.Tooltip("ratio:Q", format="g"), alt.Tooltip("value:Q", format=".3f"),
@@ -123,7 +127,7 @@ def paired_forest(result: dict) -> alt.LayerChart:
         tooltip=["setting", "comparison", alt.Tooltip("mean:Q", format="+.3f"), alt.Tooltip("low:Q", format="+.3f"),
                  alt.Tooltip("high:Q", format="+.3f"), "n:Q"])
     zero = alt.Chart(pd.DataFrame({"x": [0.0]})).mark_rule(color="gray", strokeDash=[4, 4]).encode(x="x:Q")
-    return alt.layer(whiskers, points, zero).properties(width=480, height=alt.Step(30))
+    return alt.layer(whiskers, points, zero).properties(width=480, height=alt.Step(10))  # a step per difference
 
 
 def strip_colours(kept: np.ndarray, sinks: np.ndarray) -> np.ndarray:
@@ -142,17 +146,25 @@ def kept_strip(example: dict, press: str, ratio: str, protect: str, head: int, w
     image = pd.DataFrame({"x": [0], "x2": [n], "y": [0], "y2": [layers],
                           "url": [png_data_url(strip_colours(kept[:, head], sinks[:, head]))]})
     x = alt.X("x:Q", title="context position", scale=alt.Scale(domain=[0, n], nice=False))
-    y = alt.Y("y:Q", title="layer", scale=alt.Scale(domain=[0, layers], reverse=True, nice=False))
+    every = max(1, layers // 6)
+    y = alt.Y("y:Q", title="layer", scale=alt.Scale(domain=[0, layers], reverse=True, nice=False),
+              axis=alt.Axis(values=list(range(0, layers, every)), tickMinStep=1))  # a tick at each row's top edge
     parts = [alt.Chart(image).mark_image(aspect=False, smooth=False).encode(x=x, x2="x2:Q", y=y, y2="y2:Q", url="url:N")]
     if example.get("needle"):
         start, stop = example["needle"]
         needle = pd.DataFrame({"x": [start], "x2": [stop], "y": [0], "y2": [layers], "mark": ["needle"]})
         parts.append(alt.Chart(needle).mark_rect(fill=None, stroke="black", strokeWidth=1.5).encode(
             x="x:Q", x2="x2:Q", y="y:Q", y2="y2:Q", tooltip=["mark:N", "x:Q", "x2:Q"]))
-    legend = pd.DataFrame({"key": ["evicted", "kept", "sink, kept", "sink, evicted"], "x": [0] * 4, "y": [0] * 4})
-    colours = ["#%02x%02x%02x" % c for c in (EVICTED, KEPT, SINK_KEPT, SINK_EVICTED)]
-    parts.append(alt.Chart(legend).mark_square(opacity=0).encode(x="x:Q", y="y:Q", color=alt.Color(
-        "key:N", title="key", scale=alt.Scale(domain=list(legend["key"]), range=colours))))
+    names = ["evicted", "kept", "sink, kept", "sink, evicted"]
+    scale = alt.Scale(domain=names, range=["#%02x%02x%02x" % c for c in (EVICTED, KEPT, SINK_KEPT, SINK_EVICTED)])
+    layer, position = np.nonzero(sinks[:, head])
+    # A sink is one pixel column of the image at 1,000+ positions: a marker over it keeps it visible.
+    marks = pd.DataFrame({"x": position + 0.5, "y": layer + 0.5, "layer": layer, "position": position,
+                          "key": ["sink, kept" if kept[l, head, p] else "sink, evicted" for l, p in zip(layer, position)]})
+    legend = pd.DataFrame({"x": [0.0] * 4, "y": [0.0] * 4, "layer": [0] * 4, "position": [0] * 4, "key": names})
+    parts.append(alt.Chart(pd.concat([legend.assign(shown=0.0), marks.assign(shown=1.0)])).mark_square(size=28).encode(
+        x="x:Q", y="y:Q", color=alt.Color("key:N", title="key", scale=scale), opacity=alt.Opacity("shown:Q", legend=None, scale=alt.Scale(domain=[0, 1], range=[0, 1])),
+        tooltip=["key:N", "layer:Q", "position:Q"]))
     return alt.layer(*parts).properties(width=width, height=max(60, 3 * layers), title=f"{press}, KV head {head}")
 
 

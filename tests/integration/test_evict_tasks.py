@@ -79,3 +79,18 @@ def test_a_small_sweep_on_smollm2_end_to_end(smollm2) -> None:
 def test_the_prefill_refuses_models_it_cannot_prune(minilm) -> None:
     with pytest.raises(sinkfix.SinkFixError, match="causal"):
         capture.prefill(minilm, [1, 2, 3])
+
+
+def test_the_ppl_task_compares_nll_only(smollm2, monkeypatch) -> None:
+    if not data_path(common.SHAKESPEARE).exists():
+        pytest.skip(f"needs {common.SHAKESPEARE} in SINKFIX_DATA")
+    monkeypatch.setenv("SINKFIX_DATA", str(data_path("")))
+    settings = sweep.SweepSettings(task="ppl", presses=("knorm",), ratios=(0.5,), protections=("none", "first:4"),
+                                   lengths=(128,), seeds=1)
+    data = sweep.run_sweep(smollm2, settings).to_json()
+    assert data["metric"] == "nll" and data["dense"]["accuracy"] is None
+    cell = data["results"]["knorm"]["0.5"]["none"]
+    assert cell["accuracy"] is None and cell["nll_delta"]["mean"] is not None
+    prompt = data["prompts"][0]
+    delta = prompt["outcomes"]["knorm"]["0.5"]["first:4"]["nll"] - prompt["outcomes"]["knorm"]["0.5"]["none"]["nll"]
+    assert data["paired"]["knorm"]["0.5"]["first:4-none"]["mean"] == pytest.approx(delta)

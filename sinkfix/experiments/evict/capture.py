@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
+from sinkfix.analysis.memory import FIX_FROM_TOKENS, fix_mmap_threshold
 from sinkfix.capture import attention, fast_path, masks
 from sinkfix.errors import SettingsError
 from sinkfix.experiments.evict.presses.base import LayerStats
@@ -174,6 +175,8 @@ def prefill(loaded: LoadedModel, ids: list[int] | tuple[int, ...], kernel: str =
     n = len(ids)
     if n < 2:
         raise SettingsError(f"the context must hold at least 2 tokens, got {n}")
+    if n >= FIX_FROM_TOKENS:
+        fix_mmap_threshold()  # long contexts: freed block temporaries must not pile up in the C heap
     device = devices.input_device(loaded.model)
     choice = fast_path.choose(kernel, device, keep_maps=False)
     inputs = torch.tensor([list(ids)], dtype=torch.long, device=device)

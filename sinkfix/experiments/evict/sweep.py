@@ -34,6 +34,8 @@ DENSE = "dense"
 
 @dataclass(frozen=True)
 class SweepSettings:
+    """What a sweep runs: the task's prompt grid, and every press x ratio x protection on each prompt."""
+
     task: str = "passkey"
     presses: tuple[str, ...] = DEFAULT_PRESSES
     ratios: tuple[float, ...] = DEFAULT_RATIOS
@@ -62,11 +64,14 @@ class SweepSettings:
             raise SettingsError(f"--generate decodes an answer; the {self.task} task scores a continuation's NLL")
 
     def protection_names(self) -> list[str]:
+        """The protections as the JSON names them (``first:4``, ``detected``)."""
         return [Protection.parse(p, self.epsilon).name for p in self.protections]
 
 
 @dataclass(frozen=True)
 class EvictResult:
+    """A finished sweep: each prompt's outcomes, the example prompt's kept keys, and how long it took."""
+
     model: str
     settings: SweepSettings
     rows: tuple[dict, ...]  # per prompt: its JSON with "dense" and "outcomes"
@@ -77,6 +82,7 @@ class EvictResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def to_json(self) -> dict:
+        """The JSON ``sinkfix evict --json`` prints and the store keeps (see docs/experiments/eviction.md)."""
         s = self.settings
         ratios = [summary.ratio_key(r) for r in s.ratios]
         results, paired, dense = summary.tables(self.rows, s.presses, s.ratios, s.protection_names())
