@@ -5,6 +5,7 @@ dense accuracy of every task, and H2O's memory at T = 8,192. Not part of the tes
     PYTHONPATH=$PWD .venv/bin/python benchmarks/evidence_evict.py sweep   [--threads 1] [--out PATH]
     PYTHONPATH=$PWD .venv/bin/python benchmarks/evidence_evict.py memory  [--tokens 8192]
     PYTHONPATH=$PWD .venv/bin/python benchmarks/evidence_evict.py report  [PATH]    # the docs' tables
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/evidence_evict.py per-prompt [--threads 1]  # a quick estimate
 
 ``sweep`` runs the issue's default (passkey, lengths 1,024 and 2,048, five depths, four seeds, seven
 presses x ratios 0.5, 0.75 x protection none, first:4, detected) and prints its wall time and the
@@ -84,6 +85,27 @@ def memory(tokens: int) -> None:
           f"{evict / sdpa:.2f}x / {evict / sdpa_mmap:.2f}x / {evict / own:.2f}x")
 
 
+def per_prompt(threads: int) -> None:
+    """Seconds for one default-sweep prompt at each default length (the sweep is 20 of each), a quick estimate."""
+    import torch
+
+    import sinkfix
+    from sinkfix.experiments.evict import sweep
+    from sinkfix.experiments.evict.tasks import prompts
+
+    torch.set_num_threads(threads)
+    loaded = sinkfix.get_model("smollm2-135m")
+    total = 0.0
+    for length in sweep.DEFAULT_LENGTHS:
+        item = prompts(loaded.tokenizer, "passkey", [length], [0.5], 1)[0]
+        started = time.perf_counter()
+        sweep.run_prompt(loaded, item, sweep.SweepSettings())
+        seconds = time.perf_counter() - started
+        total += 20 * seconds
+        print(f"T = {length}: {seconds:.1f} s per prompt ({threads} thread(s))", flush=True)
+    print(f"estimated default sweep: {total / 60:.1f} min", flush=True)
+
+
 def report(path: str) -> None:
     """The markdown tables docs/experiments/eviction.md quotes, from a sweep's JSON."""
     data = json.loads(Path(path).read_text())
@@ -119,7 +141,7 @@ def _cli(args: list[str], threads: int | None) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("dense", "sweep", "memory", "report", "_measure"))
+    parser.add_argument("what", choices=("dense", "sweep", "memory", "report", "per-prompt", "_measure"))
     parser.add_argument("rest", nargs="*")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--tokens", type=int, default=8192)
@@ -127,6 +149,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.what == "_measure":
         print(json.dumps(measure(args.rest[0], int(args.rest[1]))))
+    elif args.what == "per-prompt":
+        per_prompt(args.threads or 1)
     elif args.what == "report":
         report(args.rest[0] if args.rest else args.out)
     elif args.what == "memory":

@@ -54,12 +54,13 @@ def test_kept_from_python_on_text_and_ids(smollm2) -> None:
 
 
 def test_a_small_sweep_on_smollm2_end_to_end(smollm2) -> None:
-    settings = sweep.SweepSettings(presses=("streaming", "pyramidkv"), ratios=(0.5,), lengths=(200,),
-                                   depths=(0.5,), seeds=1)
+    settings = sweep.SweepSettings(presses=("streaming", "pyramidkv"), ratios=(0.5,), protections=("none", "detected"),
+                                   lengths=(200,), depths=(0.5,), seeds=1)
     item = prompts(smollm2.tokenizer, "passkey", [200], [0.5], 1)[0]
     row, example, pre = sweep.run_prompt(smollm2, item, settings, keep_example=True)
     assert row["dense"]["correct"]  # SmolLM2 finds the key at 200 tokens with the whole cache
     assert example["shape"] == [30, 3, 200]
+    assert row["sinks"].get("0", 0) > 0  # SmolLM2 sinks on token 0 in its later layers: detected reports it
     for press in settings.presses:
         kept = compress.compress(pre, press, 0.5, "detected")
         got = decode.answer_logits(smollm2, pre, [kept], item.question_ids, item.answer_ids)[0]

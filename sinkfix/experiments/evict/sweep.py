@@ -150,12 +150,19 @@ def run_prompt(loaded: LoadedModel, prompt: Prompt, settings: SweepSettings, kee
     pre = prefill(loaded, prompt.context_ids, settings.kernel)
     chosen = selections(pre, settings)
     outcomes = answer(loaded, pre, prompt, [kept for _, kept in chosen], settings.generate)
-    row = {**prompt.to_json(), "dense": outcomes[0], "outcomes": {}}
+    row = {**prompt.to_json(), "sinks": detected_positions(pre, settings.epsilon), "dense": outcomes[0], "outcomes": {}}
     for (key, _), result in zip(chosen[1:], outcomes[1:]):
         press, ratio, protect = key.split("|")
         row["outcomes"].setdefault(press, {}).setdefault(ratio, {})[protect] = result
     example = view.pack(pre, prompt, [kept for _, kept in chosen[1:]], settings.epsilon) if keep_example else None
     return row, example, pre
+
+
+def detected_positions(pre: Prefill, epsilon: float) -> dict[str, int]:
+    """The tokens ``detected`` protects in this prefill: position -> how many (layer, KV head) pairs flag it."""
+    flags = view.sinks(pre, epsilon)
+    positions, counts = torch.unique(flags.nonzero()[:, 2], return_counts=True)
+    return {str(int(p)): int(c) for p, c in zip(positions, counts)}
 
 
 def example_index(items: Sequence[Prompt]) -> int:

@@ -1,7 +1,9 @@
 """``vartrack``: RULER's variable tracking style: a chain ``X1 = 12345``, ``X2 = X1``, ... in noise filler.
 
 The question asks for every name that holds the value; the answer lists them in chain order. The
-first assignment sits at the depth, the others spread evenly between it and the end.
+first assignment sits at the depth, the others spread evenly between it and the end. SmolLM2-135M
+does not do this task with a dense cache (0/20; other name shapes, fewer hops and a one-shot example
+did not help, see docs/experiments/eviction.md), so on that model it measures nothing; larger models do.
 """
 from __future__ import annotations
 
