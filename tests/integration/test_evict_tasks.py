@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import torch
 
 import sinkfix
 from sinkfix.errors import InputError

@@ -5,7 +5,7 @@ Accuracy is not defined for it: the sweep reports it as null and compares NLL on
 """
 from __future__ import annotations
 
-from sinkfix.experiments.evict.tasks.common import Prompt, encode, haystack, leading, make_prompt, rng_for
+from sinkfix.experiments.evict.tasks.common import Prompt, haystack, leading, rng_for
 
 CONTINUATION = 256
 
@@ -15,6 +15,5 @@ def prompt(tokenizer: object, length: int, depth: float | None, seed: int) -> Pr
     start = leading(tokenizer)
     ids = start + haystack(tokenizer, length - len(start) + CONTINUATION, rng)
     context, continuation = ids[:length], ids[length:]
-    out = make_prompt(tokenizer, "ppl", length, None, seed, context, "", "", None)
-    return Prompt(out.task, out.length, None, seed, out.context_ids, (), tuple(continuation), out.context, "",
+    return Prompt("ppl", length, None, seed, tuple(context), (), tuple(continuation), tokenizer.decode(context), "",
                   tokenizer.decode(continuation), None)
