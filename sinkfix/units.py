@@ -76,6 +76,7 @@ HEADLINES = {
     "lengths": ("Sink₁ at the longest T", percent),
     "bos": ("ΔNLL, BOS masked", nats),
     "secondary": ("sinks per window", lambda v: number(v, ".2f")),
+    "evict": ("dense accuracy", percent),
 }
 
 

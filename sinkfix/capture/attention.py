@@ -26,8 +26,8 @@ from sinkfix.capture import hooks, keywords, masks, normalisers
 # Re-exported: the hooks' context managers and protocols, and the keyword tables and their error,
 # are part of this module's public face.
 from sinkfix.capture.hooks import (  # noqa: F401
-    KVTransform, LayerObserver, ProbsIntervention, active_hooks, blocking, fusing, intervening, masking, observing,
-    transforming_kv,
+    KVTransform, LayerObserver, ProbsIntervention, active_hooks, blocking, fused_handler, fusing, intervening, masking,
+    observing, transforming_kv,
 )
 from sinkfix.capture.keywords import ACCEPTED_KEYWORDS, IMPLEMENTED_KEYWORDS, UnsupportedKeywordError  # noqa: F401
 

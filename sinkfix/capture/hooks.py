@@ -92,6 +92,12 @@ def fusing(handler: Callable | None) -> AbstractContextManager:
     return _set(FUSED, handler)
 
 
+def fused_handler() -> Callable | None:
+    """The per-layer handler in force (the fused path's), or None: a wrapper installed with ``fusing``
+    reads it first so it can hand each layer on to it (KV-cache eviction's prefill does)."""
+    return FUSED.get()
+
+
 def active_hooks() -> list[str]:
     """The context hooks in force that need this module's probabilities (the fused path cannot serve them)."""
     hooks = [("an intervention", INTERVENTION), ("an experiment's extra mask", EXTRA_MASK),

@@ -6,7 +6,6 @@ import json
 import sys
 from pathlib import Path
 
-from sinkfix.progress import Progress
 
 EXIT_USAGE = 2
 
@@ -17,11 +16,6 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         print(f"sinkfix: error: {message} (see --help)", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
-
-
-# The experiment commands' reporter was StageProgress; it is sinkfix.progress.Progress now, which takes
-# the same (done, total, what) calls and close(). The name stays for commands not yet ported to it.
-StageProgress = Progress
 
 
 def write_json(data: object, target: str) -> None:

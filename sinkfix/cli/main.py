@@ -9,12 +9,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from sinkfix.cli import analyze, batch, dashboard, evaluate, findings, lab, longcontext, mechanisms, runs, serve
+from sinkfix.cli import analyze, batch, dashboard, evaluate, evict, findings, lab, longcontext, mechanisms, runs, serve
 from sinkfix.cli.owner import add_owner_everywhere
 from sinkfix.cli.common import EXIT_USAGE, Parser
 from sinkfix.errors import SinkFixError
 
-COMMAND_GROUPS = (analyze, runs, batch, evaluate, longcontext, mechanisms, findings, lab, serve, dashboard)
+COMMAND_GROUPS = (analyze, runs, batch, evaluate, longcontext, evict, mechanisms, findings, lab, serve, dashboard)
 
 
 def build_parser() -> argparse.ArgumentParser:

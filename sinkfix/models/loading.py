@@ -25,8 +25,8 @@ from sinkfix.capture import attention as capture
 from sinkfix.errors import ModelNotFoundError, SettingsError, UnsupportedModelError
 from sinkfix.models import classes, devices
 from sinkfix.models.catalog import EMBEDDED, Progress, embedded_dir, embedded_names
-from sinkfix.models.probe import (SUPPORTED, assign_layer_indices, bypass_message, check_interface, first_line,
-                                  is_causal, model_inputs, probe)
+from sinkfix.models.probe import (assign_layer_indices, bypass_message, check_interface, first_line,
+                                  is_causal, probe)
 
 @dataclass
 class LoadedModel:

@@ -11,7 +11,7 @@ import altair as alt
 import numpy as np
 import pandas as pd
 
-from .base import _band, title_of, token_axis, token_axis_labels
+from .base import _band, token_axis, token_axis_labels
 
 
 def attention_map(
