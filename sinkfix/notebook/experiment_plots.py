@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sinkfix.errors import SettingsError
 from sinkfix.notebook.plots import Chart, ChartSet  # imports first checks for the viz extra
-from sinkfix.plots import evaluation_result, lab, longcontext, mechanisms
+from sinkfix.plots import evaluation_result, evict, lab, lengths, longcontext, mechanisms, profile, secondary
 
 
 def _drawn(chart: Chart | None, why: str) -> Chart:
@@ -125,6 +125,68 @@ class MassivePlots(ResultPlots):
         if not self._result.get("intervention"):
             raise SettingsError("this run did not intervene on the massive activations")
         return mechanisms.intervention_bars(self._result["intervention"])
+
+
+class EvictPlots(ResultPlots):
+    """A KV-cache eviction sweep (``sinkfix evict``, Experiments → Eviction)."""
+
+    def accuracy(self) -> Chart:
+        """Accuracy against the ratio per press, 95% Wilson bands, protection as the line style."""
+        return evict.accuracy_chart(self._result)
+
+    def paired(self) -> Chart:
+        """The paired differences between protections, with paired-bootstrap 95% CIs."""
+        return evict.paired_forest(self._result)
+
+    def heatmap(self, press: str = evict.DENSE, ratio: str | None = None, protect: str = "none") -> Chart:
+        """Right answers over seeds, needle depth × context length, for one press, ratio and protection."""
+        ratio = ratio if ratio is not None else str(self._result["settings"]["ratios"][0])
+        return evict.needle_heatmap(self._result, press, ratio, protect)
+
+    def kept(self, ratio: str | None = None, protect: str = "none", head: int = 0) -> Chart:
+        """For the sweep's example prompt: which keys each press kept, layer × position, sinks marked."""
+        example = self._result.get("example")
+        if not example:
+            raise SettingsError("this sweep stored no example prompt")
+        ratio = ratio if ratio is not None else str(self._result["settings"]["ratios"][0])
+        presses = [p for p in self._result["results"] if p in example["kept"]]
+        return evict.kept_strips(example, presses, ratio, protect, head)
+
+
+class ProfilePlots(ResultPlots):
+    """The layer profile (``sinkfix profile``): norms, sink rate, token 0's α and the representation entropy."""
+
+    def profile(self) -> Chart:
+        """The four panels on one layer axis, with CI bands and the layers where they change together."""
+        return profile.profile_chart(self._result)
+
+
+class LengthsPlots(ResultPlots):
+    """The context-length sweep (``sinkfix lengths``)."""
+
+    def lengths(self) -> Chart:
+        """Sink rate, first-token mass and token 0's norm against T, with CIs."""
+        return lengths.lengths_chart(self._result)
+
+
+class BosPlots(ResultPlots):
+    """The BOS ablation (``sinkfix bos``)."""
+
+    def bos(self) -> Chart:
+        """NLL and sink rate against T for each arm, with paired CIs."""
+        return lengths.bos_chart(self._result)
+
+
+class SecondaryPlots(ResultPlots):
+    """Secondary sinks (``sinkfix secondary``) and KVSink's massive-activation predictor."""
+
+    def layers(self) -> Chart:
+        """Where the secondary sinks sit, layer by layer."""
+        return secondary.layers_chart(self._result)
+
+    def prediction(self) -> Chart:
+        """Precision and recall of "a massive activation predicts a secondary sink", with CIs."""
+        return secondary.prediction_chart(self._result)
 
 
 def _check_metric(metric: str) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from html import escape
 
 from sinkfix import units
+from sinkfix.units import MISSING
 from sinkfix.analysis.display import show_token
 from sinkfix.errors import MissingExtraError, SettingsError
 from sinkfix.notebook.render import BOX, CELL
@@ -78,6 +79,23 @@ def _massive(e: dict) -> Facts:
             ("first massive layer", str(e.get("first_massive_layer")))]
 
 
+def _evict(e: dict) -> Facts:
+    s, dense = e.get("settings") or {}, e.get("dense") or {}
+    facts = [("task · lengths · prompts", f"{e.get('task')} · {s.get('lengths')} · {len(e.get('prompts') or [])}"),
+             ("presses × ratios × protections", f"{len(s.get('presses') or [])} × {len(s.get('ratios') or [])} × "
+                                                f"{len(s.get('protections') or [])}")]
+    accuracy = dense.get("accuracy")
+    if accuracy:
+        facts.append(("dense accuracy, 95% CI", f"{units.percent(accuracy['mean'])} "
+                                                f"{units.interval(*accuracy['ci95'], spec='.0%')}"))
+    return facts
+
+
+def _profile(e: dict) -> Facts:
+    return [("texts · source", f"{e.get('n_texts')} · {e.get('source')}"),
+            ("where the three change together", str((e.get("together") or {}).get("sentence", MISSING)))]
+
+
 def _scalars(e: dict) -> Facts:
     """An unregistered kind: its top-level numbers and short strings."""
     return [(k, f"{v:g}" if isinstance(v, float) else str(v)) for k, v in e.items()
@@ -101,6 +119,11 @@ KINDS: dict[str, Kind] = {
     "kvquant": Kind("KV quantisation", _kvquant, "KvquantPlots"),
     "sinkrate": Kind("Sink-rate protocol", _sinkrate, "SinkratePlots"),
     "massive": Kind("Massive activations", _massive, "MassivePlots"),
+    "evict": Kind("KV-cache eviction sweep", _evict, "EvictPlots"),
+    "profile": Kind("Layer profile", _profile, "ProfilePlots"),
+    "lengths": Kind("Context-length sweep", plots="LengthsPlots"),
+    "bos": Kind("BOS ablation", plots="BosPlots"),
+    "secondary": Kind("Secondary sinks", plots="SecondaryPlots"),
 }
 
 

@@ -94,3 +94,18 @@ def test_run_a_sweep_from_the_page(db_path: Path, tiny_model_dirs, llama, load_c
     assert list(stored["results"]) == ["streaming", "tova"] and len(stored["prompts"]) == 1
     assert app.query_params["evict"] == str(rows[0]["id"])
     assert any("Saved as experiment" in s.label for s in app.status)
+
+
+def test_a_stored_sweep_renders_in_a_notebook_with_the_pages_charts(result: dict) -> None:
+    """``store.experiment(id)`` in a notebook: an escaped summary, and ``.plot`` draws what the tab draws."""
+    from sinkfix.store.results import StoredResult
+
+    row = StoredResult({"id": 9, "kind": "evict", "model": "<m>", "label": "<i>x</i>", "headline": 0.5,
+                        "created_at": "2025-01-01T00:00:00+00:00", "result": result})
+    html = row._repr_html_()
+    assert "KV-cache eviction sweep 9" in html and "<i>" not in html and "&lt;m&gt;" in html
+    assert "dense accuracy, 95% CI" in html and ".plot.accuracy()" in html
+    assert row.plot.accuracy().to_dict() == evict_charts.accuracy_chart(result).to_dict()
+    assert row.plot.paired().to_dict() == evict_charts.paired_forest(result).to_dict()
+    assert (row.plot.heatmap("h2o", "0.5", "first:4").to_dict()
+            == evict_charts.needle_heatmap(result, "h2o", "0.5", "first:4").to_dict())

@@ -85,3 +85,30 @@ def test_bad_deep_links_are_error_boxes(db_path: Path, load_calls: list[str]) ->
         app = open_page(EXPERIMENTS, finding=value)
         assert not app.exception
         assert any(message in e.value for e in app.error)
+
+
+def test_stored_findings_render_in_a_notebook_with_the_pages_charts(minilm: sinkfix.LoadedModel,
+                                                                    tiny_llama: sinkfix.LoadedModel) -> None:
+    from sinkfix.plots import lengths as length_charts
+    from sinkfix.plots import profile as profile_charts
+    from sinkfix.plots import secondary as secondary_charts
+    from sinkfix.store.results import StoredResult
+
+    made = {
+        "profile": profile.profile_corpus(minilm, TEXT, "<toy>", n_windows=2, length=16).to_json(),
+        "lengths": lengths.length_sweep(tiny_llama, TEXT, "toy", lengths=[8, 16], n_windows=2).to_json(),
+        "bos": bos_ablation.bos_ablation(tiny_llama, TEXT, "toy", lengths=(8, 16), n_windows=2).to_json(),
+        "secondary": secondary.secondary_sinks(tiny_llama, TEXT, "toy", n_windows=2, length=32, epsilon=0.1,
+                                               share=0.25, min_queries=4).to_json(),
+    }
+    same = {("profile", "profile"): profile_charts.profile_chart(made["profile"]),
+            ("lengths", "lengths"): length_charts.lengths_chart(made["lengths"]),
+            ("bos", "bos"): length_charts.bos_chart(made["bos"]),
+            ("secondary", "layers"): secondary_charts.layers_chart(made["secondary"]),
+            ("secondary", "prediction"): secondary_charts.prediction_chart(made["secondary"])}
+    for (kind, method), expected in same.items():
+        row = StoredResult({"id": 4, "kind": kind, "model": "m", "label": "<i>x</i>", "headline": 1.0,
+                            "created_at": "2025-01-01T00:00:00+00:00", "result": made[kind]})
+        assert getattr(row.plot, method)().to_dict() == expected.to_dict(), (kind, method)
+        html = row._repr_html_()
+        assert f".plot.{method}()" in html and "<i>" not in html and "<toy>" not in html, kind
