@@ -80,7 +80,7 @@ def _name(requirement: str) -> str:
 def test_wheel_declares_core_dependencies_and_every_extra(wheel: Path) -> None:
     _, found = _metadata(wheel)
     meta = found["meta"]
-    assert meta["Name"] == "sinkfix" and meta["Version"] == __version__ == "0.2.0"
+    assert meta["Name"] == "sinkfix" and meta["Version"] == __version__ == "0.3.0"
     requires = meta.get_all("Requires-Dist")
     core = {_name(r) for r in requires if "extra ==" not in r}
     assert CORE <= core, CORE - core
