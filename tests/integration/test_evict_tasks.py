@@ -36,6 +36,20 @@ def test_prompts_are_exact_deterministic_and_hold_their_needle(smollm2, task, mo
     assert TASKS[task](tok, 300, 0.4, 2).answer != first.answer  # another seed, another key
 
 
+def test_multikey_keys_are_distinct_words_each_right_before_its_value(smollm2, monkeypatch) -> None:
+    if not data_path(common.SHAKESPEARE).exists():
+        pytest.skip(f"needs {common.SHAKESPEARE} in SINKFIX_DATA")
+    monkeypatch.setenv("SINKFIX_DATA", str(data_path("")))
+    from sinkfix.experiments.evict.tasks import multikey
+
+    item = TASKS["multikey"](smollm2.tokenizer, 600, 0.5, 3)
+    lines = [line for line in item.context.splitlines() if line.startswith("One of the special magic numbers is ")]
+    pairs = [line.removeprefix("One of the special magic numbers is ").rstrip(".").split() for line in lines]
+    assert len(pairs) == multikey.N_NEEDLES and len({key for key, _ in pairs}) == multikey.N_NEEDLES
+    asked = item.question.split()[-1]
+    assert [value for key, value in pairs if key == asked] == [item.answer.strip()]
+
+
 def test_haystack_tasks_say_where_the_data_goes(smollm2, tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SINKFIX_DATA", str(tmp_path))
     with pytest.raises(InputError, match="SINKFIX_DATA"):

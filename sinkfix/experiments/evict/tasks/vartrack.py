@@ -2,8 +2,9 @@
 
 The question asks for every name that holds the value; the answer lists them in chain order. The
 first assignment sits at the depth, the others spread evenly between it and the end. SmolLM2-135M
-does not do this task with a dense cache (0/20; other name shapes, fewer hops and a one-shot example
-did not help, see docs/experiments/eviction.md), so on that model it measures nothing; larger models do.
+does not do this task with a dense cache (0/20; other name shapes, fewer hops, a one-shot example and
+a chain written forward did not help, see docs/experiments/eviction.md), so on that model it measures
+nothing. It is meant for larger models (not measured here).
 """
 from __future__ import annotations
 
