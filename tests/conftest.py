@@ -23,12 +23,16 @@ import sinkfix  # noqa: E402
 
 def _share_the_cores() -> None:
     """Under pytest-xdist each worker gets its share of the cores for torch's threads: with every
-    worker on every core, 2 workers x 2 threads on 2 cores spend their time switching."""
+    worker on every core, 2 workers x 2 threads on 2 cores spend their time switching. The CLI
+    subprocesses a worker starts get the same share (torch reads OMP_NUM_THREADS), so they also sum
+    float32 in the same order as the worker and match its results to the last bits the tests ask for."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         import torch
 
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        torch.set_num_threads(threads)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 _share_the_cores()

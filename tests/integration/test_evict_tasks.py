@@ -11,7 +11,7 @@ import sinkfix
 from sinkfix.errors import InputError
 from sinkfix.experiments import evict
 from sinkfix.experiments.evict import capture, compress, decode, sweep
-from sinkfix.experiments.evict.tasks import TASKS, common, prompts
+from sinkfix.experiments.evict.tasks import TASKS, common, multikey, prompts
 
 from ..evict_reference import masked_answer_logits
 from ..shared_data import data_path
@@ -40,11 +40,10 @@ def test_multikey_keys_are_distinct_words_each_right_before_its_value(smollm2, m
     if not data_path(common.SHAKESPEARE).exists():
         pytest.skip(f"needs {common.SHAKESPEARE} in SINKFIX_DATA")
     monkeypatch.setenv("SINKFIX_DATA", str(data_path("")))
-    from sinkfix.experiments.evict.tasks import multikey
-
     item = TASKS["multikey"](smollm2.tokenizer, 600, 0.5, 3)
-    lines = [line for line in item.context.splitlines() if line.startswith("One of the special magic numbers is ")]
-    pairs = [line.removeprefix("One of the special magic numbers is ").rstrip(".").split() for line in lines]
+    opening = multikey.NEEDLE.split("{key}")[0]
+    lines = [line for line in item.context.splitlines() if line.startswith(opening)]
+    pairs = [line.removeprefix(opening).rstrip(".").split() for line in lines]
     assert len(pairs) == multikey.N_NEEDLES and len({key for key, _ in pairs}) == multikey.N_NEEDLES
     asked = item.question.split()[-1]
     assert [value for key, value in pairs if key == asked] == [item.answer.strip()]
