@@ -4,7 +4,10 @@ The question asks for every name that holds the value; the answer lists them in 
 first assignment sits at the depth, the others spread evenly between it and the end. SmolLM2-135M
 does not do this task with a dense cache (0/20; other name shapes, fewer hops, a one-shot example and
 a chain written forward did not help, see docs/experiments/eviction.md), so on that model it measures
-nothing. It is meant for larger models (not measured here).
+nothing. With the chain written forward the model follows most hops when the separators are given
+(benchmarks/vartrack_probe.py), but never writes the separator after the first name: the answer
+repeats an assignment and must leave it where the assignment ends. It is meant for larger models
+(not measured here: none is available offline).
 """
 from __future__ import annotations
 
