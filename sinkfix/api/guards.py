@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from sinkfix.api.config import ServerConfig
-from sinkfix.policy import identity
+from sinkfix.policy import identity, signin
 
 OWNER = "sinkfix_owner"  # request.state key: the name of the token the request sent
 
@@ -40,7 +40,9 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 class BearerToken:
     """With SINKFIX_API_TOKEN or SINKFIX_API_TOKENS set, every request needs ``Authorization: Bearer <token>``
-    with one of the tokens: 401 otherwise. The token's name becomes the request's owner.
+    with one of the tokens: 401 otherwise. The token's name becomes the request's owner. Without a
+    token, a client from beyond this machine gets 403 (``uvicorn --host 0.0.0.0`` cannot be refused
+    before it listens, as ``sinkfix serve`` refuses).
 
     Every token is compared, each in constant time (``hmac.compare_digest``), so response times leak
     neither which token matched nor how much of a guessed token was right.
@@ -62,6 +64,10 @@ class BearerToken:
                 return await send_json(send, 401, "this server needs a token: send the header "
                                        "'Authorization: Bearer <token>'", {"WWW-Authenticate": "Bearer"})
             scope["state"][OWNER] = owner
+        elif signin.is_network_peer((scope.get("client") or ("",))[0]):
+            # No token: every client would be the owner `local`, so only this machine is answered.
+            return await send_json(send, 403, "this server has no token, so it answers only this machine: its "
+                                   "administrator sets SINKFIX_API_TOKEN or SINKFIX_API_TOKENS")
         await self.app(scope, receive, send)
 
 

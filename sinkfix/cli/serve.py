@@ -44,12 +44,18 @@ def run_serve(args: argparse.Namespace) -> int:
     import uvicorn  # only this command needs it
 
     from sinkfix.api.config import ServerConfig
+    from sinkfix.errors import SinkFixError
+    from sinkfix.policy import signin
 
     for dest, variable in FLAGS.items():
         value = getattr(args, dest)
         if value is not None:
             os.environ[variable] = str(value)
     config = ServerConfig.from_env()  # a bad value fails here, as one line, not on the first request
+    if not signin.is_loopback(args.host) and not config.named_tokens():
+        # Without a token every client is the owner `local`, the CLI's own rows (docs/security.md).
+        raise SinkFixError(f"refusing to serve the API on {args.host} without a token: set SINKFIX_API_TOKEN or "
+                           "SINKFIX_API_TOKENS (docs/deployment.md); or listen on 127.0.0.1")
     print(f"sinkfix: serving {', '.join(config.models)} on http://{args.host}:{args.port} "
           f"({config.max_concurrency} at once per model, {config.max_queue} waiting; token "
           f"{'required' if config.token else 'not set'})", file=sys.stderr, flush=True)

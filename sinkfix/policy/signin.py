@@ -116,6 +116,19 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def is_network_peer(host: str | None) -> bool:
+    """True for a client address beyond this machine: an IP address that is not loopback. A test
+    client's name or a Unix socket has no IP address and is not a network peer."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host.strip().strip("[]"))
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback too
+    return not (mapped or address).is_loopback
+
+
 def token_matches(given: str, token: str) -> bool:
     """Constant-time: the time taken says nothing about how much of a guess was right."""
     return hmac.compare_digest(given.strip().encode("utf-8", "surrogatepass"), token.encode("utf-8"))

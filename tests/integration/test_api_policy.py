@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import threading
 from collections.abc import Iterator
@@ -170,6 +173,27 @@ def test_token_is_checked_before_the_body(client: TestClient, monkeypatch: pytes
     assert client.post("/api/analyze", content=b"x" * 2_000_000).status_code == 401
     ok = client.post("/api/analyze", json={"text": "hi"}, headers={"Authorization": "Bearer t"})
     assert ok.status_code == 200
+
+
+def test_without_a_token_only_this_machine_is_answered(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # `uvicorn sinkfix.api:app --host 0.0.0.0` with no token: a network client would be the owner `local`
+    remote = TestClient(api.app, client=("10.1.2.3", 5000))
+    refused = remote.get("/api/runs")
+    assert refused.status_code == 403 and "SINKFIX_API_TOKEN" in refused.json()["detail"]
+    assert TestClient(api.app, client=("::1", 5000)).get("/api/health").status_code == 200
+    assert TestClient(api.app, client=("127.0.0.1", 5000)).get("/api/health").status_code == 200
+    monkeypatch.setenv("SINKFIX_API_TOKEN", "s3cret-token")
+    assert remote.get("/api/runs", headers={"Authorization": "Bearer s3cret-token"}).status_code == 200
+
+
+def test_serve_refuses_the_network_without_a_token(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SINKFIX_API_TOKEN", "SINKFIX_API_TOKENS")}
+    done = subprocess.run([sys.executable, "-m", "sinkfix", "serve", "--host", "0.0.0.0", "--port", "1"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        "sinkfix: error: refusing to serve the API on 0.0.0.0 without a token: set SINKFIX_API_TOKEN or "
+        "SINKFIX_API_TOKENS (docs/deployment.md); or listen on 127.0.0.1"]
 
 
 # ---------------------------------------------------------------- queue and duplicates

@@ -196,6 +196,13 @@ def test_loopback_addresses(host: str | None, loopback: bool) -> None:
     assert signin.is_loopback(host) is loopback
 
 
+@pytest.mark.parametrize("client, peer", [("127.0.0.1", False), ("::1", False), ("::ffff:127.0.0.1", False),
+                                          ("10.1.2.3", True), ("2001:db8::1", True), ("::ffff:10.1.2.3", True),
+                                          ("testclient", False), ("", False), (None, False)])
+def test_network_peers_are_ip_addresses_beyond_loopback(client: str | None, peer: bool) -> None:
+    assert signin.is_network_peer(client) is peer
+
+
 def test_sign_in_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(signin.TOKEN_ENV, raising=False)
     assert not signin.SignIn.from_secrets({}).configured
