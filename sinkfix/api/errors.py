@@ -16,6 +16,7 @@ from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from sinkfix import paths
 from sinkfix.api.body import accepted_fields
 from sinkfix.errors import (
     CorpusNotFoundError,
@@ -70,11 +71,25 @@ async def _sinkfix_error(request: Request, error: SinkFixError) -> JSONResponse:
     status = next(code for kind, code in STATUS if isinstance(error, kind))
     retry = getattr(error, "retry_after", None)  # a full line says when to come back
     headers = None if retry is None else {"Retry-After": str(retry)}
-    return JSONResponse({"detail": str(error)}, status_code=status, headers=headers)
+    if status >= 500:
+        log.warning("%s %s: %s", request.method, request.url.path, error)  # the log keeps the path
+    return JSONResponse({"detail": without_paths(str(error))}, status_code=status, headers=headers)
 
 
 async def _database_unavailable(request: Request, error: DatabaseUnavailable) -> JSONResponse:
-    return JSONResponse({"detail": str(error)}, status_code=503)
+    log.warning("%s %s: %s", request.method, request.url.path, error)
+    return JSONResponse({"detail": without_paths(str(error))}, status_code=503)
+
+
+def without_paths(message: str) -> str:
+    """A client is told what failed, not where the server keeps its database: the store's messages
+    name the file (for the CLI and the server's log), an answer names "the server's database"."""
+    path = paths.db_path()
+    for shown in {str(path), str(path.resolve())}:
+        message = message.replace(f"the database {shown}", "the server's database")
+        message = message.replace(f"database {shown}", "the server's database")
+        message = message.replace(shown, "the server's database file")
+    return message
 
 
 async def _http_error(request: Request, error: HTTPException) -> JSONResponse:

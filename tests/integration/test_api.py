@@ -180,7 +180,9 @@ def test_unusable_database_is_503(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     bad.write_bytes(b"not a database" * 100)
     monkeypatch.setenv("SINKFIX_DB", str(bad))
     response = TestClient(api.app).get("/api/runs")
-    assert response.status_code == 503 and "not a SQLite database" in response.json()["detail"]
+    assert response.json() == {"detail": "the server's database file is not a SQLite database; SinkFix left it "
+                                         "untouched"}
+    assert response.status_code == 503 and str(tmp_path) not in response.text  # the path stays on the server
 
 
 # ---------------------------------------------------------------- a real server

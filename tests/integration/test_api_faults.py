@@ -66,7 +66,8 @@ def test_full_disk_is_507_then_writes_succeed_once_there_is_room(client: TestCli
     api.reset()  # new connections, with the limit
     full = client.post("/api/analyze", json={"text": LONG[:120]})
     assert full.status_code == 507 and full.headers["content-type"] == "application/json"
-    assert "the disk is full, so nothing was saved" in full.json()["detail"] and "Traceback" not in full.text
+    assert full.json()["detail"].startswith("the server's database: the disk is full, so nothing was saved")
+    assert "Traceback" not in full.text and str(db_path) not in full.text
     assert Store(db_path).count(viewer=LOCAL) == 1
     no_partial_runs(db_path)
     assert client.get(f"/api/runs/{first}").status_code == 200  # reads still work
