@@ -95,6 +95,9 @@ def load_with_progress(name: str, device: str | None = None, dtype: str | None =
 def add_model_options_everywhere(parser: argparse.ArgumentParser) -> None:
     """Give every command that loads a model --device, --dtype, --query-block and --kernel.
 
+    --kernel triton is refused (``command_context``) by a command whose forwards never consult the
+    kernel choice, that is every command but those that set ``fused=True``.
+
     A command loads a model when its --model has a default (filters such as ``runs list --model``
     have none). Commands that declare the options themselves keep their own.
     """
@@ -111,6 +114,8 @@ def add_model_options_everywhere(parser: argparse.ArgumentParser) -> None:
         add_query_block_argument(parser)
     if "--kernel" not in parser._option_string_actions:
         add_kernel_argument(parser)
+    if not parser.get_default("fused"):  # analyze, batch, evict and massive say fused=True
+        parser.set_defaults(blocked_only=parser.prog)
 
 
 @contextmanager
@@ -123,6 +128,13 @@ def command_context(args: argparse.Namespace) -> Iterator[None]:
         from sinkfix.errors import SettingsError
 
         raise SettingsError(f"query_block must be a whole number >= 1, got {query_block}")
+    blocked_only = getattr(args, "blocked_only", None)
+    if blocked_only and getattr(args, "kernel", None) == "triton":
+        from sinkfix.errors import SettingsError
+
+        # A forced kernel the command never consults would be silently ignored.
+        raise SettingsError(f"'{blocked_only}' runs its forward passes on the blocked path only (its observers "
+                            "are not wired to the fused kernels), so --kernel triton cannot run it; leave --kernel out")
     token = _placement.set((getattr(args, "device", None) or "auto", getattr(args, "dtype", None) or "auto"))
     try:
         with blocking(query_block), choosing(getattr(args, "kernel", None)):
@@ -139,7 +151,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-save", action="store_true",
                         help="do not store the run (by default it is saved, and an identical request is served "
                              "from the store without running the model)")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, fused=True)  # its analyses take --kernel
 
 
 def run(args: argparse.Namespace) -> int:

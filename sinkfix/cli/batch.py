@@ -38,7 +38,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     ray.add_argument("--workers", type=int, default=2, help="actors, each holding one copy of the model (default 2)")
     ray.add_argument("--gpus-per-worker", type=float, default=0.0, help="GPUs per actor (0 = CPU workers)")
     ray.add_argument("--cpus-per-worker", type=float, default=1.0, help="CPUs (torch threads) per actor")
-    batch.set_defaults(handler=run_batch_command)
+    batch.set_defaults(handler=run_batch_command, fused=True)  # its analyses take --kernel
 
     corpora = commands.add_parser("corpora", help="list, show or delete stored corpora ($SINKFIX_DB)")
     actions = corpora.add_subparsers(dest="action", required=True, parser_class=type(corpora))

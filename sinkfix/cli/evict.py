@@ -54,7 +54,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--json", metavar="PATH|-", help="write the result JSON to PATH, or to stdout with -")
     parser.add_argument("--no-save", action="store_true", help="do not store the result in the run database")
-    parser.set_defaults(handler=run_evict)
+    parser.set_defaults(handler=run_evict, fused=True)  # its analyses take --kernel
 
 
 def settings_from(args: argparse.Namespace) -> sweep.SweepSettings:

@@ -50,7 +50,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     parser.add_argument("--json", metavar="PATH|-", help="write the result JSON to PATH, or to stdout with -")
     parser.add_argument("--no-save", action="store_true", help="do not store the result in the run database")
-    parser.set_defaults(handler=run_massive)
+    parser.set_defaults(handler=run_massive, fused=True)  # its analyses take --kernel
 
 
 def _read(path: str) -> str:

@@ -53,6 +53,17 @@ def test_every_command_with_query_block_has_kernel():
     assert [path for path, p in with_blocks if "--kernel" not in p._option_string_actions] == []
 
 
+def test_a_forced_kernel_is_refused_where_a_command_never_consults_it(capsys):
+    from sinkfix.cli.main import main
+
+    with_kernel = {" ".join(path): p for path, p in _commands(build_parser()) if "--kernel" in p._option_string_actions}
+    assert sorted(name for name, p in with_kernel.items() if p.get_default("fused")) == [
+        "analyze", "batch", "evict", "massive"]
+    assert main(["sinkrate", "--kernel", "triton"]) == 2  # refused before the model loads
+    assert "'sinkfix sinkrate' runs its forward passes on the blocked path only" in capsys.readouterr().err
+    assert all(p.get_default("blocked_only") for p in with_kernel.values() if not p.get_default("fused"))
+
+
 class _Attention(torch.nn.Module):
     layer_idx = 0
 
