@@ -16,13 +16,13 @@ HELP = ("Shared: everyone who can open this dashboard or the HTTP API can find a
         "it). Private: only you (and the server's administrators) can.")
 
 
-def control(kind: str, key: int | str, where=None) -> None:
+def control(kind: str, key: int | str, where=None, owner: str | None = None) -> None:
     """The owner's toggle for row ``key`` of ``kind`` ("run", "experiment", "evaluation", "corpus"), or a line
-    saying whose it is."""
+    saying whose it is (``owner``: whose row a name means, where two owners use it)."""
     where = where or st
     viewer = services.viewer()
     try:
-        row = services.get_store().sharing(kind, key, viewer=viewer)
+        row = services.get_store().sharing(kind, key, viewer=viewer, owner=owner)
     except SinkFixError as error:
         where.error(str(error))
         return

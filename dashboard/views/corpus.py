@@ -123,6 +123,21 @@ def runs(store, corpus: dict) -> None:
                      query_params=links.compare_query([first, second]))
 
 
+def picker_keys(rows: list[dict], viewer_name: str) -> dict[str, tuple[str, str]]:
+    """Picker entry -> (name, owner). Names are per owner: a name held by one owner is its own entry (the
+    deep link ``?corpus=NAME``); where several owners' corpora share it, the visitor's own keeps the plain
+    name and the others read "NAME (owner)"."""
+    owners: dict[str, list[str]] = {}
+    for row in rows:
+        owners.setdefault(row["name"], []).append(row["owner"])
+    keys: dict[str, tuple[str, str]] = {}
+    for row in sorted(rows, key=lambda r: r["owner"] != viewer_name):  # stable: own first, then newest first
+        name, owner = row["name"], row["owner"]
+        plain = len(owners[name]) == 1 or owner == viewer_name
+        keys.setdefault(name if plain else f"{name} ({owner})", (name, owner))
+    return keys
+
+
 st.title("Corpus")
 st.caption("Sink statistics over a whole corpus: one stored run per input line, made with "
            "`python -m sinkfix batch FILE --model NAME`.")
@@ -134,7 +149,8 @@ try:
                 "`python -m sinkfix batch inputs.txt --model minilm`.")
         st.stop()
     corpus_table(rows)
-    names = list(dict.fromkeys(r["name"] for r in rows))  # one entry per name: the visitor's own corpus first
+    keys = picker_keys(rows, services.viewer().name)
+    names = list(keys)
     asked = st.query_params.get("corpus")
     if asked and asked not in names and "corpus" not in st.session_state:
         # A bad link is an error, never a silent switch to the first corpus.
@@ -142,9 +158,9 @@ try:
         st.page_link(links.CORPUS, label=f"Open the corpus {names[0]}", icon=":material/library_books:",
                      query_params={"corpus": names[0]})
         st.stop()
-    name = st.selectbox("Corpus", names, key="corpus", bind="query-params")
-    corpus = store.corpus(name, viewer=services.viewer())
-    sharing.control("corpus", name)
+    name, owner = keys[st.selectbox("Corpus", names, key="corpus", bind="query-params")]
+    corpus = store.corpus(name, viewer=services.viewer(), owner=owner)
+    sharing.control("corpus", name, owner=owner)
     summary = summary_of(store, corpus)
     overview(corpus, summary)
     heads(corpus, summary)

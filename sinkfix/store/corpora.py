@@ -129,14 +129,16 @@ class CorporaTable(Connection):
             row["shared"] = bool(row["shared"])
         return rows
 
-    def corpus(self, name: str, *, viewer: Viewer | None = None) -> dict:
-        """One corpus: its row with ``settings`` decoded and ``summary`` as stored JSON text (or None)."""
+    def corpus(self, name: str, *, viewer: Viewer | None = None, owner: str | None = None) -> dict:
+        """One corpus: its row with ``settings`` decoded and ``summary`` as stored JSON text (or None).
+        Names are per owner: without ``owner`` the viewer's own comes first, then the newest they may read."""
         viewer = self._viewer(viewer)
         readable, params = viewer.readable_sql()
+        whose, whose_params = ("AND owner = ?", [owner]) if owner is not None else ("", [])
         with self._sql_errors():
             rows = dicts(self._db().execute(
-                f"SELECT * FROM corpora WHERE name = ? AND {readable} ORDER BY owner = ? DESC, created_at DESC, "
-                "id DESC LIMIT 1", [name, *params, viewer.name]))
+                f"SELECT * FROM corpora WHERE name = ? {whose} AND {readable} ORDER BY owner = ? DESC, created_at DESC, "
+                "id DESC LIMIT 1", [name, *whose_params, *params, viewer.name]))
         if not rows:
             raise CorpusNotFoundError(f"no corpus named '{name}' in {self.path}")
         row = rows[0]

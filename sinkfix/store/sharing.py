@@ -22,15 +22,17 @@ KINDS = {
 
 
 class SharingTable(Connection):
-    def sharing(self, kind: str, key: int | str, *, viewer: Viewer | None = None) -> dict:
-        """``{"id", "owner", "shared", "mine"}`` of a row the viewer may read (their own first, for a name)."""
+    def sharing(self, kind: str, key: int | str, *, viewer: Viewer | None = None, owner: str | None = None) -> dict:
+        """``{"id", "owner", "shared", "mine"}`` of a row the viewer may read (their own first, for a name,
+        unless ``owner`` says whose)."""
         viewer = self._viewer(viewer)
         table, column, missing = _kind(kind)
         readable, params = viewer.readable_sql()
+        whose, whose_params = ("AND owner = ?", [owner]) if owner is not None else ("", [])
         with self._sql_errors():
             found = self._db().execute(
-                f"SELECT id, owner, shared FROM {table} WHERE {column} = ? AND {readable} "
-                "ORDER BY owner = ? DESC, id DESC LIMIT 1", [key, *params, viewer.name]).fetchone()
+                f"SELECT id, owner, shared FROM {table} WHERE {column} = ? {whose} AND {readable} "
+                "ORDER BY owner = ? DESC, id DESC LIMIT 1", [key, *whose_params, *params, viewer.name]).fetchone()
         if found is None:
             raise missing(_missing(kind, key, self.path))
         return {"id": int(found[0]), "owner": found[1], "shared": bool(found[2]), "mine": viewer.may_write(found[1])}

@@ -157,3 +157,27 @@ def test_named_dashboard_tokens_sign_in_as_their_names(db_path: Path, analyses: 
         shown[name] = everything(app)
         assert f"Signed in as {name}" in "\n".join(c.value for c in app.sidebar.caption)
     assert _mark(VISITORS[0]) in shown["ada"] and _mark(VISITORS[0]) not in shown["bob"]
+
+
+def test_a_shared_corpus_with_the_visitors_own_name_can_be_picked(seeded: dict[str, dict], db_path: Path,
+                                                                 analyses: dict, load_calls: list[str]) -> None:
+    ada, bob = VISITORS
+    store = Store(db_path)
+    for email in VISITORS:  # both own a corpus named "pets"; bob's holds his marker line
+        viewer = Viewer(email)
+        corpus_id = store.open_corpus("pets", "minilm", analyses[email].settings.to_dict(), "pets.txt", viewer=viewer)
+        store.save_corpus_runs(corpus_id, [(1, analyses[f"{email} line"], f"pets-{email}")])
+    store.set_shared("corpus", "pets", True, viewer=Viewer(bob))
+    app = open_as(ada, "views/corpus.py", corpus="pets")
+    assert not app.exception and not app.error
+    picker = app.selectbox(key="corpus")
+    assert "pets" in picker.options and f"pets ({bob})" in picker.options
+    assert f"{seeded[ada]['mark']} corpus line" in everything(app)  # the plain name is ada's own
+    assert app.toggle and app.toggle[0].label == "Shared with other visitors"
+    theirs = picker.set_value(f"pets ({bob})").run()
+    assert not theirs.exception and not theirs.error
+    shown = everything(theirs)
+    assert f"{seeded[bob]['mark']} corpus line" in shown and f"{seeded[ada]['mark']} corpus line" not in shown
+    assert not theirs.toggle and "Shared by bob@lab\\.example" in page_text(theirs)
+    linked = open_as(ada, "views/corpus.py", corpus=f"pets ({bob})")  # the entry is a deep link too
+    assert f"{seeded[bob]['mark']} corpus line" in everything(linked)
