@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-import string
 import sys
 from pathlib import Path
 
@@ -33,22 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sinkfix.experiments.evict.tasks.common import (NOISE, digits, encode, leading, place, repeated, rng_for,
                                                     stop_tokens)
 from sinkfix.experiments.evict.tasks.multikey import keys_for
+from sinkfix.experiments.evict.tasks.vartrack import names_for
 
 INTRO = "Memorize and track the chain of variable assignments hidden in the following text."
 QUESTION = "\nQuestion: Follow the chain of assignments of the value {value} in the text above.\nAnswer: {value} ->"
 SEPARATOR = " ->"
 
 
-def caps(rng: random.Random, n: int) -> list[str]:
-    names: list[str] = []
-    while len(names) < n:
-        name = "".join(rng.choice(string.ascii_uppercase) for _ in range(5))
-        if name not in names:
-            names.append(name)
-    return names
-
-
-NAMES = {"words": keys_for, "caps": caps}
+NAMES = {"words": keys_for, "caps": names_for}
 
 
 def other_case(name: str) -> str:

@@ -11,6 +11,7 @@ repeats an assignment and must leave it where the assignment ends. It is meant f
 """
 from __future__ import annotations
 
+import random
 import string
 
 from sinkfix.experiments.evict.tasks.common import (NOISE, Prompt, digits, encode, leading, make_prompt, place,
@@ -23,14 +24,20 @@ QUESTION = ("\nQuestion: Find all variables that are assigned the value {value} 
             "value {value}, they are:")
 
 
-def prompt(tokenizer: object, length: int, depth: float, seed: int) -> Prompt:
-    rng = rng_for("vartrack", length, depth, seed)
-    value = digits(rng, 5)
+def names_for(rng: random.Random, n: int) -> list[str]:
+    """``n`` different names of five capital letters, RULER's variable names."""
     names: list[str] = []
-    while len(names) < HOPS:
+    while len(names) < n:
         name = "".join(rng.choice(string.ascii_uppercase) for _ in range(5))
         if name not in names:
             names.append(name)
+    return names
+
+
+def prompt(tokenizer: object, length: int, depth: float, seed: int) -> Prompt:
+    rng = rng_for("vartrack", length, depth, seed)
+    value = digits(rng, 5)
+    names = names_for(rng, HOPS)
     lines = [f" VAR {names[0]} = {value}."] + [f" VAR {b} = VAR {a}." for a, b in zip(names, names[1:])]
     step = (0.98 - depth) / max(1, HOPS - 1)
     needles = [(depth + i * step, encode(tokenizer, line)) for i, line in enumerate(lines)]
