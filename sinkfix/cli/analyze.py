@@ -14,6 +14,7 @@ from sinkfix.cache import analyze_or_fetch
 from sinkfix.capture.attention import blocking
 from sinkfix.capture.fast_path import choosing
 from sinkfix.cli.common import read_text_arg, write_json
+from sinkfix.errors import SettingsError
 from sinkfix.models import DEFAULT_MODEL, LoadedModel, get_model
 from sinkfix.progress import Progress
 from sinkfix.settings import (
@@ -125,13 +126,9 @@ def command_context(args: argparse.Namespace) -> Iterator[None]:
     and its --kernel for every analysis (intervened forwards always run blocked)."""
     query_block = getattr(args, "query_block", None)
     if query_block is not None and query_block < 1:
-        from sinkfix.errors import SettingsError
-
         raise SettingsError(f"query_block must be a whole number >= 1, got {query_block}")
     blocked_only = getattr(args, "blocked_only", None)
     if blocked_only and getattr(args, "kernel", None) == "triton":
-        from sinkfix.errors import SettingsError
-
         # A forced kernel the command never consults would be silently ignored.
         raise SettingsError(f"'{blocked_only}' runs its forward passes on the blocked path only (its observers "
                             "are not wired to the fused kernels), so --kernel triton cannot run it; leave --kernel out")

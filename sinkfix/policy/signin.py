@@ -104,26 +104,27 @@ def read_secrets(folder: Path, script: Path | None = None) -> dict:
     return merged
 
 
+def _ip(host: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address ``host`` spells (brackets allowed), or None for a name or nothing."""
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")) if host else None
+    except ValueError:
+        return None
+
+
 def is_loopback(host: str | None) -> bool:
     """True only for an address that this machine alone can reach. Unset or empty means every interface."""
-    if not host:
-        return False
-    if host.strip().lower() == "localhost":
+    if host and host.strip().lower() == "localhost":
         return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to a public interface
-        return False
+    address = _ip(host)  # a host name may resolve to a public interface: not loopback
+    return address is not None and address.is_loopback
 
 
 def is_network_peer(host: str | None) -> bool:
     """True for a client address beyond this machine: an IP address that is not loopback. A test
     client's name or a Unix socket has no IP address and is not a network peer."""
-    if not host:
-        return False
-    try:
-        address = ipaddress.ip_address(host.strip().strip("[]"))
-    except ValueError:
+    address = _ip(host)
+    if address is None:
         return False
     mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback too
     return not (mapped or address).is_loopback
