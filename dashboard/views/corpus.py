@@ -6,6 +6,8 @@ It stays fast at 100k inputs: the summary is the stored JSON (no blob is decoded
 read), and the inputs table is one page of ``PAGE_SIZE`` lines read with LIMIT/OFFSET on the
 (corpus_id, line_no) primary key.
 """
+from collections import Counter
+
 import pandas as pd
 import streamlit as st
 
@@ -127,13 +129,11 @@ def picker_keys(rows: list[dict], viewer_name: str) -> dict[str, tuple[str, str]
     """Picker entry -> (name, owner). Names are per owner: a name held by one owner is its own entry (the
     deep link ``?corpus=NAME``); where several owners' corpora share it, the visitor's own keeps the plain
     name and the others read "NAME (owner)"."""
-    owners: dict[str, list[str]] = {}
-    for row in rows:
-        owners.setdefault(row["name"], []).append(row["owner"])
+    holders = Counter(row["name"] for row in rows)
     keys: dict[str, tuple[str, str]] = {}
     for row in sorted(rows, key=lambda r: r["owner"] != viewer_name):  # stable: own first, then newest first
         name, owner = row["name"], row["owner"]
-        plain = len(owners[name]) == 1 or owner == viewer_name
+        plain = holders[name] == 1 or owner == viewer_name
         keys.setdefault(name if plain else f"{name} ({owner})", (name, owner))
     return keys
 
